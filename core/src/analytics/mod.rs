@@ -1,0 +1,111 @@
+//! The analytics: given measurements and the last state, the candidate's next share of traffic
+//! and the assessment of every success criterion.
+//!
+//! [`analyze`] dispatches on the strategy; each strategy is a pure function of its inputs.
+
+mod check_and_increment;
+mod increment_without_check;
+
+pub use check_and_increment::{
+    CheckAndIncrementState, CriterionInfo, VersionState, check_and_increment, conclusions,
+};
+pub use increment_without_check::increment_without_check;
+
+use serde::{Deserialize, Serialize};
+
+use crate::measurement::{MetricError, MetricReadings, MetricsQuery, VersionTags, Window};
+use crate::model::{Assessment, Strategy};
+use crate::plan::{Criterion, Plan};
+
+/// Everything an analytics implementation (built in or remote) needs for one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisRequest {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// From the experiment's start to now.
+    pub window: Window,
+    /// The baseline's labels.
+    pub baseline: VersionTags,
+    /// The candidate's labels.
+    pub candidate: VersionTags,
+    /// The success criteria with their metrics.
+    pub criteria: Vec<Criterion>,
+    /// Percentage points per step.
+    pub step_size: f64,
+    /// Cap on the candidate's share.
+    pub max_traffic_percentage: f64,
+    /// Bayesian confidence.
+    pub confidence: f64,
+    /// The state the previous analysis returned (`None` on the first call).
+    pub last_state: Option<serde_json::Value>,
+    /// Where a remote analytics service would be (`spec.analysis.analyticsService`).
+    pub analytics_service: String,
+}
+
+impl AnalysisRequest {
+    /// The request for a plan over a window, continuing from `last_state`.
+    pub fn new(plan: &Plan, window: Window, last_state: Option<serde_json::Value>) -> Self {
+        AnalysisRequest {
+            strategy: plan.strategy.clone(),
+            window,
+            baseline: plan.baseline_tags(),
+            candidate: plan.candidate_tags(),
+            criteria: plan.criteria.clone(),
+            step_size: plan.step_size,
+            max_traffic_percentage: plan.max_traffic_percentage,
+            confidence: plan.confidence,
+            last_state,
+            analytics_service: String::new(),
+        }
+    }
+
+    /// The measurements this request needs from a metrics backend.
+    pub fn metrics_query(&self) -> MetricsQuery {
+        MetricsQuery {
+            window: self.window,
+            baseline: self.baseline.clone(),
+            candidate: self.candidate.clone(),
+            metrics: self.criteria.iter().map(|c| c.metric.clone()).collect(),
+        }
+    }
+}
+
+/// What an analysis decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisOutcome {
+    /// The candidate's recommended share, in percent (may be fractional).
+    pub candidate_traffic_percentage: f64,
+    /// The verdicts.
+    pub assessment: Assessment,
+    /// State to pass to the next analysis.
+    pub state: serde_json::Value,
+}
+
+/// Why an analysis could not be made. An error never moves traffic.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnalyticsError {
+    /// The metrics backend failed.
+    #[error("metrics backend: {0}")]
+    Metrics(#[from] MetricError),
+    /// The request is not one this analytics can answer (bad state, unsupported strategy, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A remote analytics service failed.
+    #[error("analytics service: {0}")]
+    Service(String),
+}
+
+/// Runs the built-in analytics for a request over measured readings (one per criterion, in
+/// order).
+pub fn analyze(
+    request: &AnalysisRequest,
+    readings: &[MetricReadings],
+) -> Result<AnalysisOutcome, AnalyticsError> {
+    match request.strategy {
+        Strategy::CheckAndIncrement => check_and_increment(request, readings),
+        Strategy::IncrementWithoutCheck => increment_without_check(request),
+        ref other => Err(AnalyticsError::Invalid(format!(
+            "strategy `{other}` is not available in the built-in analytics yet"
+        ))),
+    }
+}
