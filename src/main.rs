@@ -1,1 +1,35 @@
-fn main() {}
+//! `iter8`: the command-line tool and operator. Parses flags, builds adapters, runs the core.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Automated canary releases for Kubernetes and Istio, compatible with iter8 v0.2.
+#[derive(Parser)]
+#[command(name = "iter8", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and validate Experiment manifests; print them with defaults filled in.
+    Validate(cli::validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cli::validate::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

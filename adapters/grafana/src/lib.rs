@@ -1,0 +1,1 @@
+//! iter8 adapter for grafana (being built).

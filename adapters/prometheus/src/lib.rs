@@ -1,0 +1,1 @@
+//! iter8 adapter for prometheus (being built).
