@@ -11,12 +11,17 @@
 
 mod string_enum;
 
+pub mod driver;
 pub mod duration;
+pub mod engine;
+pub mod manifest;
 pub mod measurement;
 pub mod metrics_config;
 pub mod model;
 pub mod plan;
 pub mod ports;
+pub mod table;
+pub mod validation;
 
 pub use duration::GoDuration;
 pub use measurement::{Measurement, MetricError, MetricErrorKind, MetricReadings, VersionReading};

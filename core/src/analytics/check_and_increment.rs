@@ -1,13 +1,18 @@
-//! `check_and_increment`, as iter8-analytics v0.2.1 decides it (behaviour guide §4).
+//! `check_and_increment`, deciding exactly as iter8-analytics v0.2.1 does (behaviour guide §4),
+//! with its conclusions word for word.
 //!
-//! - Per criterion and version: the value (after `absent_value`) and the sample size.
+//! - Values and sample sizes are rounded to 3 decimals, as the original's query layer does.
 //! - threshold: met iff the candidate's sample is sufficient and its value <= tolerance.
 //! - delta: both samples sufficient and candidate <= (1 + tolerance) x baseline.
-//! - abort: a criterion with `stopOnFailure` fails on a sufficient sample; a counter metric over
-//!   its threshold on a sufficient sample always aborts.
-//! - traffic: first call -> min(step, max); later, all met and new data -> min(last + step, max);
-//!   otherwise hold. An error in any measurement is an error of the whole decision: it never
-//!   moves traffic.
+//! - abort: `stopOnFailure` and a failure on a sufficient sample; a counter metric failing a
+//!   threshold on a sufficient sample always aborts.
+//! - change detection: per criterion and version `[int(sample), value]` is kept; an entry changes
+//!   when it is new, the sample grew, or the value differs.
+//! - traffic: no change -> hold; first call or all met -> min(last + step, max); otherwise hold.
+//!
+//! Where we do better than the original: a backend error fails the whole decision (it never
+//! moves traffic), and NaN or -Inf are "no value" (they neither pass nor fall back to
+//! `absent_value`); +Inf is a value (it fails any finite tolerance).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,41 +21,51 @@ use crate::measurement::{Measurement, MetricReadings, VersionReading};
 use crate::model::{Assessment, CriterionAssessment, Reading, ToleranceType};
 use crate::plan::Criterion;
 
-/// Conclusions, as plain-English sentences.
+/// The original's conclusions, verbatim (spaces included).
 pub mod conclusions {
-    /// Summary when every criterion is met.
-    pub const ALL_MET: &str = "All success criteria were met";
+    /// Summary on the first call.
+    pub const STARTED: &str = "Experiment started";
+    /// Summary when every criterion is met (two spaces, as in iter8-analytics).
+    pub const ALL_MET: &str = "All success criteria were  met";
     /// Summary when some criterion is not met.
-    pub const NOT_ALL_MET: &str = "Not all success criteria were met";
+    pub const NOT_ALL_MET: &str = "All success criteria were not met";
     /// Summary when the experiment must stop.
     pub const ABORT: &str = "The experiment needs to be aborted";
-    /// Summary when nothing changed since the last analysis.
-    pub const NO_NEW_DATA: &str = "No new data since the last analysis: traffic is held";
+    /// Summary when nothing changed since the last call.
+    pub const NO_CHANGE: &str =
+        "No change observed in this iteration. Traffic percentage is not altered";
+    /// Summary when the baseline itself fails a threshold.
+    pub const BASELINE_FAILED: &str = "The baseline version did not meet success criteria";
     /// A criterion whose sample is too small.
-    pub const INSUFFICIENT_SAMPLE: &str = "Insufficient sample size";
+    pub const INSUFFICIENT_SAMPLE: &str = "Insufficient sample size. ";
+    /// A counter metric over its threshold.
+    pub const COUNTER_EXCEEDED: &str =
+        "Counter Metric exceeded threshold value. Aborting experiment.";
+    /// The error for a delta criterion on a counter metric.
+    pub const DELTA_ON_COUNTER: &str = "Delta criterion cannot be used with counter metric.";
 }
+
+/// `[int(sample_size), value]` of one criterion for one version.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CriterionInfo(
+    /// The sample size, truncated to a whole number.
+    pub f64,
+    /// The value (`null` for none).
+    #[serde(with = "crate::model::reading_value")]
+    pub Option<f64>,
+);
 
 /// Per-version part of the state: the share and, per criterion, `[sample_size, value]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct VersionState {
     /// The version's share after the decision.
     pub traffic_percentage: f64,
-    /// Per criterion, in order: `[sample_size, value]` (`value` null when there was none).
+    /// Per criterion, in order.
     #[serde(default)]
     pub success_criterion_information: Vec<CriterionInfo>,
 }
 
-/// `[sample_size, value]` of one criterion for one version.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CriterionInfo(
-    /// The sample size.
-    pub f64,
-    /// The value (`null` for none; NaN and infinities as strings).
-    #[serde(with = "crate::model::reading_value")]
-    pub Option<f64>,
-);
-
-/// The state check_and_increment carries between calls (iter8-analytics' `_last_state`).
+/// The state carried between calls: iter8-analytics' `_last_state`, same JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct CheckAndIncrementState {
     /// Baseline part.
@@ -59,127 +74,125 @@ pub struct CheckAndIncrementState {
     pub candidate: VersionState,
 }
 
-/// A version's numbers after `absent_value` is applied.
+impl CheckAndIncrementState {
+    /// Reads a last state; `None`, `null` and `{}` mean "first call".
+    pub fn from_last(last: Option<&serde_json::Value>) -> Result<Option<Self>, AnalyticsError> {
+        match last {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                AnalyticsError::Invalid(format!("last state is not check_and_increment's: {e}"))
+            }),
+        }
+    }
+}
+
+/// A version's numbers after `absent_value` and rounding.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Resolved {
     value: Option<f64>,
     sample: f64,
 }
 
+/// Rounds like Python's `float("%.3f" % x)`.
+fn round3(x: f64) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    format!("{x:.3}").parse().unwrap_or(x)
+}
+
 fn resolve(reading: &VersionReading, criterion: &Criterion) -> Result<Resolved, AnalyticsError> {
-    let value = reading
-        .value
-        .resolve(criterion.metric.absent_value)
-        .map_err(|e| AnalyticsError::Metrics(e.clone()))?;
-    // No series for the sample-size query means no requests were counted.
+    let value = match &reading.value {
+        Measurement::NaN | Measurement::NegInf => None,
+        other => other
+            .resolve(criterion.metric.absent_value)
+            .map_err(|e| AnalyticsError::Metrics(e.clone()))?
+            .map(round3),
+    };
+    // The sample-size query's absent value is 0: no series means no requests were counted.
     let sample = match &reading.sample_size {
-        Measurement::Value(v) => v.max(0.0),
+        Measurement::Value(v) => round3(v.max(0.0)),
         Measurement::NoData | Measurement::NaN | Measurement::PosInf | Measurement::NegInf => 0.0,
         Measurement::Error(e) => return Err(AnalyticsError::Metrics(e.clone())),
     };
     Ok(Resolved { value, sample })
 }
 
-fn reading(r: Resolved) -> Reading {
-    Reading {
-        value: r.value,
-        sample_size: r.sample,
-    }
-}
-
-fn fmt_num(x: f64) -> String {
-    if x.is_nan() {
-        "NaN".into()
-    } else if x.is_infinite() {
-        if x > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
+/// Formats a tolerance as Python's `str()` of the JSON number Go sends (`10`, `0.02`).
+fn python_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e16 {
+        format!("{}", x as i64)
     } else {
-        format!("{}", (x * 1000.0).round() / 1000.0)
+        format!("{x}")
     }
 }
 
 /// Judges one criterion.
 fn judge(criterion: &Criterion, b: Resolved, c: Resolved) -> CriterionAssessment {
-    let name = &criterion.metric.name;
+    let delta = criterion.tolerance_type == ToleranceType::Delta;
     let needed = criterion.sample_size as f64;
-    let mut out = CriterionAssessment {
+    let sufficient = c.sample >= needed && (!delta || b.sample >= needed);
+    let met = sufficient
+        && match (delta, c.value, b.value) {
+            (false, Some(cv), _) => cv <= criterion.tolerance,
+            (true, Some(cv), Some(bv)) => cv <= (1.0 + criterion.tolerance) * bv,
+            _ => false,
+        };
+    let name = &criterion.metric.name;
+    let mut conclusions = vec![if sufficient {
+        format!(
+            "{name} of the candidate {} within {} {} {}. ",
+            if met { "is" } else { "is not" },
+            if delta { "delta" } else { "threshold" },
+            python_number(criterion.tolerance),
+            if delta { "of the baseline" } else { "" },
+        )
+    } else {
+        conclusions::INSUFFICIENT_SAMPLE.to_string()
+    }];
+    let counter_exceeded = criterion.metric.is_counter && sufficient && !delta && !met;
+    if counter_exceeded {
+        conclusions.push(conclusions::COUNTER_EXCEEDED.to_string());
+    }
+    CriterionAssessment {
         metric_name: name.clone(),
+        conclusions,
+        success_criterion_met: met,
+        abort_experiment: (criterion.stop_on_failure && sufficient && !met) || counter_exceeded,
         tolerance_type: Some(criterion.tolerance_type.as_str().to_string()),
         tolerance: Some(criterion.tolerance),
         sample_size: Some(criterion.sample_size),
-        baseline: Some(reading(b)),
-        candidate: Some(reading(c)),
-        ..Default::default()
-    };
-    let delta = criterion.tolerance_type == ToleranceType::Delta;
-    let sufficient = c.sample >= needed && (!delta || b.sample >= needed);
-    if !sufficient {
-        out.conclusions.push(format!(
-            "{}: {name} needs {} requests per version, has {} (candidate){}",
-            conclusions::INSUFFICIENT_SAMPLE,
-            criterion.sample_size,
-            fmt_num(c.sample),
-            if delta {
-                format!(" and {} (baseline)", fmt_num(b.sample))
+        baseline: Some(Reading {
+            value: b.value,
+            sample_size: b.sample,
+        }),
+        candidate: Some(Reading {
+            value: c.value,
+            sample_size: c.sample,
+        }),
+    }
+}
+
+/// Whether a version's reading is new to the state, updating the stored entry when it is
+/// (iter8-analytics' `append_if_metrics_changed_in_this_iteration`).
+fn observe_change(stored: &mut Vec<CriterionInfo>, index: usize, r: Resolved) -> bool {
+    let entry = CriterionInfo(r.sample.trunc(), r.value);
+    match stored.get_mut(index) {
+        None => {
+            stored.push(entry);
+            true
+        }
+        Some(old) => {
+            let same_value = old.1.map(f64::to_bits) == r.value.map(f64::to_bits);
+            if entry.0 > old.0 || !same_value {
+                *old = entry;
+                true
             } else {
-                String::new()
+                false
             }
-        ));
-        return out;
+        }
     }
-    let Some(cv) = c.value else {
-        out.conclusions
-            .push(format!("No data for {name} of the candidate"));
-        return out;
-    };
-    // NaN and -Inf are not measurements of the service: they can neither pass nor abort.
-    if cv.is_nan() || cv == f64::NEG_INFINITY {
-        out.conclusions.push(format!(
-            "{name} of the candidate is {}: cannot judge",
-            fmt_num(cv)
-        ));
-        return out;
-    }
-    let (limit, what) = if delta {
-        let Some(bv) = b.value.filter(|v| v.is_finite()) else {
-            out.conclusions.push(format!(
-                "No usable baseline value for {name} ({}): cannot compare",
-                b.value.map_or("no data".to_string(), fmt_num)
-            ));
-            return out;
-        };
-        (
-            (1.0 + criterion.tolerance) * bv,
-            format!(
-                "within {} of the baseline ({})",
-                fmt_num(criterion.tolerance),
-                fmt_num(bv)
-            ),
-        )
-    } else {
-        (
-            criterion.tolerance,
-            format!("within the threshold {}", fmt_num(criterion.tolerance)),
-        )
-    };
-    out.success_criterion_met = cv <= limit;
-    if out.success_criterion_met {
-        out.conclusions.push(format!(
-            "{name} of the candidate ({}) is {what}",
-            fmt_num(cv)
-        ));
-    } else {
-        out.conclusions.push(format!(
-            "{name} of the candidate ({}) is not {what}",
-            fmt_num(cv)
-        ));
-        let counter_over = criterion.metric.is_counter && !delta;
-        out.abort_experiment = criterion.stop_on_failure || counter_over;
-    }
-    out
 }
 
 /// Decides the candidate's next share with check_and_increment.
@@ -194,75 +207,80 @@ pub fn check_and_increment(
             readings.len()
         )));
     }
-    let last: Option<CheckAndIncrementState> = match &request.last_state {
-        None => None,
-        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
-            AnalyticsError::Invalid(format!("last state is not check_and_increment's: {e}"))
-        })?),
-    };
+    let last = CheckAndIncrementState::from_last(request.last_state.as_ref())?;
+    let first = last.is_none();
+    let mut state = last.unwrap_or(CheckAndIncrementState {
+        baseline: VersionState {
+            traffic_percentage: 100.0,
+            success_criterion_information: Vec::new(),
+        },
+        candidate: VersionState::default(),
+    });
 
+    let mut changed = false;
     let mut criteria = Vec::with_capacity(readings.len());
-    let mut info_b = Vec::with_capacity(readings.len());
-    let mut info_c = Vec::with_capacity(readings.len());
-    for (criterion, r) in request.criteria.iter().zip(readings) {
+    let mut all_samples_sufficient = true;
+    let mut baseline_meets = Vec::with_capacity(readings.len());
+    for (i, (criterion, r)) in request.criteria.iter().zip(readings).enumerate() {
+        if criterion.tolerance_type == ToleranceType::Delta && criterion.metric.is_counter {
+            return Err(AnalyticsError::Invalid(
+                conclusions::DELTA_ON_COUNTER.to_string(),
+            ));
+        }
         let b = resolve(&r.baseline, criterion)?;
         let c = resolve(&r.candidate, criterion)?;
-        info_b.push(CriterionInfo(b.sample, b.value));
-        info_c.push(CriterionInfo(c.sample, c.value));
+        changed |= observe_change(&mut state.baseline.success_criterion_information, i, b);
+        changed |= observe_change(&mut state.candidate.success_criterion_information, i, c);
+        // The baseline judged on its own: a delta criterion counts as met.
+        let needed = criterion.sample_size as f64;
+        let delta = criterion.tolerance_type == ToleranceType::Delta;
+        all_samples_sufficient &= c.sample >= needed && (!delta || b.sample >= needed);
+        let b_sufficient = b.sample >= needed;
+        let b_met = delta || judge(criterion, b, b).success_criterion_met;
+        baseline_meets.push((b_sufficient, b_met));
         criteria.push(judge(criterion, b, c));
     }
 
     let all_met = criteria.iter().all(|c| c.success_criterion_met);
     let abort = criteria.iter().any(|c| c.abort_experiment);
-    // NaN never equals itself; compare bit patterns so an unchanged NaN counts as unchanged.
-    let same = |a: &[CriterionInfo], b: &[CriterionInfo]| {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                x.0.to_bits() == y.0.to_bits() && x.1.map(f64::to_bits) == y.1.map(f64::to_bits)
-            })
-    };
-    let step = request.step_size;
-    let max = request.max_traffic_percentage;
-    let (candidate, new_data) = match &last {
-        None => (step.min(max), true),
-        Some(last) => {
-            let changed = !same(&last.baseline.success_criterion_information, &info_b)
-                || !same(&last.candidate.success_criterion_information, &info_c);
-            let now = last.candidate.traffic_percentage;
-            if all_met && changed {
-                ((now + step).min(max), true)
-            } else {
-                (now, changed)
-            }
+    let mut summary = Vec::new();
+    if first {
+        summary.push(conclusions::STARTED.to_string());
+    } else {
+        if abort {
+            summary.push(conclusions::ABORT.to_string());
         }
+        summary.push(
+            if all_met {
+                conclusions::ALL_MET
+            } else {
+                conclusions::NOT_ALL_MET
+            }
+            .into(),
+        );
+    }
+    if !changed {
+        summary.push(conclusions::NO_CHANGE.to_string());
+    }
+
+    let last_share = state.candidate.traffic_percentage;
+    let candidate = if !changed {
+        last_share
+    } else if first || all_met {
+        (last_share + request.step_size).min(request.max_traffic_percentage)
+    } else {
+        let (b_samples_ok, b_all_met) = baseline_meets
+            .iter()
+            .fold((true, true), |(s, m), (bs, bm)| (s && *bs, m && *bm));
+        if all_samples_sufficient && b_samples_ok && !b_all_met {
+            summary.push(conclusions::BASELINE_FAILED.to_string());
+        }
+        last_share
     };
     let candidate = candidate.clamp(0.0, 100.0);
+    state.candidate.traffic_percentage = candidate;
+    state.baseline.traffic_percentage = 100.0 - candidate;
 
-    let mut summary = Vec::new();
-    summary.push(
-        if all_met {
-            conclusions::ALL_MET
-        } else {
-            conclusions::NOT_ALL_MET
-        }
-        .to_string(),
-    );
-    if abort {
-        summary.push(conclusions::ABORT.to_string());
-    }
-    if !new_data {
-        summary.push(conclusions::NO_NEW_DATA.to_string());
-    }
-    let state = CheckAndIncrementState {
-        baseline: VersionState {
-            traffic_percentage: 100.0 - candidate,
-            success_criterion_information: info_b,
-        },
-        candidate: VersionState {
-            traffic_percentage: candidate,
-            success_criterion_information: info_c,
-        },
-    };
     Ok(AnalysisOutcome {
         candidate_traffic_percentage: candidate,
         assessment: Assessment {

@@ -8,8 +8,6 @@ pub use meta::ObjectMeta;
 pub use spec::*;
 pub use status::*;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// The API group and version of the Experiment resource.
@@ -55,9 +53,6 @@ pub struct Experiment {
     /// What the controller has done so far; all progress state lives here.
     #[serde(default, skip_serializing_if = "ExperimentStatus::is_empty")]
     pub status: ExperimentStatus,
-    /// Top-level fields this version does not know (reported by validation, kept on output).
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: BTreeMap<String, serde_json::Value>,
 }
 
 impl Experiment {

@@ -2,8 +2,6 @@
 //! report all problems at once); defaults come from [`ExperimentSpec::with_defaults`] and the
 //! accessors.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::duration::GoDuration;
@@ -24,8 +22,6 @@ pub const DEFAULT_ANALYTICS_SERVICE: &str = "http://iter8-analytics.iter8:8080";
 pub const DEFAULT_GRAFANA_ENDPOINT: &str = "http://localhost:3000";
 /// Default `successCriteria[].sampleSize`.
 pub const DEFAULT_SAMPLE_SIZE: i64 = 10;
-
-type Unknown = BTreeMap<String, serde_json::Value>;
 
 /// Writes whole numbers without a fraction, as users write them (`20`, not `20.0`).
 fn ser_number<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
@@ -56,9 +52,6 @@ pub struct ExperimentSpec {
     /// `delete`: delete the losing version when done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<Cleanup>,
-    /// Fields this version does not know.
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: Unknown,
 }
 
 crate::string_enum! {
@@ -145,9 +138,6 @@ pub struct TargetService {
     /// Extra hosts reached through Istio Gateways.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<Host>,
-    /// Fields this version does not know.
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: Unknown,
 }
 
 impl TargetService {
@@ -177,9 +167,6 @@ pub struct Host {
     /// The Istio Gateway the host comes through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    /// Fields this version does not know.
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: Unknown,
 }
 
 /// `spec.trafficControl`.
@@ -219,9 +206,6 @@ pub struct TrafficControl {
         serialize_with = "ser_number"
     )]
     pub confidence: Option<f64>,
-    /// Fields this version does not know.
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: Unknown,
 }
 
 /// `spec.analysis`.
@@ -240,9 +224,6 @@ pub struct Analysis {
     /// Reward metric for A/B with the Bayesian strategies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward: Option<Reward>,
-    /// Fields this version does not know.
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: Unknown,
 }
 
 /// `spec.analysis.successCriteria[]`.
@@ -271,9 +252,6 @@ pub struct SuccessCriterion {
     /// Metric range (Bayesian strategies).
     #[serde(default, rename = "min_max", skip_serializing_if = "Option::is_none")]
     pub min_max: Option<MinMax>,
-    /// Fields this version does not know.
-    #[serde(flatten, skip_serializing_if = "BTreeMap::is_empty")]
-    pub unknown_fields: Unknown,
 }
 
 /// `min_max` of a criterion or the reward.

@@ -1,0 +1,410 @@
+//! The traffic state machine: one pure function from (experiment, observations, now) to the
+//! new status, the actions to perform and when to be woken next.
+//!
+//! The contract with a driver (see [`crate::driver`]):
+//! 1. observe targets and routing, call [`reconcile`];
+//! 2. on [`Step::Analyze`], run the analysis it asks for and call [`reconcile`] again with the
+//!    outcome in [`Observations::analysis`];
+//! 3. on [`Step::Decided`], perform the actions in order; if a routing action fails, write
+//!    [`routing_failed`]'s status instead of the decision's (so a split that was not applied is
+//!    never reported); otherwise write the decision's status and record its events;
+//! 4. reconcile again after `requeue_after`, or when a watched object changes.
+
+mod draft;
+pub mod messages;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::action::{Action, Event, RoutingAction, Winner};
+use crate::analytics::{self, AnalysisOutcome, AnalysisRequest};
+use crate::metrics_config::MetricsConfig;
+use crate::model::{
+    ConditionType, Experiment, ExperimentStatus, OnSuccess, Phase, Strategy, TrafficSplit,
+    UserAction,
+};
+use crate::observation::Observations;
+use crate::plan::Plan;
+use crate::ports::DashboardLink;
+use crate::validation;
+use draft::Draft;
+use messages::*;
+
+/// How soon to retry after a failing dependency (never later than the interval).
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A dashboard link that links nowhere (for embedders without Grafana).
+pub struct NoDashboard;
+
+impl DashboardLink for NoDashboard {
+    fn url(&self, _: &Experiment, _: DateTime<Utc>, _: Option<DateTime<Utc>>) -> Option<String> {
+        None
+    }
+}
+
+/// What the engine needs besides the experiment and the observations.
+pub struct Context<'a> {
+    /// The metrics configuration the experiment runs with.
+    pub metrics: &'a MetricsConfig,
+    /// Builds `status.grafanaURL`.
+    pub dashboard: &'a dyn DashboardLink,
+    /// The time of the decision.
+    pub now: DateTime<Utc>,
+    /// Set when the metrics configuration could not be read: the experiment pauses with
+    /// `SyncMetricsError`.
+    pub metrics_error: Option<String>,
+}
+
+impl<'a> Context<'a> {
+    /// A context without a dashboard link.
+    pub fn new(metrics: &'a MetricsConfig, now: DateTime<Utc>) -> Self {
+        Context {
+            metrics,
+            dashboard: &NoDashboard,
+            now,
+            metrics_error: None,
+        }
+    }
+}
+
+/// The outcome of a reconcile: what to write, do and record, and when to come back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The new status.
+    pub status: ExperimentStatus,
+    /// Actions, in order.
+    pub actions: Vec<Action>,
+    /// Events to record.
+    pub events: Vec<Event>,
+    /// Reconcile again after this long (`None`: only when something changes).
+    pub requeue_after: Option<Duration>,
+}
+
+/// One step of the driver loop.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Step {
+    /// Run this analysis and call [`reconcile`] again with its outcome.
+    Analyze(AnalysisRequest),
+    /// The decision.
+    Decided(Decision),
+}
+
+/// Decides what to do for an experiment now.
+pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
+    let mut d = Draft::new(exp, ctx.now);
+    let started = exp.status.start_timestamp.is_some();
+
+    if exp.is_being_deleted() {
+        if exp.has_finalizer() {
+            // Roll traffic back before letting the experiment go.
+            if started && !exp.status.is_completed() {
+                d.route(RoutingAction::Finalize {
+                    winner: Winner::Baseline,
+                    split: TrafficSplit::ALL_BASELINE,
+                });
+                d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+            }
+            d.actions.push(Action::RemoveFinalizer);
+        }
+        return Step::Decided(d.finish(None));
+    }
+    if !exp.has_finalizer() {
+        d.actions.push(Action::AddFinalizer);
+    }
+
+    if exp.status.is_completed() {
+        // Re-assert the final routing until the observed routing says so.
+        let ours = obs.routing.held_by.is_none();
+        if let Some(observed) = obs.routing.split
+            && ours
+            && observed != exp.status.split()
+        {
+            let split = exp.status.split();
+            d.route(RoutingAction::Finalize {
+                winner: winner_of(split),
+                split,
+            });
+        }
+        return Step::Decided(d.finish(None));
+    }
+
+    if let Some(err) = &ctx.metrics_error {
+        let text = format!("Fail to read metrics: {err}");
+        d.pause(
+            SYNC_METRICS_ERROR,
+            &text,
+            Some(ConditionType::MetricsSynced),
+        );
+        return Step::Decided(d.finish(Some(RETRY_AFTER)));
+    }
+    let plan = match validation::plan(exp, ctx.metrics) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            let text = problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            d.pause(VALIDATION_ERROR, &text, Some(ConditionType::MetricsSynced));
+            return Step::Decided(d.finish(None));
+        }
+    };
+    d.condition(ConditionType::MetricsSynced, true, "", "");
+
+    match &exp.action {
+        Some(UserAction::OverrideSuccess) => {
+            return Step::Decided(complete(d, &plan, ctx, true, ABORTED, None));
+        }
+        Some(UserAction::OverrideFailure) => {
+            return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
+        }
+        Some(UserAction::Pause) => {
+            d.status.phase = Some(Phase::Pause);
+            d.status.message = Some(PAUSE.to_string());
+            return Step::Decided(d.finish(None));
+        }
+        Some(UserAction::Resume) if exp.status.message.as_deref() == Some(PAUSE) => {
+            d.status.phase = Some(Phase::Progressing);
+            d.status.message = Some(RESUME.to_string());
+        }
+        _ => {}
+    }
+
+    let t = &obs.targets;
+    let missing = [
+        (t.service, "Service"),
+        (t.baseline, "Baseline"),
+        (t.candidate, "Candidate"),
+    ]
+    .into_iter()
+    .find_map(|(present, what)| (!present).then_some(what));
+    if let Some(what) = missing {
+        if !started {
+            let text = format!("Missing {what}");
+            d.pause(
+                TARGETS_NOT_FOUND,
+                &text,
+                Some(ConditionType::TargetsProvided),
+            );
+            d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+            return Step::Decided(d.finish(None));
+        }
+        let text = format!("{what} Deleted");
+        d.condition(
+            ConditionType::TargetsProvided,
+            false,
+            TARGETS_NOT_FOUND,
+            &text,
+        );
+        // Baseline gone: finish on the candidate; candidate or service gone: back to baseline.
+        let decision = if what == "Baseline" {
+            complete(d, &plan, ctx, true, ABORTED, Some(Winner::Candidate))
+        } else {
+            complete(d, &plan, ctx, false, ABORTED, None)
+        };
+        return Step::Decided(decision);
+    }
+    if let Some(other) = &t.claimed_by
+        && !started
+    {
+        let text = format!("{} is being involved in other experiment", plan.service);
+        d.pause(TARGETS_NOT_FOUND, &text, None);
+        d.condition(
+            ConditionType::TargetsProvided,
+            false,
+            TARGETS_NOT_FOUND,
+            &format!("targets are used by running experiment {other}"),
+        );
+        d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+        return Step::Decided(d.finish(None));
+    }
+    d.condition(ConditionType::TargetsProvided, true, "", "");
+
+    if let Some(other) = &obs.routing.held_by {
+        let text = format!(
+            "routing rules of {} are held by experiment {other}",
+            plan.service
+        );
+        d.pause(
+            ROUTING_RULES_ERROR,
+            &text,
+            Some(ConditionType::RoutingRulesReady),
+        );
+        return Step::Decided(d.finish(Some(RETRY_AFTER.min(plan.interval))));
+    }
+
+    if !started {
+        d.status.start_timestamp = Some(ctx.now);
+        d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+        d.status.grafana_url = ctx.dashboard.url(exp, ctx.now, None);
+        d.route(RoutingAction::Initialize);
+    }
+    d.condition(ConditionType::RoutingRulesReady, true, "", "");
+    let start = d.status.start_timestamp.unwrap_or(ctx.now);
+
+    let due_at = d
+        .status
+        .last_increment_time
+        .map(|t| t + chrono::Duration::from_std(plan.interval).unwrap_or(chrono::TimeDelta::MAX));
+    let due = d.status.current_iteration == 0 || due_at.is_none_or(|t| ctx.now >= t);
+    if !due {
+        if let Some(observed) = obs.routing.split
+            && observed != d.status.split()
+        {
+            // Someone edited the weights by hand: put ours back.
+            let split = d.status.split();
+            d.route(RoutingAction::SetSplit(split));
+        }
+        if d.status.phase != Some(Phase::Progressing) && d.status.current_iteration > 0 {
+            // Back from a pause for a failing dependency: progressing again.
+            let text = format!("Iteration {} Started", d.status.current_iteration);
+            d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
+        }
+        let wait = due_at
+            .and_then(|t| (t - ctx.now).to_std().ok())
+            .unwrap_or(plan.interval);
+        return Step::Decided(d.finish(Some(wait)));
+    }
+
+    let mut request = AnalysisRequest::new(
+        &plan,
+        crate::measurement::Window {
+            start,
+            end: ctx.now,
+        },
+        d.status.analysis_state.clone(),
+    );
+    request.analytics_service = exp.spec.analytics_service().to_string();
+    let outcome: AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
+        match analytics::increment_without_check(&request) {
+            Ok(o) => o,
+            Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
+        }
+    } else {
+        match &obs.analysis {
+            None => return Step::Analyze(request),
+            Some(Err(e)) => return Step::Decided(analytics_failed(d, &e.to_string())),
+            Some(Ok(o)) => o.clone(),
+        }
+    };
+    d.condition(ConditionType::AnalyticsServiceNormal, true, "", "");
+    let all_met = outcome.assessment.all_success_criteria_met;
+    let abort = outcome.assessment.abort_experiment;
+    let first = d.status.current_iteration == 0;
+    d.status.analysis_state = Some(outcome.state.clone());
+    let candidate_share = outcome.candidate_traffic_percentage;
+    d.status.assessment = Some(outcome.assessment);
+
+    if abort {
+        return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
+    }
+    if d.status.current_iteration >= plan.max_iterations {
+        let decision = if plan.criteria.is_empty() {
+            complete(d, &plan, ctx, true, LAST_ITERATION_COMPLETED, None)
+        } else if all_met {
+            complete(d, &plan, ctx, true, ALL_CRITERIA_MET, None)
+        } else {
+            complete(d, &plan, ctx, false, NOT_ALL_CRITERIA_MET, None)
+        };
+        return Step::Decided(decision);
+    }
+    // Traffic moves only on the first iteration or when every criterion is met. Weights are
+    // whole percentages, truncated as iter8 v0.2 does, and never above the cap.
+    if first || all_met {
+        let cap = plan.max_traffic_percentage.trunc();
+        let candidate = candidate_share.min(cap).clamp(0.0, 100.0).trunc() as u32;
+        let split = TrafficSplit::with_candidate(candidate);
+        if split != d.status.split() || obs.routing.split.is_some_and(|o| o != split) {
+            d.route(RoutingAction::SetSplit(split));
+        }
+        d.status.traffic_split_percentage = Some(split);
+    }
+    d.status.current_iteration += 1;
+    d.status.last_increment_time = Some(ctx.now);
+    let text = format!("Iteration {} Started", d.status.current_iteration);
+    d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
+    Step::Decided(d.finish(Some(plan.interval)))
+}
+
+/// The status to write when a routing action of `decision` failed: nothing of the decision is
+/// reported; the experiment pauses with `RoutingRulesError` and retries.
+pub fn routing_failed(exp: &Experiment, error: &str, ctx: &Context) -> Decision {
+    let mut d = Draft::new(exp, ctx.now);
+    d.pause(
+        ROUTING_RULES_ERROR,
+        error,
+        Some(ConditionType::RoutingRulesReady),
+    );
+    d.finish(Some(RETRY_AFTER))
+}
+
+fn analytics_failed(mut d: Draft, error: &str) -> Decision {
+    d.pause(
+        ANALYTICS_SERVICE_ERROR,
+        error,
+        Some(ConditionType::AnalyticsServiceNormal),
+    );
+    d.finish(Some(RETRY_AFTER))
+}
+
+fn winner_of(split: TrafficSplit) -> Winner {
+    match (split.baseline, split.candidate) {
+        (_, 0) => Winner::Baseline,
+        (0, _) => Winner::Candidate,
+        _ => Winner::Both,
+    }
+}
+
+/// Ends the experiment: final split, stable routing, cleanup, message and conditions.
+fn complete(
+    mut d: Draft,
+    plan: &Plan,
+    ctx: &Context,
+    succeeded: bool,
+    text: &str,
+    forced_winner: Option<Winner>,
+) -> Decision {
+    let started = d.status.start_timestamp.is_some();
+    let winner = match (succeeded, forced_winner) {
+        (_, Some(w)) => w,
+        (false, None) => Winner::Baseline,
+        (true, None) => match plan.on_success {
+            OnSuccess::Baseline => Winner::Baseline,
+            OnSuccess::Both => Winner::Both,
+            _ => Winner::Candidate,
+        },
+    };
+    let split = match winner {
+        Winner::Baseline => TrafficSplit::ALL_BASELINE,
+        Winner::Candidate => TrafficSplit::ALL_CANDIDATE,
+        Winner::Both => d.status.split(),
+    };
+    if started {
+        d.route(RoutingAction::Finalize { winner, split });
+        if plan.cleanup {
+            match winner {
+                Winner::Baseline => d.actions.push(Action::DeleteTarget(plan.candidate.clone())),
+                Winner::Candidate if forced_winner.is_none() => {
+                    d.actions.push(Action::DeleteTarget(plan.baseline.clone()))
+                }
+                _ => {}
+            }
+        }
+    }
+    d.status.traffic_split_percentage = Some(split);
+    d.status.end_timestamp = Some(ctx.now);
+    if let Some(start) = d.status.start_timestamp {
+        d.status.grafana_url = ctx.dashboard.url(d.exp, start, Some(ctx.now));
+    }
+    let reason = if succeeded {
+        EXPERIMENT_SUCCEEDED
+    } else {
+        EXPERIMENT_FAILED
+    };
+    d.set_message(Phase::Completed, reason, text);
+    d.condition(ConditionType::ExperimentCompleted, true, reason, text);
+    d.condition(ConditionType::ExperimentSucceeded, succeeded, reason, text);
+    d.finish(None)
+}
