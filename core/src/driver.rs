@@ -108,8 +108,8 @@ pub async fn reconcile_once(
                 .map_err(DriverError::Store)?,
             Action::Route(route) => {
                 if let Err(e) = ports.router.apply(experiment, route).await {
+                    // Report nothing of a decision whose routing did not happen.
                     decision = engine::routing_failed(experiment, &e.message, ctx);
-                    remove_finalizer = false;
                     break;
                 }
             }
@@ -145,4 +145,238 @@ pub async fn reconcile_once(
             .map_err(DriverError::Store)?;
     }
     Ok(decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::RoutingAction;
+    use crate::engine::Context;
+    use crate::measurement::{MetricError, MetricErrorKind};
+    use crate::metrics_config::{EXTENDED_TELEMETRY_V2, MetricsConfig};
+    use crate::model::{ConditionStatus, ConditionType, Phase, TrafficSplit};
+    use crate::observation::{RoutingObservation, Targets};
+    use crate::ports::{
+        MockAnalytics, MockEventRecorder, MockExperimentStore, MockMetricSource, MockTargetLocator,
+        MockTrafficRouter,
+    };
+    use chrono::TimeZone;
+    use mockall::predicate::*;
+
+    fn experiment() -> Experiment {
+        let text = include_str!("../../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
+        crate::manifest::parse_experiments(text).unwrap()[0]
+            .clone()
+            .unwrap()
+            .experiment
+    }
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 27, 10, 0, 0)
+            .unwrap()
+    }
+
+    fn targets() -> MockTargetLocator {
+        let mut t = MockTargetLocator::new();
+        t.expect_locate().returning(|_| Ok(Targets::all_present()));
+        t
+    }
+
+    fn events() -> MockEventRecorder {
+        let mut e = MockEventRecorder::new();
+        e.expect_record().returning(|_, _| Ok(()));
+        e
+    }
+
+    fn first_outcome() -> Result<AnalysisOutcome, AnalyticsError> {
+        Ok(AnalysisOutcome {
+            candidate_traffic_percentage: 20.0,
+            assessment: Default::default(),
+            state: serde_json::json!({"candidate": {"traffic_percentage": 20.0}}),
+        })
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_routing_failure_does_not_report_a_split_that_was_not_applied() {
+        let exp = experiment();
+        let mut router = MockTrafficRouter::new();
+        router
+            .expect_observe()
+            .returning(|_| Ok(RoutingObservation::default()));
+        router
+            .expect_apply()
+            .with(always(), eq(RoutingAction::Initialize))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        router
+            .expect_apply()
+            .with(
+                always(),
+                eq(RoutingAction::SetSplit(TrafficSplit::with_candidate(20))),
+            )
+            .times(1)
+            .returning(|_, _| {
+                Err(PortError::new(
+                    "virtualservices.networking.istio.io is forbidden",
+                ))
+            });
+        let mut analytics = MockAnalytics::new();
+        analytics
+            .expect_analyze()
+            .times(1)
+            .returning(|_| first_outcome());
+        let mut store = MockExperimentStore::new();
+        store.expect_add_finalizer().times(1).returning(|_| Ok(()));
+        store
+            .expect_write_status()
+            .times(1)
+            .withf(|_, s| {
+                s.message.as_deref()
+                    == Some("RoutingRulesError: virtualservices.networking.istio.io is forbidden")
+                    && s.traffic_split_percentage.is_none()
+                    && s.current_iteration == 0
+            })
+            .returning(|_, _| Ok(()));
+        let mut ev = MockEventRecorder::new();
+        ev.expect_record()
+            .withf(|_, e| e.type_ == EventType::Warning && e.reason == "RoutingRulesError")
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let (t, m) = (
+            targets(),
+            MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap(),
+        );
+        let ports = Ports {
+            targets: &t,
+            router: &router,
+            analytics: &analytics,
+            store: &store,
+            events: &ev,
+        };
+        let d = block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+        assert_eq!(d.status.phase, Some(Phase::Pause));
+        assert_eq!(d.requeue_after, Some(engine::RETRY_AFTER));
+    }
+
+    #[test]
+    fn a_metrics_error_holds_traffic_and_sets_a_condition() {
+        let exp = experiment();
+        let mut router = MockTrafficRouter::new();
+        router
+            .expect_observe()
+            .returning(|_| Ok(RoutingObservation::default()));
+        // Initialising routing (baseline 100) is allowed; no split may be set.
+        router
+            .expect_apply()
+            .withf(|_, a| !matches!(a, RoutingAction::SetSplit(_)))
+            .returning(|_, _| Ok(()));
+        let mut source = MockMetricSource::new();
+        source.expect_measure().times(1).returning(|_| {
+            Err(MetricError::new(
+                MetricErrorKind::Unreachable,
+                "GET http://127.0.0.1:9090/api/v1/query: connection refused",
+            ))
+        });
+        let analytics = BuiltinAnalytics::new(source);
+        let mut store = MockExperimentStore::new();
+        store.expect_add_finalizer().returning(|_| Ok(()));
+        store
+            .expect_write_status()
+            .times(1)
+            .withf(|_, s| {
+                let c = s.condition(&ConditionType::AnalyticsServiceNormal);
+                s.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("AnalyticsServiceError: metrics backend: GET"))
+                    && c.is_some_and(|c| c.status == ConditionStatus::False)
+                    && s.current_iteration == 0
+                    && s.traffic_split_percentage == Some(TrafficSplit::ALL_BASELINE)
+            })
+            .returning(|_, _| Ok(()));
+        let (t, e, m) = (
+            targets(),
+            events(),
+            MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap(),
+        );
+        let ports = Ports {
+            targets: &t,
+            router: &router,
+            analytics: &analytics,
+            store: &store,
+            events: &e,
+        };
+        block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+    }
+
+    #[test]
+    fn the_finalizer_stays_until_the_rollback_is_applied() {
+        let mut exp = experiment();
+        exp.metadata.finalizers.push(crate::model::FINALIZER.into());
+        exp.metadata.deletion_timestamp = Some(now());
+        exp.status.start_timestamp = Some(now());
+        exp.status.phase = Some(Phase::Progressing);
+        exp.status.traffic_split_percentage = Some(TrafficSplit::with_candidate(40));
+        let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
+        for rollback_works in [false, true] {
+            let mut router = MockTrafficRouter::new();
+            router
+                .expect_observe()
+                .returning(|_| Ok(RoutingObservation::default()));
+            router.expect_apply().times(1).returning(move |_, a| {
+                assert!(matches!(a, RoutingAction::Finalize { split, .. } if *split == TrafficSplit::ALL_BASELINE));
+                if rollback_works { Ok(()) } else { Err(PortError::new("apiserver unavailable")) }
+            });
+            let analytics = MockAnalytics::new();
+            let mut store = MockExperimentStore::new();
+            store.expect_write_status().returning(|_, _| Ok(()));
+            store
+                .expect_remove_finalizer()
+                .times(usize::from(rollback_works))
+                .returning(|_| Ok(()));
+            let (t, e) = (targets(), events());
+            let ports = Ports {
+                targets: &t,
+                router: &router,
+                analytics: &analytics,
+                store: &store,
+                events: &e,
+            };
+            block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failing_lookup_is_an_error_to_retry() {
+        let exp = experiment();
+        let mut t = MockTargetLocator::new();
+        t.expect_locate()
+            .returning(|_| Err(PortError::new("deployments.apps is forbidden")));
+        let (router, analytics, store, e) = (
+            MockTrafficRouter::new(),
+            MockAnalytics::new(),
+            MockExperimentStore::new(),
+            MockEventRecorder::new(),
+        );
+        let m = MetricsConfig::default();
+        let ports = Ports {
+            targets: &t,
+            router: &router,
+            analytics: &analytics,
+            store: &store,
+            events: &e,
+        };
+        let err = block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "looking up targets: deployments.apps is forbidden"
+        );
+    }
 }

@@ -305,7 +305,7 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
             );
         }
         if let Some(mm) = &c.min_max
-            && !(mm.min < mm.max)
+            && mm.min.partial_cmp(&mm.max) != Some(std::cmp::Ordering::Less)
         {
             p.error(format!("{path}.min_max"), "min must be less than max");
         }

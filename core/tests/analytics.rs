@@ -46,8 +46,11 @@ fn latency(b: (f64, f64), c: (f64, f64)) -> Vec<MetricReadings> {
 
 #[test]
 fn first_call_steps_even_when_criteria_fail() {
-    let out = analytics::analyze(&request(LATENCY, None), &latency((10.0, 50.0), (5000.0, 50.0)))
-        .unwrap();
+    let out = analytics::analyze(
+        &request(LATENCY, None),
+        &latency((10.0, 50.0), (5000.0, 50.0)),
+    )
+    .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
     assert!(!out.assessment.all_success_criteria_met);
     assert_eq!(out.assessment.conclusions, [conclusions::STARTED]);
@@ -67,7 +70,14 @@ fn first_call_is_capped_by_the_maximum() {
         LATENCY,
     );
     let p = plan(&exp, &metrics()).unwrap();
-    let req = AnalysisRequest::new(&p, Window { start: t0(), end: t0() }, None);
+    let req = AnalysisRequest::new(
+        &p,
+        Window {
+            start: t0(),
+            end: t0(),
+        },
+        None,
+    );
     let out = analytics::analyze(&req, &latency((1.0, 9.0), (1.0, 9.0))).unwrap();
     assert_eq!(out.candidate_traffic_percentage, 25.0);
 }
@@ -88,7 +98,10 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
         &latency((10.0, 40.0), (11.0, 30.0)),
     )
     .unwrap();
-    assert_eq!(out.candidate_traffic_percentage, 80.0, "capped at maxTrafficPercentage");
+    assert_eq!(
+        out.candidate_traffic_percentage, 80.0,
+        "capped at maxTrafficPercentage"
+    );
 }
 
 #[test]
@@ -124,7 +137,10 @@ fn failing_criteria_hold_traffic() {
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
     assert!(!out.assessment.all_success_criteria_met);
-    assert!(!out.assessment.abort_experiment, "no stopOnFailure: no abort");
+    assert!(
+        !out.assessment.abort_experiment,
+        "no stopOnFailure: no abort"
+    );
     assert_eq!(
         out.assessment.success_criteria[0].conclusions,
         ["iter8_latency of the candidate is not within threshold 200 . "]
@@ -171,21 +187,26 @@ fn insufficient_sample_is_not_met_and_never_aborts() {
 
 #[test]
 fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
-    let rate = |b: (f64, f64), c: (f64, f64)| {
-        vec![readings("iter8_error_rate", v(b.0, b.1), v(c.0, c.1))]
-    };
+    let rate =
+        |b: (f64, f64), c: (f64, f64)| vec![readings("iter8_error_rate", v(b.0, b.1), v(c.0, c.1))];
     let crit = "      - metricName: iter8_error_rate\n        toleranceType: delta\n        tolerance: 0.5\n        sampleSize: 10\n";
     let prev = Some(last(20.0, &[], &[]));
     // 0.15 <= (1 + 0.5) * 0.1
-    let out = analytics::analyze(&request(crit, prev.clone()), &rate((0.1, 20.0), (0.15, 20.0)))
-        .unwrap();
+    let out = analytics::analyze(
+        &request(crit, prev.clone()),
+        &rate((0.1, 20.0), (0.15, 20.0)),
+    )
+    .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
     assert_eq!(
         out.assessment.success_criteria[0].conclusions,
         ["iter8_error_rate of the candidate is within delta 0.5 of the baseline. "]
     );
-    let out = analytics::analyze(&request(crit, prev.clone()), &rate((0.1, 20.0), (0.16, 20.0)))
-        .unwrap();
+    let out = analytics::analyze(
+        &request(crit, prev.clone()),
+        &rate((0.1, 20.0), (0.16, 20.0)),
+    )
+    .unwrap();
     assert!(!out.assessment.success_criteria[0].success_criterion_met);
     // Baseline sample too small.
     let out = analytics::analyze(&request(crit, prev), &rate((0.1, 9.0), (0.1, 20.0))).unwrap();
@@ -240,8 +261,11 @@ fn delta_on_a_counter_is_a_configuration_error() {
     let mut req = request(LATENCY, None);
     req.criteria[0].metric = metrics().metric("iter8_error_count").unwrap();
     req.criteria[0].tolerance_type = iter8_core::ToleranceType::Delta;
-    let err = analytics::analyze(&req, &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))])
-        .unwrap_err();
+    let err = analytics::analyze(
+        &req,
+        &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))],
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         AnalyticsError::Invalid("Delta criterion cannot be used with counter metric.".into())
@@ -282,18 +306,29 @@ fn no_data_follows_the_metrics_absent_value() {
         )],
     )
     .unwrap();
-    assert_eq!(out.assessment.success_criteria[0].candidate.unwrap().value, Some(0.0));
+    assert_eq!(
+        out.assessment.success_criteria[0].candidate.unwrap().value,
+        Some(0.0)
+    );
     assert!(out.assessment.success_criteria[0].success_criterion_met);
 }
 
 #[test]
 fn nan_and_infinities_are_never_silently_numbers() {
     let req = request(LATENCY, Some(last(20.0, &[], &[])));
-    for (value, met) in [(f64::NAN, false), (f64::NEG_INFINITY, false), (f64::INFINITY, false)] {
+    for (value, met) in [
+        (f64::NAN, false),
+        (f64::NEG_INFINITY, false),
+        (f64::INFINITY, false),
+    ] {
         let out = analytics::analyze(&req, &latency((5.0, 40.0), (value, 40.0))).unwrap();
         let c = &out.assessment.success_criteria[0];
         assert_eq!(c.success_criterion_met, met, "{value}");
-        assert_ne!(c.candidate.unwrap().value, Some(0.0), "{value} must not become 0");
+        assert_ne!(
+            c.candidate.unwrap().value,
+            Some(0.0),
+            "{value} must not become 0"
+        );
     }
 }
 
@@ -323,8 +358,11 @@ fn the_baseline_failing_too_is_noted() {
 
 #[test]
 fn state_has_iter8_analytics_shape_and_round_trips() {
-    let out = analytics::analyze(&request(LATENCY, None), &latency((10.5, 40.9), (12.25, 30.2)))
-        .unwrap();
+    let out = analytics::analyze(
+        &request(LATENCY, None),
+        &latency((10.5, 40.9), (12.25, 30.2)),
+    )
+    .unwrap();
     assert_eq!(
         out.state,
         serde_json::json!({
@@ -332,7 +370,9 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
             "candidate": {"traffic_percentage": 20.0, "success_criterion_information": [[30.0, 12.25]]},
         })
     );
-    let parsed = CheckAndIncrementState::from_last(Some(&out.state)).unwrap().unwrap();
+    let parsed = CheckAndIncrementState::from_last(Some(&out.state))
+        .unwrap()
+        .unwrap();
     assert_eq!(serde_json::to_value(parsed).unwrap(), out.state);
     let bad = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({"candidate": 3}))),
@@ -343,9 +383,19 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
 
 #[test]
 fn increment_without_check_steps_and_clamps() {
-    let exp = with("    trafficStepSize: 30\n    maxTrafficPercentage: 50", "      []");
+    let exp = with(
+        "    trafficStepSize: 30\n    maxTrafficPercentage: 50",
+        "      []",
+    );
     let p = plan(&exp, &metrics()).unwrap();
-    let mut req = AnalysisRequest::new(&p, Window { start: t0(), end: t0() }, None);
+    let mut req = AnalysisRequest::new(
+        &p,
+        Window {
+            start: t0(),
+            end: t0(),
+        },
+        None,
+    );
     let mut seen = Vec::new();
     for _ in 0..3 {
         let out = analytics::analyze(&req, &[]).unwrap();

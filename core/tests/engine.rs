@@ -19,7 +19,13 @@ fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
     Some(
         req.criteria
             .iter()
-            .map(|c| readings(&c.metric.name, v(0.0_f64.max(1.0) * 5.0, n), v(6.0, n / 2.0)))
+            .map(|c| {
+                readings(
+                    &c.metric.name,
+                    v(0.0_f64.max(1.0) * 5.0, n),
+                    v(6.0, n / 2.0),
+                )
+            })
             .collect(),
     )
 }
@@ -57,16 +63,41 @@ fn message(d: &engine::Decision) -> &str {
 fn missing_targets_pause_with_the_seeds_message() {
     let exp = tutorial("canary_reviews-v2_to_reviews-v3.yaml");
     for (targets, expected) in [
-        (Targets { candidate: false, ..Targets::all_present() }, "TargetsNotFound: Missing Candidate"),
-        (Targets { baseline: false, ..Targets::all_present() }, "TargetsNotFound: Missing Baseline"),
-        (Targets { service: false, ..Targets::all_present() }, "TargetsNotFound: Missing Service"),
+        (
+            Targets {
+                candidate: false,
+                ..Targets::all_present()
+            },
+            "TargetsNotFound: Missing Candidate",
+        ),
+        (
+            Targets {
+                baseline: false,
+                ..Targets::all_present()
+            },
+            "TargetsNotFound: Missing Baseline",
+        ),
+        (
+            Targets {
+                service: false,
+                ..Targets::all_present()
+            },
+            "TargetsNotFound: Missing Service",
+        ),
     ] {
         let d = decide(&exp, &obs(targets), t0());
         assert_eq!(message(&d), expected);
         assert_eq!(d.status.phase, Some(Phase::Pause));
         assert_eq!(d.status.split(), TrafficSplit::ALL_BASELINE);
-        assert_eq!(d.actions, [Action::AddFinalizer], "no routing before targets exist");
-        assert_eq!(d.requeue_after, None, "waits for a watch event, not a timer");
+        assert_eq!(
+            d.actions,
+            [Action::AddFinalizer],
+            "no routing before targets exist"
+        );
+        assert_eq!(
+            d.requeue_after, None,
+            "waits for a watch event, not a timer"
+        );
         let c = d.status.condition(&ConditionType::TargetsProvided).unwrap();
         assert_eq!(c.status, ConditionStatus::False);
     }
@@ -74,8 +105,18 @@ fn missing_targets_pause_with_the_seeds_message() {
 
 struct Link;
 impl DashboardLink for Link {
-    fn url(&self, e: &Experiment, from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> Option<String> {
-        Some(format!("{}:{}:{:?}", e.name(), from.timestamp(), to.map(|t| t.timestamp())))
+    fn url(
+        &self,
+        e: &Experiment,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+    ) -> Option<String> {
+        Some(format!(
+            "{}:{}:{:?}",
+            e.name(),
+            from.timestamp(),
+            to.map(|t| t.timestamp())
+        ))
     }
 }
 
@@ -92,17 +133,31 @@ fn the_candidate_appearing_starts_iteration_one_at_once() {
     assert_eq!(req.window.start, t0());
     assert_eq!(req.last_state, None);
     let outcome = iter8_core::analytics::analyze(&req, &good(0, &req).unwrap());
-    let o = Observations { analysis: Some(outcome), ..o };
-    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else { panic!() };
+    let o = Observations {
+        analysis: Some(outcome),
+        ..o
+    };
+    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else {
+        panic!()
+    };
     assert_eq!(message(&d), "IterationUpdate: Iteration 1 Started");
     assert_eq!(d.status.phase, Some(Phase::Progressing));
-    assert_eq!(d.status.split(), TrafficSplit { baseline: 80, candidate: 20 });
+    assert_eq!(
+        d.status.split(),
+        TrafficSplit {
+            baseline: 80,
+            candidate: 20
+        }
+    );
     assert_eq!(
         d.actions,
         [
             Action::AddFinalizer,
             Action::Route(RoutingAction::Initialize),
-            Action::Route(RoutingAction::SetSplit(TrafficSplit { baseline: 80, candidate: 20 })),
+            Action::Route(RoutingAction::SetSplit(TrafficSplit {
+                baseline: 80,
+                candidate: 20
+            })),
         ]
     );
     assert_eq!(d.requeue_after, Some(std::time::Duration::from_secs(30)));
@@ -125,34 +180,67 @@ fn the_candidate_appearing_starts_iteration_one_at_once() {
 #[test]
 fn part_1_rolls_forward_to_the_candidate() {
     let mut w = World::present(good);
-    let run = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml")).run(&mut w, &metrics(), 50);
-    assert_eq!(run.message(), "ExperimentSucceeded: All Success Criteria Were Met");
+    let run =
+        Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml")).run(&mut w, &metrics(), 50);
+    assert_eq!(
+        run.message(),
+        "ExperimentSucceeded: All Success Criteria Were Met"
+    );
     assert_eq!(run.exp.status.split(), TrafficSplit::ALL_CANDIDATE);
     assert_eq!(run.routed, Some(TrafficSplit::ALL_CANDIDATE));
-    let candidate: Vec<u32> = run.records.iter().map(|r| r.decision.status.split().candidate).collect();
+    let candidate: Vec<u32> = run
+        .records
+        .iter()
+        .map(|r| r.decision.status.split().candidate)
+        .collect();
     assert_eq!(candidate, [20, 40, 60, 80, 80, 80, 80, 80, 100]);
-    assert_eq!(run.analyses, 9, "maxIterations 8: one analysis per iteration plus the final one");
+    assert_eq!(
+        run.analyses, 9,
+        "maxIterations 8: one analysis per iteration plus the final one"
+    );
     let last = run.records.last().unwrap();
     assert_eq!(last.now - t0(), chrono::Duration::seconds(8 * 30));
     assert_eq!(
         last.decision.actions,
-        [Action::Route(RoutingAction::Finalize { winner: Winner::Candidate, split: TrafficSplit::ALL_CANDIDATE })]
+        [Action::Route(RoutingAction::Finalize {
+            winner: Winner::Candidate,
+            split: TrafficSplit::ALL_CANDIDATE
+        })]
     );
     assert_eq!(run.exp.status.end_timestamp, Some(last.now));
-    let done = run.exp.status.condition(&ConditionType::ExperimentSucceeded).unwrap();
+    let done = run
+        .exp
+        .status
+        .condition(&ConditionType::ExperimentSucceeded)
+        .unwrap();
     assert_eq!(done.status, ConditionStatus::True);
 }
 
 #[test]
 fn part_2_rolls_back_when_criteria_fail() {
     let mut w = World::present(slow);
-    let run = Run::new(tutorial("canary_reviews-v3_to_reviews-v4.yaml")).run(&mut w, &metrics(), 50);
-    assert_eq!(run.message(), "ExperimentFailed: Not All Success Criteria Met");
+    let run =
+        Run::new(tutorial("canary_reviews-v3_to_reviews-v4.yaml")).run(&mut w, &metrics(), 50);
+    assert_eq!(
+        run.message(),
+        "ExperimentFailed: Not All Success Criteria Met"
+    );
     assert_eq!(run.exp.status.split(), TrafficSplit::ALL_BASELINE);
     assert_eq!(run.routed, Some(TrafficSplit::ALL_BASELINE));
-    let candidate: Vec<u32> = run.records.iter().map(|r| r.decision.status.split().candidate).collect();
-    assert_eq!(candidate, [20, 20, 20, 20, 20, 20, 0], "held at the first step, then rolled back");
-    assert_eq!(run.records.last().unwrap().decision.events[0].type_, EventType::Warning);
+    let candidate: Vec<u32> = run
+        .records
+        .iter()
+        .map(|r| r.decision.status.split().candidate)
+        .collect();
+    assert_eq!(
+        candidate,
+        [20, 20, 20, 20, 20, 20, 0],
+        "held at the first step, then rolled back"
+    );
+    assert_eq!(
+        run.records.last().unwrap().decision.events[0].type_,
+        EventType::Warning
+    );
 }
 
 #[test]
@@ -165,20 +253,35 @@ fn part_3_aborts_on_the_stop_on_failure_criterion() {
         ])
     };
     let mut w = World::present(errors);
-    let run = Run::new(tutorial("canary_reviews-v3_to_reviews-v5.yaml")).run(&mut w, &metrics(), 50);
+    let run =
+        Run::new(tutorial("canary_reviews-v3_to_reviews-v5.yaml")).run(&mut w, &metrics(), 50);
     assert_eq!(run.message(), "ExperimentFailed: Aborted");
     assert_eq!(run.exp.status.split(), TrafficSplit::ALL_BASELINE);
-    assert_eq!(run.records.len(), 2, "aborted at the second decision, not after 6 iterations");
+    assert_eq!(
+        run.records.len(),
+        2,
+        "aborted at the second decision, not after 6 iterations"
+    );
     assert!(run.exp.status.assessment.as_ref().unwrap().abort_experiment);
 }
 
 #[test]
 fn no_criteria_steps_without_checks_and_succeeds() {
-    let exp = with("    interval: 10s\n    trafficStepSize: 30\n    maxIterations: 4\n    maxTrafficPercentage: 50", "      []");
+    let exp = with(
+        "    interval: 10s\n    trafficStepSize: 30\n    maxIterations: 4\n    maxTrafficPercentage: 50",
+        "      []",
+    );
     let mut w = World::present(|_, _| panic!("nothing is measured"));
     let run = Run::new(exp).run(&mut w, &metrics(), 50);
-    assert_eq!(run.message(), "ExperimentSucceeded: Last Iteration Was Completed");
-    let candidate: Vec<u32> = run.records.iter().map(|r| r.decision.status.split().candidate).collect();
+    assert_eq!(
+        run.message(),
+        "ExperimentSucceeded: Last Iteration Was Completed"
+    );
+    let candidate: Vec<u32> = run
+        .records
+        .iter()
+        .map(|r| r.decision.status.split().candidate)
+        .collect();
     assert_eq!(candidate, [30, 50, 50, 50, 100]);
 }
 
@@ -195,11 +298,19 @@ fn started(file: &str) -> Experiment {
 fn overrides_end_the_experiment_at_once() {
     let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
     exp.action = Some(UserAction::OverrideSuccess);
-    let d = decide(&exp, &obs(Targets::all_present()), t0() + chrono::Duration::seconds(31));
+    let d = decide(
+        &exp,
+        &obs(Targets::all_present()),
+        t0() + chrono::Duration::seconds(31),
+    );
     assert_eq!(message(&d), "ExperimentSucceeded: Aborted");
     assert_eq!(d.status.split(), TrafficSplit::ALL_CANDIDATE);
     exp.action = Some(UserAction::OverrideFailure);
-    let d = decide(&exp, &obs(Targets::all_present()), t0() + chrono::Duration::seconds(31));
+    let d = decide(
+        &exp,
+        &obs(Targets::all_present()),
+        t0() + chrono::Duration::seconds(31),
+    );
     assert_eq!(message(&d), "ExperimentFailed: Aborted");
     assert_eq!(d.status.split(), TrafficSplit::ALL_BASELINE);
     assert!(d.actions.contains(&Action::Route(RoutingAction::Finalize {
@@ -213,7 +324,11 @@ fn pause_holds_and_resume_continues() {
     let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
     let split = exp.status.split();
     exp.action = Some(UserAction::Pause);
-    let d = decide(&exp, &obs(Targets::all_present()), t0() + chrono::Duration::seconds(90));
+    let d = decide(
+        &exp,
+        &obs(Targets::all_present()),
+        t0() + chrono::Duration::seconds(90),
+    );
     assert_eq!(message(&d), "Pause");
     assert_eq!(d.status.phase, Some(Phase::Pause));
     assert_eq!(d.status.split(), split);
@@ -236,18 +351,29 @@ fn a_metrics_error_holds_traffic_and_says_why() {
     let o = Observations {
         targets: Targets::all_present(),
         analysis: Some(Err(iter8_core::analytics::AnalyticsError::Metrics(
-            iter8_core::MetricError::new(iter8_core::MetricErrorKind::Unreachable, "prometheus: connection refused"),
+            iter8_core::MetricError::new(
+                iter8_core::MetricErrorKind::Unreachable,
+                "prometheus: connection refused",
+            ),
         ))),
         ..Default::default()
     };
-    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else { panic!() };
-    assert_eq!(message(&d), "AnalyticsServiceError: metrics backend: prometheus: connection refused");
+    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else {
+        panic!()
+    };
+    assert_eq!(
+        message(&d),
+        "AnalyticsServiceError: metrics backend: prometheus: connection refused"
+    );
     assert_eq!(d.status.phase, Some(Phase::Pause));
     assert_eq!(d.status.split(), exp.status.split());
     assert_eq!(d.status.current_iteration, exp.status.current_iteration);
     assert!(d.actions.iter().all(|a| !matches!(a, Action::Route(_))));
     assert_eq!(d.requeue_after, Some(engine::RETRY_AFTER));
-    let c = d.status.condition(&ConditionType::AnalyticsServiceNormal).unwrap();
+    let c = d
+        .status
+        .condition(&ConditionType::AnalyticsServiceNormal)
+        .unwrap();
     assert_eq!(c.status, ConditionStatus::False);
     assert_eq!(d.events[0].type_, EventType::Warning);
 }
@@ -258,8 +384,13 @@ fn an_unreadable_metrics_configuration_pauses() {
     let m = metrics();
     let mut ctx = Context::new(&m, t0());
     ctx.metrics_error = Some("configmap iter8config-metrics not found".into());
-    let Step::Decided(d) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx) else { panic!() };
-    assert_eq!(message(&d), "SyncMetricsError: Fail to read metrics: configmap iter8config-metrics not found");
+    let Step::Decided(d) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx) else {
+        panic!()
+    };
+    assert_eq!(
+        message(&d),
+        "SyncMetricsError: Fail to read metrics: configmap iter8config-metrics not found"
+    );
 }
 
 #[test]
@@ -279,7 +410,10 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
     let exp = tutorial("canary_reviews-v3_to_reviews-v4.yaml");
     let o = Observations {
         targets: Targets::all_present(),
-        routing: RoutingObservation { split: None, held_by: Some("reviews-v3-rollout.bookinfo-iter8".into()) },
+        routing: RoutingObservation {
+            split: None,
+            held_by: Some("reviews-v3-rollout.bookinfo-iter8".into()),
+        },
         analysis: None,
     };
     let d = decide(&exp, &o, t0());
@@ -287,9 +421,15 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
         message(&d),
         "RoutingRulesError: routing rules of reviews are held by experiment reviews-v3-rollout.bookinfo-iter8"
     );
-    let o = obs(Targets { claimed_by: Some("reviews-v3-rollout.bookinfo-iter8".into()), ..Targets::all_present() });
+    let o = obs(Targets {
+        claimed_by: Some("reviews-v3-rollout.bookinfo-iter8".into()),
+        ..Targets::all_present()
+    });
     let d = decide(&exp, &o, t0());
-    assert_eq!(message(&d), "TargetsNotFound: reviews is being involved in other experiment");
+    assert_eq!(
+        message(&d),
+        "TargetsNotFound: reviews is being involved in other experiment"
+    );
     assert_eq!(d.status.phase, Some(Phase::Pause));
 }
 
@@ -301,7 +441,10 @@ fn deleting_a_running_experiment_rolls_back_first() {
     assert_eq!(
         d.actions,
         [
-            Action::Route(RoutingAction::Finalize { winner: Winner::Baseline, split: TrafficSplit::ALL_BASELINE }),
+            Action::Route(RoutingAction::Finalize {
+                winner: Winner::Baseline,
+                split: TrafficSplit::ALL_BASELINE
+            }),
             Action::RemoveFinalizer
         ]
     );
@@ -310,7 +453,9 @@ fn deleting_a_running_experiment_rolls_back_first() {
 #[test]
 fn deleting_a_completed_experiment_leaves_routing() {
     let mut w = World::present(good);
-    let mut exp = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml")).run(&mut w, &metrics(), 50).exp;
+    let mut exp = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml"))
+        .run(&mut w, &metrics(), 50)
+        .exp;
     exp.metadata.deletion_timestamp = Some(t0());
     let d = decide(&exp, &obs(Targets::all_present()), t0());
     assert_eq!(d.actions, [Action::RemoveFinalizer]);
@@ -319,10 +464,28 @@ fn deleting_a_completed_experiment_leaves_routing() {
 #[test]
 fn a_target_deleted_mid_run_ends_the_experiment() {
     let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
-    let d = decide(&exp, &obs(Targets { baseline: false, ..Targets::all_present() }), t0());
+    let d = decide(
+        &exp,
+        &obs(Targets {
+            baseline: false,
+            ..Targets::all_present()
+        }),
+        t0(),
+    );
     assert_eq!(message(&d), "ExperimentSucceeded: Aborted");
-    assert_eq!(d.status.split(), TrafficSplit::ALL_CANDIDATE, "finish on the candidate");
-    let d = decide(&exp, &obs(Targets { candidate: false, ..Targets::all_present() }), t0());
+    assert_eq!(
+        d.status.split(),
+        TrafficSplit::ALL_CANDIDATE,
+        "finish on the candidate"
+    );
+    let d = decide(
+        &exp,
+        &obs(Targets {
+            candidate: false,
+            ..Targets::all_present()
+        }),
+        t0(),
+    );
     assert_eq!(message(&d), "ExperimentFailed: Aborted");
     assert_eq!(d.status.split(), TrafficSplit::ALL_BASELINE);
     let c = d.status.condition(&ConditionType::TargetsProvided).unwrap();
@@ -334,35 +497,59 @@ fn hand_edited_weights_are_put_back() {
     let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
     let o = Observations {
         targets: Targets::all_present(),
-        routing: RoutingObservation { split: Some(TrafficSplit::with_candidate(90)), held_by: None },
+        routing: RoutingObservation {
+            split: Some(TrafficSplit::with_candidate(90)),
+            held_by: None,
+        },
         analysis: None,
     };
-    let d = decide(&exp, &o, exp.status.last_increment_time.unwrap() + chrono::Duration::seconds(5));
-    assert_eq!(d.actions, [Action::Route(RoutingAction::SetSplit(exp.status.split()))]);
+    let d = decide(
+        &exp,
+        &o,
+        exp.status.last_increment_time.unwrap() + chrono::Duration::seconds(5),
+    );
+    assert_eq!(
+        d.actions,
+        [Action::Route(RoutingAction::SetSplit(exp.status.split()))]
+    );
 }
 
 #[test]
 fn completed_routing_is_reasserted_until_observed() {
     let mut w = World::present(slow);
-    let exp = Run::new(tutorial("canary_reviews-v3_to_reviews-v4.yaml")).run(&mut w, &metrics(), 50).exp;
+    let exp = Run::new(tutorial("canary_reviews-v3_to_reviews-v4.yaml"))
+        .run(&mut w, &metrics(), 50)
+        .exp;
     let drifted = Observations {
         targets: Targets::all_present(),
-        routing: RoutingObservation { split: Some(TrafficSplit::with_candidate(20)), held_by: None },
+        routing: RoutingObservation {
+            split: Some(TrafficSplit::with_candidate(20)),
+            held_by: None,
+        },
         analysis: None,
     };
     let d = decide(&exp, &drifted, t0());
     assert_eq!(
         d.actions,
-        [Action::Route(RoutingAction::Finalize { winner: Winner::Baseline, split: TrafficSplit::ALL_BASELINE })]
+        [Action::Route(RoutingAction::Finalize {
+            winner: Winner::Baseline,
+            split: TrafficSplit::ALL_BASELINE
+        })]
     );
     let settled = Observations {
-        routing: RoutingObservation { split: Some(TrafficSplit::ALL_BASELINE), held_by: None },
+        routing: RoutingObservation {
+            split: Some(TrafficSplit::ALL_BASELINE),
+            held_by: None,
+        },
         ..drifted.clone()
     };
     assert!(decide(&exp, &settled, t0()).actions.is_empty());
     // Rules now held by a later experiment on the same service are left alone.
     let taken = Observations {
-        routing: RoutingObservation { split: Some(TrafficSplit::with_candidate(20)), held_by: Some("other.ns".into()) },
+        routing: RoutingObservation {
+            split: Some(TrafficSplit::with_candidate(20)),
+            held_by: Some("other.ns".into()),
+        },
         ..drifted
     };
     assert!(decide(&exp, &taken, t0()).actions.is_empty());
@@ -372,21 +559,36 @@ fn completed_routing_is_reasserted_until_observed() {
 fn on_success_and_cleanup_choose_the_final_routing() {
     for (on_success, expected, deleted) in [
         ("baseline", TrafficSplit::ALL_BASELINE, Some("svc-v2")),
-        ("both", TrafficSplit { baseline: 20, candidate: 80 }, None),
+        (
+            "both",
+            TrafficSplit {
+                baseline: 20,
+                candidate: 80,
+            },
+            None,
+        ),
         ("candidate", TrafficSplit::ALL_CANDIDATE, Some("svc-v1")),
     ] {
         let mut exp = with(
-            &format!("    interval: 10s\n    trafficStepSize: 40\n    maxIterations: 3\n    maxTrafficPercentage: 80\n    onSuccess: {on_success}"),
+            &format!(
+                "    interval: 10s\n    trafficStepSize: 40\n    maxIterations: 3\n    maxTrafficPercentage: 80\n    onSuccess: {on_success}"
+            ),
             "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200\n        sampleSize: 1",
         );
         exp.spec.cleanup = Some(iter8_core::Cleanup::Delete);
         let mut w = World::present(good);
         let run = Run::new(exp).run(&mut w, &metrics(), 50);
-        assert_eq!(run.message(), "ExperimentSucceeded: All Success Criteria Were Met");
+        assert_eq!(
+            run.message(),
+            "ExperimentSucceeded: All Success Criteria Were Met"
+        );
         assert_eq!(run.exp.status.split(), expected, "{on_success}");
         let actions = &run.records.last().unwrap().decision.actions;
         assert_eq!(
-            actions.iter().find_map(|a| match a { Action::DeleteTarget(n) => Some(n.as_str()), _ => None }),
+            actions.iter().find_map(|a| match a {
+                Action::DeleteTarget(n) => Some(n.as_str()),
+                _ => None,
+            }),
             deleted,
             "{on_success}"
         );
@@ -396,9 +598,19 @@ fn on_success_and_cleanup_choose_the_final_routing() {
 #[test]
 fn condition_transition_times_move_only_on_change() {
     let mut w = World::present(good);
-    let run = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml")).run(&mut w, &metrics(), 50);
-    let first = run.records[0].decision.status.condition(&ConditionType::TargetsProvided).unwrap().clone();
-    let last = run.exp.status.condition(&ConditionType::TargetsProvided).unwrap();
+    let run =
+        Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml")).run(&mut w, &metrics(), 50);
+    let first = run.records[0]
+        .decision
+        .status
+        .condition(&ConditionType::TargetsProvided)
+        .unwrap()
+        .clone();
+    let last = run
+        .exp
+        .status
+        .condition(&ConditionType::TargetsProvided)
+        .unwrap();
     assert_eq!(first.last_transition_time, last.last_transition_time);
     assert_eq!(last.last_transition_time, Some(t0()));
 }
@@ -407,8 +619,15 @@ fn condition_transition_times_move_only_on_change() {
 fn a_routing_failure_reports_no_split_that_was_not_applied() {
     let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
     let m = metrics();
-    let d = engine::routing_failed(&exp, "virtualservices is forbidden", &Context::new(&m, t0()));
-    assert_eq!(message(&d), "RoutingRulesError: virtualservices is forbidden");
+    let d = engine::routing_failed(
+        &exp,
+        "virtualservices is forbidden",
+        &Context::new(&m, t0()),
+    );
+    assert_eq!(
+        message(&d),
+        "RoutingRulesError: virtualservices is forbidden"
+    );
     assert_eq!(d.status.split(), exp.status.split());
     assert_eq!(d.status.current_iteration, exp.status.current_iteration);
     assert_eq!(d.status.phase, Some(Phase::Pause));

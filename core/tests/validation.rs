@@ -25,37 +25,169 @@ const ANALYSIS: &str = "    successCriteria:\n    - metricName: iter8_latency\n 
 
 #[test]
 fn a_valid_experiment_has_no_problems() {
-    assert_eq!(problems(&doc(TARGET, TRAFFIC, ANALYSIS)), Vec::<String>::new());
+    assert_eq!(
+        problems(&doc(TARGET, TRAFFIC, ANALYSIS)),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
 fn each_rule_names_its_field() {
     let cases: Vec<(String, &str)> = vec![
-        (doc("    name: reviews\n    candidate: reviews-v3", TRAFFIC, ANALYSIS), "spec.targetService.baseline: is required"),
-        (doc("    name: reviews\n    baseline: reviews-v2", TRAFFIC, ANALYSIS), "spec.targetService.candidate: is required"),
-        (doc("    kind: Service\n    baseline: a\n    candidate: b", TRAFFIC, ANALYSIS), "spec.targetService: either name or hosts must be set"),
-        (doc("    kind: Service\n    apiVersion: apps/v1\n    name: s\n    baseline: a\n    candidate: b", TRAFFIC, ANALYSIS), "spec.targetService.apiVersion: `apps/v1` does not go with kind Service"),
-        (doc("    kind: Deployment\n    apiVersion: batch/v1\n    name: s\n    baseline: a\n    candidate: b", TRAFFIC, ANALYSIS), "spec.targetService.apiVersion: `batch/v1` does not go with kind Deployment"),
-        (doc("    kind: StatefulSet\n    name: s\n    baseline: a\n    candidate: b", TRAFFIC, ANALYSIS), "spec.targetService.kind: unknown kind `StatefulSet`"),
-        (doc(TARGET, "    strategy: fastest", ANALYSIS), "spec.trafficControl.strategy: unknown strategy `fastest`"),
-        (doc(TARGET, "    trafficStepSize: 0", ANALYSIS), "spec.trafficControl.trafficStepSize: must be more than 0 and at most 100, not 0"),
-        (doc(TARGET, "    trafficStepSize: 101", ANALYSIS), "spec.trafficControl.trafficStepSize: must be more than 0 and at most 100, not 101"),
-        (doc(TARGET, "    maxTrafficPercentage: 0", ANALYSIS), "spec.trafficControl.maxTrafficPercentage: must be more than 0 and at most 100, not 0"),
-        (doc(TARGET, "    maxTrafficPercentage: 100.5", ANALYSIS), "spec.trafficControl.maxTrafficPercentage: must be more than 0 and at most 100, not 100.5"),
-        (doc(TARGET, "    maxIterations: 0", ANALYSIS), "spec.trafficControl.maxIterations: must be at least 1, not 0"),
-        (doc(TARGET, "    interval: soon", ANALYSIS), "spec.trafficControl.interval: `soon` is not a duration"),
-        (doc(TARGET, "    interval: 0s", ANALYSIS), "spec.trafficControl.interval: must be longer than 0"),
-        (doc(TARGET, "    onSuccess: everyone", ANALYSIS), "spec.trafficControl.onSuccess: unknown value `everyone`"),
-        (doc(TARGET, TRAFFIC, "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: within\n      tolerance: 2"), "spec.analysis.successCriteria[0].toleranceType: unknown tolerance type `within`"),
-        (doc(TARGET, TRAFFIC, "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: -1"), "spec.analysis.successCriteria[0].tolerance: must be 0 or more, not -1"),
-        (doc(TARGET, TRAFFIC, "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: 1\n      sampleSize: -5"), "spec.analysis.successCriteria[0].sampleSize: must be 0 or more, not -5"),
-        (doc(TARGET, TRAFFIC, "    successCriteria:\n    - metricName: iter8_wow\n      toleranceType: threshold\n      tolerance: 1"), "spec.analysis.successCriteria[0].metricName: metric `iter8_wow` is not in the metrics configuration"),
-        (doc(TARGET, TRAFFIC, "    successCriteria:\n    - metricName: iter8_error_count\n      toleranceType: delta\n      tolerance: 1"), "spec.analysis.successCriteria[0].toleranceType: delta cannot be used with counter metric `iter8_error_count`"),
-        (doc(&format!("{TARGET}\n    hosts:\n    - name: a.com\n      gateway: g\n    - name: a.com\n      gateway: g"), TRAFFIC, ANALYSIS), "spec.targetService.hosts[1].name: duplicate host `a.com`"),
-        (doc(&format!("{TARGET}\n    port: 70000"), TRAFFIC, ANALYSIS), "spec.targetService.port: 70000 is not a port"),
-        (doc("    name: reviews\n    baseline: Reviews_V2\n    candidate: reviews-v3", TRAFFIC, ANALYSIS), "spec.targetService.baseline: `Reviews_V2` is not a valid Kubernetes name"),
-        (doc(TARGET, TRAFFIC, ANALYSIS).replace("iter8.tools/v1alpha1", "iter8.tools/v2"), "apiVersion: must be iter8.tools/v1alpha1, not `iter8.tools/v2`"),
-        (format!("{}action: explode\n", doc(TARGET, TRAFFIC, ANALYSIS)), "action: unknown action `explode`"),
+        (
+            doc(
+                "    name: reviews\n    candidate: reviews-v3",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.baseline: is required",
+        ),
+        (
+            doc(
+                "    name: reviews\n    baseline: reviews-v2",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.candidate: is required",
+        ),
+        (
+            doc(
+                "    kind: Service\n    baseline: a\n    candidate: b",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService: either name or hosts must be set",
+        ),
+        (
+            doc(
+                "    kind: Service\n    apiVersion: apps/v1\n    name: s\n    baseline: a\n    candidate: b",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.apiVersion: `apps/v1` does not go with kind Service",
+        ),
+        (
+            doc(
+                "    kind: Deployment\n    apiVersion: batch/v1\n    name: s\n    baseline: a\n    candidate: b",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.apiVersion: `batch/v1` does not go with kind Deployment",
+        ),
+        (
+            doc(
+                "    kind: StatefulSet\n    name: s\n    baseline: a\n    candidate: b",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.kind: unknown kind `StatefulSet`",
+        ),
+        (
+            doc(TARGET, "    strategy: fastest", ANALYSIS),
+            "spec.trafficControl.strategy: unknown strategy `fastest`",
+        ),
+        (
+            doc(TARGET, "    trafficStepSize: 0", ANALYSIS),
+            "spec.trafficControl.trafficStepSize: must be more than 0 and at most 100, not 0",
+        ),
+        (
+            doc(TARGET, "    trafficStepSize: 101", ANALYSIS),
+            "spec.trafficControl.trafficStepSize: must be more than 0 and at most 100, not 101",
+        ),
+        (
+            doc(TARGET, "    maxTrafficPercentage: 0", ANALYSIS),
+            "spec.trafficControl.maxTrafficPercentage: must be more than 0 and at most 100, not 0",
+        ),
+        (
+            doc(TARGET, "    maxTrafficPercentage: 100.5", ANALYSIS),
+            "spec.trafficControl.maxTrafficPercentage: must be more than 0 and at most 100, not 100.5",
+        ),
+        (
+            doc(TARGET, "    maxIterations: 0", ANALYSIS),
+            "spec.trafficControl.maxIterations: must be at least 1, not 0",
+        ),
+        (
+            doc(TARGET, "    interval: soon", ANALYSIS),
+            "spec.trafficControl.interval: `soon` is not a duration",
+        ),
+        (
+            doc(TARGET, "    interval: 0s", ANALYSIS),
+            "spec.trafficControl.interval: must be longer than 0",
+        ),
+        (
+            doc(TARGET, "    onSuccess: everyone", ANALYSIS),
+            "spec.trafficControl.onSuccess: unknown value `everyone`",
+        ),
+        (
+            doc(
+                TARGET,
+                TRAFFIC,
+                "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: within\n      tolerance: 2",
+            ),
+            "spec.analysis.successCriteria[0].toleranceType: unknown tolerance type `within`",
+        ),
+        (
+            doc(
+                TARGET,
+                TRAFFIC,
+                "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: -1",
+            ),
+            "spec.analysis.successCriteria[0].tolerance: must be 0 or more, not -1",
+        ),
+        (
+            doc(
+                TARGET,
+                TRAFFIC,
+                "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: 1\n      sampleSize: -5",
+            ),
+            "spec.analysis.successCriteria[0].sampleSize: must be 0 or more, not -5",
+        ),
+        (
+            doc(
+                TARGET,
+                TRAFFIC,
+                "    successCriteria:\n    - metricName: iter8_wow\n      toleranceType: threshold\n      tolerance: 1",
+            ),
+            "spec.analysis.successCriteria[0].metricName: metric `iter8_wow` is not in the metrics configuration",
+        ),
+        (
+            doc(
+                TARGET,
+                TRAFFIC,
+                "    successCriteria:\n    - metricName: iter8_error_count\n      toleranceType: delta\n      tolerance: 1",
+            ),
+            "spec.analysis.successCriteria[0].toleranceType: delta cannot be used with counter metric `iter8_error_count`",
+        ),
+        (
+            doc(
+                &format!(
+                    "{TARGET}\n    hosts:\n    - name: a.com\n      gateway: g\n    - name: a.com\n      gateway: g"
+                ),
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.hosts[1].name: duplicate host `a.com`",
+        ),
+        (
+            doc(&format!("{TARGET}\n    port: 70000"), TRAFFIC, ANALYSIS),
+            "spec.targetService.port: 70000 is not a port",
+        ),
+        (
+            doc(
+                "    name: reviews\n    baseline: Reviews_V2\n    candidate: reviews-v3",
+                TRAFFIC,
+                ANALYSIS,
+            ),
+            "spec.targetService.baseline: `Reviews_V2` is not a valid Kubernetes name",
+        ),
+        (
+            doc(TARGET, TRAFFIC, ANALYSIS).replace("iter8.tools/v1alpha1", "iter8.tools/v2"),
+            "apiVersion: must be iter8.tools/v1alpha1, not `iter8.tools/v2`",
+        ),
+        (
+            format!("{}action: explode\n", doc(TARGET, TRAFFIC, ANALYSIS)),
+            "action: unknown action `explode`",
+        ),
     ];
     for (yaml, expected) in cases {
         let found = problems(&yaml);

@@ -41,7 +41,10 @@ pub fn no_data() -> VersionReading {
 
 /// A reading whose backend failed.
 pub fn failed() -> VersionReading {
-    let e = Measurement::Error(MetricError::new(MetricErrorKind::Unreachable, "connection refused"));
+    let e = Measurement::Error(MetricError::new(
+        MetricErrorKind::Unreachable,
+        "connection refused",
+    ));
     VersionReading {
         value: e.clone(),
         sample_size: e,
@@ -49,7 +52,11 @@ pub fn failed() -> VersionReading {
 }
 
 /// Readings for one metric.
-pub fn readings(metric: &str, baseline: VersionReading, candidate: VersionReading) -> MetricReadings {
+pub fn readings(
+    metric: &str,
+    baseline: VersionReading,
+    candidate: VersionReading,
+) -> MetricReadings {
     MetricReadings {
         metric: metric.to_string(),
         baseline,
@@ -59,7 +66,10 @@ pub fn readings(metric: &str, baseline: VersionReading, candidate: VersionReadin
 
 /// Reads one experiment from YAML.
 pub fn experiment(yaml: &str) -> Experiment {
-    parse_experiments(yaml).unwrap()[0].clone().unwrap().experiment
+    parse_experiments(yaml).unwrap()[0]
+        .clone()
+        .unwrap()
+        .experiment
 }
 
 /// Reads a tutorial experiment from examples/bookinfo.
@@ -75,12 +85,16 @@ pub fn with(traffic: &str, criteria: &str) -> Experiment {
     ))
 }
 
+/// Readings for the n-th analysis (None: the analytics call fails as a whole).
+pub type ReadingsFn<'a> =
+    Box<dyn FnMut(usize, &AnalysisRequest) -> Option<Vec<MetricReadings>> + 'a>;
+
 /// What the world does in a run: targets, and readings for each analysis.
 pub struct World<'a> {
     /// Targets at each reconcile (index = reconcile number).
     pub targets: Box<dyn FnMut(usize) -> Targets + 'a>,
     /// Readings for the n-th analysis (None: the analytics call fails as a whole).
-    pub readings: Box<dyn FnMut(usize, &AnalysisRequest) -> Option<Vec<MetricReadings>> + 'a>,
+    pub readings: ReadingsFn<'a>,
 }
 
 impl<'a> World<'a> {
@@ -195,7 +209,10 @@ impl Run {
 
     /// The statuses written, in order.
     pub fn statuses(&self) -> Vec<ExperimentStatus> {
-        self.records.iter().map(|r| r.decision.status.clone()).collect()
+        self.records
+            .iter()
+            .map(|r| r.decision.status.clone())
+            .collect()
     }
 
     /// The final message.
