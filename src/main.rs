@@ -18,12 +18,15 @@ struct Cli {
 enum Command {
     /// Parse and validate Experiment manifests; print them with defaults filled in.
     Validate(cli::validate::Args),
+    /// Print the Istio VirtualService and DestinationRule iter8 would apply at a stage (no cluster).
+    Routing(cli::routing::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Routing(args) => cli::routing::run(args),
     };
     match result {
         Ok(code) => code,

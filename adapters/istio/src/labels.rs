@@ -1,0 +1,163 @@
+//! The labels iter8 puts on the routing rules it manages, and label helpers.
+
+use std::collections::BTreeMap;
+
+/// Names the host the rules are for (the service FQDN, or the first Gateway host).
+pub const HOST: &str = "iter8-tools/host";
+/// Names the experiment holding the rules: `<experiment>.<namespace>`.
+pub const EXPERIMENT: &str = "iter8-tools/experiment";
+/// The rules' stage: [`Role`].
+pub const ROLE: &str = "iter8-tools/role";
+/// `"True"` on rules iter8 created (and may therefore delete).
+pub const INIT: &str = "iter8-tools/init";
+/// The value of [`INIT`].
+pub const INIT_TRUE: &str = "True";
+/// The field manager of every server-side apply iter8 makes.
+pub const FIELD_MANAGER: &str = "iter8";
+
+/// The subset (and destination) name of the baseline.
+pub const SUBSET_BASELINE: &str = "baseline";
+/// The subset (and destination) name of the candidate.
+pub const SUBSET_CANDIDATE: &str = "candidate";
+
+/// The stage of an experiment's routing rules (label [`ROLE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Baseline only, while the candidate is not there yet.
+    Initializing,
+    /// Both versions, while the experiment runs.
+    Progressing,
+    /// Done: free for the next experiment on the host to take over.
+    Stable,
+}
+
+impl Role {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Initializing => "initializing",
+            Role::Progressing => "progressing",
+            Role::Stable => "stable",
+        }
+    }
+
+    /// Reads a label value.
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "initializing" => Some(Role::Initializing),
+            "progressing" => Some(Role::Progressing),
+            "stable" => Some(Role::Stable),
+            _ => None,
+        }
+    }
+}
+
+/// The value of [`EXPERIMENT`] for an experiment: `<name>.<namespace>`.
+pub fn experiment_value(name: &str, namespace: &str) -> String {
+    label_value(&format!("{name}.{namespace}"))
+}
+
+/// Makes `text` a valid label value: at most 63 characters of `[A-Za-z0-9-_.]`, starting and
+/// ending with an alphanumeric. Other characters become `-`; the text is cut at 63.
+pub fn label_value(text: &str) -> String {
+    let mapped: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    mapped
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// A label selector matching exactly `key=value`.
+pub fn selector(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}
+
+/// Parses `k=v,k2=v2` into labels. Empty input gives no labels.
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!("`{pair}` is not of the form key=value"));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(format!("`{pair}` has an empty key"));
+        }
+        labels.insert(key.to_string(), value.to_string());
+    }
+    Ok(labels)
+}
+
+/// Formats labels as `k=v,k2=v2`.
+pub fn format_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pod-template labels Bookinfo uses: `app=<service>,version=<suffix of the Deployment name
+/// after its last '-'>` (e.g. `reviews-v3` → `app=reviews,version=v3`).
+pub fn bookinfo_labels(service: &str, deployment: &str) -> BTreeMap<String, String> {
+    let version = deployment
+        .rsplit_once('-')
+        .map_or(deployment, |(_, suffix)| suffix);
+    BTreeMap::from([
+        ("app".to_string(), service.to_string()),
+        ("version".to_string(), version.to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_valid() {
+        assert_eq!(
+            experiment_value("reviews-v3-rollout", "bookinfo-iter8"),
+            "reviews-v3-rollout.bookinfo-iter8"
+        );
+        assert_eq!(label_value("-a/b-"), "a-b");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn parses_and_formats_labels() {
+        let labels = parse_labels("app=reviews, version=v3").unwrap();
+        assert_eq!(format_labels(&labels), "app=reviews,version=v3");
+        assert!(parse_labels("app").is_err());
+        assert!(parse_labels("=v").is_err());
+        assert!(parse_labels("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bookinfo_labels_take_the_suffix() {
+        assert_eq!(
+            format_labels(&bookinfo_labels("reviews", "reviews-v3")),
+            "app=reviews,version=v3"
+        );
+        assert_eq!(
+            format_labels(&bookinfo_labels("web", "web")),
+            "app=web,version=web"
+        );
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Initializing, Role::Progressing, Role::Stable] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("other"), None);
+    }
+}

@@ -1,0 +1,434 @@
+//! The Kubernetes side: finds, applies (server-side apply, field manager `iter8`), reads back
+//! and cleans up an experiment's routing rules. Implements the core's [`TrafficRouter`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use iter8_core::action::RoutingAction;
+use iter8_core::model::Experiment;
+use iter8_core::observation::RoutingObservation;
+use iter8_core::ports::{PortError, TrafficRouter};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{self, RoutingTarget, Stage};
+use crate::error::IstioError;
+use crate::labels::{self, Role};
+use crate::types::{DestinationRule, VirtualService};
+
+/// Who holds the rules found for a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// No rules yet.
+    Nobody,
+    /// This experiment.
+    This,
+    /// Rules that may be taken over: stable, unlabelled, or left by an experiment that ended.
+    Free,
+    /// Another running experiment: its `name.namespace`.
+    Other(String),
+}
+
+/// The rules found for an experiment's host.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The VirtualService, if any.
+    pub virtual_service: Option<VirtualService>,
+    /// The DestinationRule, if any (Deployment kind).
+    pub destination_rule: Option<DestinationRule>,
+    /// Who holds them.
+    pub holder: Holder,
+}
+
+/// Routes an experiment's traffic with Istio rules applied through the Kubernetes API.
+#[derive(Clone)]
+pub struct IstioRouter {
+    client: Client,
+}
+
+impl IstioRouter {
+    /// A router talking to the cluster through `client`.
+    pub fn new(client: Client) -> IstioRouter {
+        IstioRouter { client }
+    }
+
+    /// Finds the rules for the experiment's host (by label `iter8-tools/host`) and who holds them.
+    pub async fn find(&self, target: &RoutingTarget) -> Result<Found, IstioError> {
+        let selector = labels::selector(labels::HOST, &target.host_label());
+        let services: Vec<VirtualService> = self.list(target, &selector).await?;
+        let virtual_service = pick(services, target, None);
+        let holder = match &virtual_service {
+            None => Holder::Nobody,
+            Some(vs) => self.holder(target, &vs.metadata).await?,
+        };
+        let destination_rule = if target.uses_subsets() {
+            let rules: Vec<DestinationRule> = self.list(target, &selector).await?;
+            let vs_name = virtual_service
+                .as_ref()
+                .and_then(|vs| vs.metadata.name.clone());
+            pick(rules, target, vs_name.as_deref())
+        } else {
+            None
+        };
+        Ok(Found {
+            virtual_service,
+            destination_rule,
+            holder,
+        })
+    }
+
+    /// What routing does now for the experiment.
+    pub async fn observe_routing(
+        &self,
+        exp: &Experiment,
+    ) -> Result<RoutingObservation, IstioError> {
+        let target = RoutingTarget::from_experiment(exp)?;
+        let found = self.find(&target).await?;
+        Ok(match (found.holder, found.virtual_service) {
+            (Holder::Other(other), _) => RoutingObservation {
+                split: None,
+                held_by: Some(other),
+            },
+            (Holder::This, Some(vs)) => RoutingObservation {
+                split: build::served_split(&target, &vs),
+                held_by: None,
+            },
+            _ => RoutingObservation::default(),
+        })
+    }
+
+    /// Applies a routing action and checks the VirtualService serves the wanted split.
+    pub async fn apply_action(
+        &self,
+        exp: &Experiment,
+        action: &RoutingAction,
+    ) -> Result<(), IstioError> {
+        let target = RoutingTarget::from_experiment(exp)?;
+        let found = self.find(&target).await?;
+        if let Holder::Other(other) = found.holder {
+            return Err(IstioError::HeldBy(other));
+        }
+        let (target, stage) = self.resolve(target, action).await?;
+        let vs_name = object_name(found.virtual_service.as_ref().map(|o| &o.metadata), &target);
+        let vs_init = was_created_by_iter8(found.virtual_service.as_ref().map(|o| &o.metadata));
+        let vs = build::virtual_service(&target, &stage, &vs_name, vs_init);
+        let dr = if target.uses_subsets() {
+            let name = object_name(
+                found.destination_rule.as_ref().map(|o| &o.metadata),
+                &target,
+            );
+            let init = was_created_by_iter8(found.destination_rule.as_ref().map(|o| &o.metadata));
+            Some(build::destination_rule(&target, &stage, &name, init)?)
+        } else {
+            None
+        };
+        // Subsets are added before the VirtualService routes to them, and dropped only after
+        // it stops, so no request meets a missing subset.
+        let dropping = stage.role() == Role::Stable;
+        if !dropping && let Some(dr) = &dr {
+            self.server_side_apply(&target, dr).await?;
+        }
+        let applied = self.server_side_apply(&target, &vs).await?;
+        if dropping && let Some(dr) = &dr {
+            self.server_side_apply(&target, dr).await?;
+        }
+        let wanted = stage.split();
+        let served = build::served_split(&target, &applied);
+        if served != Some(wanted) {
+            return Err(IstioError::NotApplied {
+                namespace: target.namespace.clone(),
+                name: vs_name,
+                found: served.map_or("no split".to_string(), |s| {
+                    format!("{}/{}", s.baseline, s.candidate)
+                }),
+                wanted_baseline: wanted.baseline,
+                wanted_candidate: wanted.candidate,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the rules for the experiment's host that iter8 created (`iter8-tools/init:
+    /// "True"`) and this experiment holds; returns what was deleted (`Kind namespace/name`).
+    pub async fn cleanup(&self, exp: &Experiment) -> Result<Vec<String>, IstioError> {
+        let target = RoutingTarget::from_experiment(exp)?;
+        let selector = labels::selector(labels::HOST, &target.host_label());
+        let mut deleted = Vec::new();
+        let services: Vec<VirtualService> = self.list(&target, &selector).await?;
+        for vs in services.iter().filter(|o| deletable(&o.metadata, &target)) {
+            deleted.push(self.delete::<VirtualService>(&target, &vs.metadata).await?);
+        }
+        if target.uses_subsets() {
+            let rules: Vec<DestinationRule> = self.list(&target, &selector).await?;
+            for dr in rules.iter().filter(|o| deletable(&o.metadata, &target)) {
+                deleted.push(
+                    self.delete::<DestinationRule>(&target, &dr.metadata)
+                        .await?,
+                );
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The stage an action asks for, with the pod-template labels it needs read from the
+    /// Deployments (Deployment kind).
+    async fn resolve(
+        &self,
+        target: RoutingTarget,
+        action: &RoutingAction,
+    ) -> Result<(RoutingTarget, Stage), IstioError> {
+        if !target.uses_subsets() {
+            return Ok((target, Stage::for_action(action, true)));
+        }
+        let mut candidate = None;
+        let candidate_present = if matches!(action, RoutingAction::Initialize) {
+            candidate = self
+                .template_labels(&target.namespace, &target.candidate.name)
+                .await?;
+            candidate.is_some()
+        } else {
+            true
+        };
+        let stage = Stage::for_action(action, candidate_present);
+        let (with_baseline, with_candidate) = stage.versions();
+        let baseline = if with_baseline {
+            Some(self.required_labels(&target, &target.baseline.name).await?)
+        } else {
+            None
+        };
+        if with_candidate && candidate.is_none() {
+            candidate = Some(
+                self.required_labels(&target, &target.candidate.name)
+                    .await?,
+            );
+        }
+        Ok((target.with_labels(baseline, candidate), stage))
+    }
+
+    async fn required_labels(
+        &self,
+        target: &RoutingTarget,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, IstioError> {
+        self.template_labels(&target.namespace, name)
+            .await?
+            .ok_or_else(|| IstioError::DeploymentNotFound {
+                namespace: target.namespace.clone(),
+                name: name.to_string(),
+            })
+    }
+
+    /// A Deployment's pod-template labels; `None` when the Deployment does not exist.
+    async fn template_labels(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, IstioError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let deployment = api.get_opt(name).await.map_err(|source| IstioError::Kube {
+            verb: "get",
+            kind: "Deployment".to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+        let Some(deployment) = deployment else {
+            return Ok(None);
+        };
+        let labels = deployment
+            .spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        if labels.is_empty() {
+            return Err(IstioError::NoTemplateLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            });
+        }
+        Ok(Some(labels))
+    }
+
+    /// Who holds rules with this metadata.
+    async fn holder(
+        &self,
+        target: &RoutingTarget,
+        meta: &ObjectMeta,
+    ) -> Result<Holder, IstioError> {
+        let experiment = label(meta, labels::EXPERIMENT).unwrap_or("");
+        let role = label(meta, labels::ROLE).and_then(Role::parse);
+        if experiment == target.experiment {
+            return Ok(Holder::This);
+        }
+        if experiment.is_empty() || role == Some(Role::Stable) {
+            return Ok(Holder::Free);
+        }
+        if self.is_running(experiment).await? {
+            Ok(Holder::Other(experiment.to_string()))
+        } else {
+            Ok(Holder::Free)
+        }
+    }
+
+    /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and
+    /// has not completed). A value that names no experiment counts as running.
+    async fn is_running(&self, label_value: &str) -> Result<bool, IstioError> {
+        let Some((name, namespace)) = label_value.rsplit_once('.') else {
+            return Ok(true);
+        };
+        let gvk = GroupVersionKind::gvk("iter8.tools", "v1alpha1", iter8_core::model::KIND);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "experiments");
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let found = api.get_opt(name).await.map_err(|source| IstioError::Kube {
+            verb: "get",
+            kind: "Experiment".to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+        Ok(found.is_some_and(|exp| {
+            exp.data
+                .pointer("/status/phase")
+                .and_then(|p| p.as_str())
+                .is_none_or(|phase| phase != "Completed")
+        }))
+    }
+
+    async fn list<K>(&self, target: &RoutingTarget, selector: &str) -> Result<Vec<K>, IstioError>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .map(|list| list.items)
+            .map_err(|source| IstioError::Kube {
+                verb: "list",
+                kind: kind_name::<K>(),
+                namespace: target.namespace.clone(),
+                name: selector.to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    async fn server_side_apply<K>(&self, target: &RoutingTarget, obj: &K) -> Result<K, IstioError>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
+        let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|source| IstioError::Kube {
+                verb: "apply",
+                kind: kind_name::<K>(),
+                namespace: target.namespace.clone(),
+                name,
+                source: Box::new(source),
+            })
+    }
+
+    async fn delete<K>(
+        &self,
+        target: &RoutingTarget,
+        meta: &ObjectMeta,
+    ) -> Result<String, IstioError>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = meta.name.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(source) => {
+                return Err(IstioError::Kube {
+                    verb: "delete",
+                    kind: kind_name::<K>(),
+                    namespace: target.namespace.clone(),
+                    name,
+                    source: Box::new(source),
+                });
+            }
+        }
+        Ok(format!(
+            "{} {}/{}",
+            kind_name::<K>(),
+            target.namespace,
+            name
+        ))
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for IstioRouter {
+    async fn observe(&self, experiment: &Experiment) -> Result<RoutingObservation, PortError> {
+        Ok(self.observe_routing(experiment).await?)
+    }
+
+    async fn apply(
+        &self,
+        experiment: &Experiment,
+        action: &RoutingAction,
+    ) -> Result<(), PortError> {
+        Ok(self.apply_action(experiment, action).await?)
+    }
+}
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> String {
+    K::kind(&()).into_owned()
+}
+
+fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Prefers the object this experiment holds, then the one named `name` (or iter8's default
+/// name), then the first.
+fn pick<K: Resource>(mut items: Vec<K>, target: &RoutingTarget, name: Option<&str>) -> Option<K> {
+    let wanted_name = name.unwrap_or(&target.name);
+    let rank = |meta: &ObjectMeta| {
+        if label(meta, labels::EXPERIMENT) == Some(target.experiment.as_str()) {
+            0
+        } else if meta.name.as_deref() == Some(wanted_name) {
+            1
+        } else {
+            2
+        }
+    };
+    items.sort_by_key(|o| rank(o.meta()));
+    items.into_iter().next()
+}
+
+fn object_name(meta: Option<&ObjectMeta>, target: &RoutingTarget) -> String {
+    meta.and_then(|m| m.name.clone())
+        .unwrap_or_else(|| target.name.clone())
+}
+
+/// New objects are iter8's; existing ones keep whether they were.
+fn was_created_by_iter8(meta: Option<&ObjectMeta>) -> bool {
+    meta.is_none_or(|m| label(m, labels::INIT) == Some(labels::INIT_TRUE))
+}
+
+fn deletable(meta: &ObjectMeta, target: &RoutingTarget) -> bool {
+    label(meta, labels::INIT) == Some(labels::INIT_TRUE)
+        && label(meta, labels::EXPERIMENT) == Some(target.experiment.as_str())
+}

@@ -1,0 +1,207 @@
+//! `iter8 routing`: the objects iter8 would apply, printed as multi-document YAML.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn iter8(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iter8"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("iter8 runs")
+}
+
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(text)
+        .expect("YAML")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn expected(name: &str) -> Vec<Value> {
+    let path = root().join("adapters/istio/tests/data/expected").join(name);
+    yaml_documents(&std::fs::read_to_string(&path).expect("expected objects"))
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("UTF-8")
+}
+
+const PART1: &str = "examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml";
+const PART5: &str = "examples/bookinfo/canary_productpage-v1_to_productpage-v2.yaml";
+
+#[test]
+fn part1_start_assumes_bookinfo_labels_and_says_so() {
+    let out = iter8(&["routing", "-f", PART1, "-n", "bookinfo-iter8"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("---\n"), "{text}");
+    assert_eq!(text.matches("\n---\n").count() + 1, 2, "{text}");
+    assert_eq!(
+        yaml_documents(&text),
+        expected("part1-candidate-added.yaml")
+    );
+    assert!(text.contains("iter8-tools/init: \"True\""), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "assuming Deployment reviews-v2 has pod-template labels app=reviews,version=v2"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("reviews-v3"), "{err}");
+}
+
+#[test]
+fn part1_split_and_final() {
+    let split = iter8(&[
+        "routing",
+        "-f",
+        PART1,
+        "-n",
+        "bookinfo-iter8",
+        "--split",
+        "80/20",
+    ]);
+    assert_eq!(
+        yaml_documents(&stdout(&split)),
+        expected("part1-split-80-20.yaml")
+    );
+    let done = iter8(&[
+        "routing",
+        "-f",
+        PART1,
+        "-n",
+        "bookinfo-iter8",
+        "--final",
+        "candidate",
+    ]);
+    assert_eq!(
+        yaml_documents(&stdout(&done)),
+        expected("part1-final-candidate.yaml")
+    );
+    let early = iter8(&[
+        "routing",
+        "-f",
+        PART1,
+        "-n",
+        "bookinfo-iter8",
+        "--initializing",
+    ]);
+    assert_eq!(
+        yaml_documents(&stdout(&early)),
+        expected("part1-initializing.yaml")
+    );
+}
+
+#[test]
+fn part5_with_explicit_labels() {
+    let out = iter8(&[
+        "routing",
+        "-f",
+        PART5,
+        "-n",
+        "bookinfo-iter8",
+        "--split",
+        "80/20",
+        "--baseline-labels",
+        "app=productpage,version=v1",
+        "--candidate-labels",
+        "app=productpage,version=v2",
+    ]);
+    assert_eq!(
+        yaml_documents(&stdout(&out)),
+        expected("part5-split-80-20.yaml")
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("assuming"), "{err}");
+}
+
+#[test]
+fn rollback_with_custom_labels() {
+    let out = iter8(&[
+        "routing",
+        "-f",
+        PART1,
+        "--final",
+        "baseline",
+        "--baseline-labels",
+        "app=reviews,track=stable",
+    ]);
+    let docs = yaml_documents(&stdout(&out));
+    assert_eq!(docs.len(), 2);
+    // No namespace anywhere: `default`, as kubectl assumes.
+    assert_eq!(
+        docs[0]["metadata"]["name"],
+        "reviews.default.svc.cluster.local.iter8-experiment"
+    );
+    assert_eq!(docs[0]["metadata"]["labels"]["iter8-tools/role"], "stable");
+    let route = docs[0]["spec"]["http"][0]["route"]
+        .as_array()
+        .expect("route");
+    assert_eq!(route.len(), 1);
+    assert_eq!(route[0]["destination"]["subset"], "baseline");
+    assert_eq!(route[0]["weight"], 100);
+    assert_eq!(docs[1]["spec"]["subsets"][0]["labels"]["track"], "stable");
+}
+
+#[test]
+fn service_kind_prints_only_a_virtual_service() {
+    let out = iter8(&[
+        "routing",
+        "-f",
+        "examples/bookinfo/service-kind/canary_productpage-v1_to_productpage-v2.yaml",
+        "-n",
+        "bookinfo-iter8",
+        "--split",
+        "60/40",
+    ]);
+    assert_eq!(
+        yaml_documents(&stdout(&out)),
+        expected("service-kind-split-60-40.yaml")
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("assuming"));
+}
+
+#[test]
+fn bad_input_is_named() {
+    let out = iter8(&["routing", "-f", PART1, "--split", "80/30"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must add up to 100"), "{err}");
+
+    let out = iter8(&["routing", "-f", PART1, "--candidate-labels", "version"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--candidate-labels: `version` is not of the form key=value"),
+        "{err}"
+    );
+
+    let out = iter8(&["routing", "-f", "examples/bookinfo/reviews-v3.yaml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Experiment found"));
+
+    let out = iter8(&[
+        "routing",
+        "-f",
+        PART1,
+        "--split",
+        "80/20",
+        "--final",
+        "candidate",
+    ]);
+    assert!(!out.status.success(), "--split and --final conflict");
+}
