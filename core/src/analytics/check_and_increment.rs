@@ -80,7 +80,7 @@ impl CheckAndIncrementState {
         match last {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
-            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+            Some(v) => Self::deserialize(v).map(Some).map_err(|e| {
                 AnalyticsError::Invalid(format!("last state is not check_and_increment's: {e}"))
             }),
         }
@@ -94,10 +94,17 @@ struct Resolved {
     sample: f64,
 }
 
-/// Rounds like Python's `float("%.3f" % x)`.
+/// Rounds like Python's `float("%.3f" % x)` (the exact binary value, half to even).
 fn round3(x: f64) -> f64 {
     if !x.is_finite() {
         return x;
+    }
+    let y = x * 1000.0;
+    // `x * 1000` is off by at most |y| * 2^-53; away from a tie the nearest integer is then
+    // certain, and n / 1000 is correctly rounded, as parsing "%.3f" would be. Near a tie (or
+    // for huge values) let the formatter decide on the exact value.
+    if y.abs() < 1e12 && ((y - y.floor()) - 0.5).abs() > 1e-3 {
+        return y.round() / 1000.0;
     }
     format!("{x:.3}").parse().unwrap_or(x)
 }
@@ -128,8 +135,8 @@ fn python_number(x: f64) -> String {
     }
 }
 
-/// Judges one criterion.
-fn judge(criterion: &Criterion, b: Resolved, c: Resolved) -> CriterionAssessment {
+/// Whether the sample is sufficient and whether the criterion is met.
+fn verdict(criterion: &Criterion, b: Resolved, c: Resolved) -> (bool, bool) {
     let delta = criterion.tolerance_type == ToleranceType::Delta;
     let needed = criterion.sample_size as f64;
     let sufficient = c.sample >= needed && (!delta || b.sample >= needed);
@@ -139,6 +146,13 @@ fn judge(criterion: &Criterion, b: Resolved, c: Resolved) -> CriterionAssessment
             (true, Some(cv), Some(bv)) => cv <= (1.0 + criterion.tolerance) * bv,
             _ => false,
         };
+    (sufficient, met)
+}
+
+/// Judges one criterion, with its conclusions.
+fn judge(criterion: &Criterion, b: Resolved, c: Resolved) -> CriterionAssessment {
+    let delta = criterion.tolerance_type == ToleranceType::Delta;
+    let (sufficient, met) = verdict(criterion, b, c);
     let name = &criterion.metric.name;
     let mut conclusions = vec![if sufficient {
         format!(
@@ -236,7 +250,7 @@ pub fn check_and_increment(
         let delta = criterion.tolerance_type == ToleranceType::Delta;
         all_samples_sufficient &= c.sample >= needed && (!delta || b.sample >= needed);
         let b_sufficient = b.sample >= needed;
-        let b_met = delta || judge(criterion, b, b).success_criterion_met;
+        let b_met = delta || verdict(criterion, b, b).1;
         baseline_meets.push((b_sufficient, b_met));
         criteria.push(judge(criterion, b, c));
     }
@@ -292,4 +306,35 @@ pub fn check_and_increment(
         state: serde_json::to_value(&state)
             .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round3;
+
+    #[test]
+    fn rounds_exactly_like_printf() {
+        for x in [
+            0.0, 1.0005, 2.0005, 200.0004, 200.0005, 0.1235, 0.1245, 1e-7, -3.14159, 12345.6785,
+            1e15, 0.0625, 2.675,
+        ] {
+            let expected: f64 = format!("{x:.3}").parse().unwrap();
+            assert_eq!(round3(x), expected, "{x}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_rounding_agrees_with_the_formatter(x in -1e9f64..1e9) {
+            let expected: f64 = format!("{x:.3}").parse().unwrap();
+            proptest::prop_assert_eq!(round3(x), expected);
+        }
+
+        #[test]
+        fn fast_rounding_agrees_near_ties(n in -1_000_000i64..1_000_000, off in -3i64..3) {
+            let x = (n as f64 + 0.5) / 1000.0 + off as f64 * f64::EPSILON;
+            let expected: f64 = format!("{x:.3}").parse().unwrap();
+            proptest::prop_assert_eq!(round3(x), expected);
+        }
+    }
 }
