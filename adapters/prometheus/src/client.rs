@@ -1,0 +1,385 @@
+//! The HTTP client for Prometheus' instant-query API (`GET /api/v1/query?query=...&time=...`).
+//!
+//! Every failure comes back as a [`MetricError`] of the right [`MetricErrorKind`]:
+//! connection refused / reset / TLS → `Unreachable`; no answer in time → `Timeout`; an answer
+//! with `"status": "error"` → `Backend` with Prometheus's own text (`Timeout` when Prometheus
+//! says its query timed out); any other non-2xx → `HttpStatus`; a body that is not the API's
+//! JSON, or a result that is not an instant vector → `BadResponse`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use iter8_core::measurement::{MetricError, MetricErrorKind};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use crate::settings::{Auth, PrometheusSettings, RetryPolicy, SettingsError, redact_url};
+
+/// One series of an instant vector: its labels and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The series' full label set.
+    pub labels: BTreeMap<String, String>,
+    /// Its value (may be NaN or ±Inf).
+    pub value: f64,
+}
+
+/// A client for one Prometheus server.
+pub struct PrometheusClient {
+    http: reqwest::Client,
+    query_url: Url,
+    display_url: String,
+    auth: Auth,
+    retry: RetryPolicy,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for PrometheusClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusClient")
+            .field("query_url", &self.display_url)
+            .field("auth", &self.auth)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (serde_json::Value, String),
+}
+
+/// What one attempt produced: done (success or a final error) or worth retrying.
+enum Attempt {
+    Done(Result<Vec<Series>, MetricError>),
+    Retry(MetricError),
+}
+
+/// Parses a sample value as Prometheus writes it (`"1.5"`, `"NaN"`, `"+Inf"`, `"-Inf"`).
+pub fn parse_sample_value(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        t => t.parse::<f64>().ok(),
+    }
+}
+
+/// The `time` parameter: Unix seconds with millisecond precision.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    let ms = t.timestamp_millis();
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+impl PrometheusClient {
+    /// Builds a client (installs rustls' ring provider if no provider is installed yet).
+    pub fn new(settings: &PrometheusSettings) -> Result<Self, SettingsError> {
+        // reqwest is built with `rustls-no-provider`: a process-wide provider must exist before
+        // a client is built. Err means one is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url_error = |reason: &str| SettingsError::Url {
+            url: redact_url(&settings.base_url),
+            reason: reason.to_string(),
+        };
+        let mut base =
+            Url::parse(settings.base_url.trim()).map_err(|e| url_error(&e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(url_error("the scheme must be http or https"));
+        }
+        if base.cannot_be_a_base() || base.host_str().is_none() {
+            return Err(url_error("not an absolute URL with a host"));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(url_error("must not have a query or a fragment"));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(url_error(
+                "credentials in the URL are not accepted; use basic auth from a file or an environment variable",
+            ));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let query_url = base
+            .join("api/v1/query")
+            .map_err(|e| url_error(&e.to_string()))?;
+
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .no_proxy();
+        if let Some(path) = &settings.tls.ca_file {
+            let pem = std::fs::read(path).map_err(|e| SettingsError::CaFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SettingsError::CaFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(SettingsError::CaFile {
+                    path: path.clone(),
+                    reason: "no PEM certificate in the file".into(),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if settings.tls.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| SettingsError::Client(e.to_string()))?;
+        Ok(PrometheusClient {
+            http,
+            display_url: query_url.to_string(),
+            query_url,
+            auth: settings.auth.clone(),
+            retry: settings.retry,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// The query endpoint, e.g. `http://127.0.0.1:9090/api/v1/query`.
+    pub fn query_url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Runs an instant query evaluated at `time`; retries transport failures.
+    pub async fn query(
+        &self,
+        promql: &str,
+        time: DateTime<Utc>,
+    ) -> Result<Vec<Series>, MetricError> {
+        let mut url = self.query_url.clone();
+        url.query_pairs_mut()
+            .append_pair("query", promql)
+            .append_pair("time", &format_time(time));
+        let mut retries = 0;
+        loop {
+            match self.attempt(url.clone()).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(err) if retries >= self.retry.max_retries => {
+                    let message = if retries > 0 {
+                        format!("{} (after {} attempts)", err.message, retries + 1)
+                    } else {
+                        err.message
+                    };
+                    return Err(MetricError::new(err.kind, message));
+                }
+                Attempt::Retry(_) => {
+                    tokio::time::sleep(self.retry.backoff(retries)).await;
+                    retries += 1;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, url: Url) -> Attempt {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self.http.get(url);
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token.expose()),
+            Auth::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+        };
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(self.transport_error(&e)),
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::Retry(self.transport_error(&e)),
+        };
+        let parsed = serde_json::from_slice::<ApiResponse>(&body);
+        if let Ok(api) = &parsed
+            && api.status == "error"
+        {
+            let error_type = api.error_type.as_deref().unwrap_or("error");
+            let text = api.error.as_deref().unwrap_or("(no error text)");
+            let kind = if error_type == "timeout" {
+                MetricErrorKind::Timeout
+            } else {
+                MetricErrorKind::Backend
+            };
+            return Attempt::Done(Err(MetricError::new(
+                kind,
+                format!("Prometheus rejected the query ({error_type}): {text}"),
+            )));
+        }
+        if !status.is_success() {
+            let err = MetricError::new(
+                MetricErrorKind::HttpStatus,
+                format!(
+                    "{} answered HTTP {}: {}",
+                    self.display_url,
+                    status,
+                    truncate(String::from_utf8_lossy(&body).trim(), 200)
+                ),
+            );
+            let transient = matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            );
+            return if transient {
+                Attempt::Retry(err)
+            } else {
+                Attempt::Done(Err(err))
+            };
+        }
+        Attempt::Done(match parsed {
+            Ok(api) => self.vector(api),
+            Err(e) => Err(self.bad_response(format!(
+                "the answer is not Prometheus' API JSON ({e}): {}",
+                truncate(String::from_utf8_lossy(&body).trim(), 200)
+            ))),
+        })
+    }
+
+    fn vector(&self, api: ApiResponse) -> Result<Vec<Series>, MetricError> {
+        if api.status != "success" {
+            return Err(self.bad_response(format!("unknown status `{}`", api.status)));
+        }
+        let data = api
+            .data
+            .ok_or_else(|| self.bad_response("a successful answer without `data`".into()))?;
+        if data.result_type != "vector" {
+            return Err(self.bad_response(format!(
+                "the query returned a {}, not an instant vector; a query template must return one series per version",
+                data.result_type
+            )));
+        }
+        let samples: Vec<VectorSample> = serde_json::from_value(data.result)
+            .map_err(|e| self.bad_response(format!("malformed vector: {e}")))?;
+        samples
+            .into_iter()
+            .map(|s| {
+                let value = parse_sample_value(&s.value.1).ok_or_else(|| {
+                    self.bad_response(format!("sample value `{}` is not a number", s.value.1))
+                })?;
+                Ok(Series {
+                    labels: s.metric,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    fn bad_response(&self, what: String) -> MetricError {
+        MetricError::new(
+            MetricErrorKind::BadResponse,
+            format!("{}: {what}", self.display_url),
+        )
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> MetricError {
+        // reqwest's Display is short; the source chain says why (refused, reset, certificate).
+        let mut why = String::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            why = s.to_string();
+            source = s.source();
+        }
+        let why = if why.is_empty() { e.to_string() } else { why };
+        if e.is_timeout() {
+            MetricError::new(
+                MetricErrorKind::Timeout,
+                format!("{} did not answer in time: {why}", self.display_url),
+            )
+        } else {
+            MetricError::new(
+                MetricErrorKind::Unreachable,
+                format!("cannot reach {}: {why}", self.display_url),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn sample_values() {
+        assert_eq!(parse_sample_value("1.5"), Some(1.5));
+        assert_eq!(parse_sample_value("3600"), Some(3600.0));
+        assert!(parse_sample_value("NaN").is_some_and(f64::is_nan));
+        assert_eq!(parse_sample_value("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_sample_value("-Inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_sample_value("1e3"), Some(1000.0));
+        assert_eq!(parse_sample_value("abc"), None);
+    }
+
+    #[test]
+    fn time_parameter() {
+        let t = Utc
+            .timestamp_opt(1_704_067_200, 5_000_000)
+            .single()
+            .unwrap();
+        assert_eq!(format_time(t), "1704067200.005");
+    }
+
+    #[test]
+    fn urls() {
+        let c = PrometheusClient::new(&PrometheusSettings::new("http://prom:9090")).unwrap();
+        assert_eq!(c.query_url(), "http://prom:9090/api/v1/query");
+        let c = PrometheusClient::new(&PrometheusSettings::new("https://h/prometheus")).unwrap();
+        assert_eq!(c.query_url(), "https://h/prometheus/api/v1/query");
+        for bad in [
+            "prom:9090",
+            "ftp://h",
+            "http://u:p@h",
+            "http://h/?q=1",
+            "not a url",
+        ] {
+            let err = PrometheusClient::new(&PrometheusSettings::new(bad)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("Prometheus URL"),
+                "{bad}: {err}"
+            );
+            assert!(!err.to_string().contains(":p@"), "{err}");
+        }
+    }
+}
