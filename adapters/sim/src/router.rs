@@ -1,0 +1,291 @@
+//! The simulated routing layer: one set of rules per service host (what Istio's
+//! VirtualService and DestinationRule hold), with weighted destinations, the experiment that
+//! owns them and their role.
+
+use std::collections::BTreeMap;
+
+use iter8_core::action::{RoutingAction, Winner};
+use iter8_core::observation::RoutingObservation;
+use iter8_core::{Experiment, TargetKind, TrafficSplit};
+
+/// The gateway name that stands for traffic inside the mesh.
+pub const MESH: &str = "mesh";
+
+/// A rules set's role, as iter8 labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Held by a running experiment.
+    Progressing,
+    /// Left by a completed experiment: free for the next one.
+    Stable,
+}
+
+/// One weighted destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The Service traffic goes to.
+    pub service: String,
+    /// The Deployment (subset) within it; `None`: every pod the Service selects.
+    pub workload: Option<String>,
+    /// The weight (percent).
+    pub weight: u32,
+}
+
+/// The routing rules of one service host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// The namespace of the rules and their destinations.
+    pub namespace: String,
+    /// The hosts routed (the service's FQDN and `hosts[].name`).
+    pub hosts: Vec<String>,
+    /// The gateways the rules apply to (`mesh` and `hosts[].gateway`).
+    pub gateways: Vec<String>,
+    /// The destinations.
+    pub destinations: Vec<Destination>,
+    /// The experiment (`name.namespace`) that created or last took over the rules.
+    pub owner: String,
+    /// Whether an experiment is running on them.
+    pub role: Role,
+}
+
+/// A routing change that could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// Another running experiment holds the rules.
+    #[error("routing rules of {host} are held by experiment {owner}")]
+    Held {
+        /// The rules' host.
+        host: String,
+        /// Who holds them.
+        owner: String,
+    },
+    /// The experiment asked to change rules that do not exist.
+    #[error("no routing rules for {0}")]
+    Missing(String),
+    /// The experiment names no service and no host.
+    #[error("the experiment names neither a service nor a host")]
+    NoHost,
+}
+
+/// A Service's in-cluster name.
+pub fn fqdn(service: &str, namespace: &str) -> String {
+    format!("{service}.{namespace}.svc.cluster.local")
+}
+
+/// The experiment's `name.namespace`, as routing labels carry it.
+pub fn owner_id(exp: &Experiment) -> String {
+    format!("{}.{}", exp.name(), exp.namespace())
+}
+
+/// The host an experiment's rules are keyed by: the service's FQDN, or its first host.
+pub fn primary_host(exp: &Experiment) -> Option<String> {
+    let ts = &exp.spec.target_service;
+    match ts.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => Some(fqdn(name, exp.target_namespace())),
+        None => ts.hosts.iter().find_map(|h| h.name.clone()),
+    }
+}
+
+/// The destination of a version of the experiment.
+fn destination(exp: &Experiment, version: &str, weight: u32) -> Destination {
+    let ts = &exp.spec.target_service;
+    match ts.kind() {
+        TargetKind::Service => Destination {
+            service: version.to_string(),
+            workload: None,
+            weight,
+        },
+        _ => Destination {
+            service: ts.name.clone().unwrap_or_default(),
+            workload: Some(version.to_string()),
+            weight,
+        },
+    }
+}
+
+fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
+    match exp.spec.target_service.kind() {
+        TargetKind::Service => d.service == version,
+        _ => d.workload.as_deref() == Some(version),
+    }
+}
+
+/// Every rules set, by primary host.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    rules: BTreeMap<String, Rules>,
+    generation: u64,
+}
+
+impl Router {
+    /// Bumped on every change (traffic recomputes its routes when it moves).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every rules set.
+    pub fn all(&self) -> impl Iterator<Item = &Rules> {
+        self.rules.values()
+    }
+
+    /// The rules keyed by a host.
+    pub fn rules(&self, host: &str) -> Option<&Rules> {
+        self.rules.get(host)
+    }
+
+    /// What routing does for the experiment now.
+    pub fn observe(&self, exp: &Experiment) -> RoutingObservation {
+        let Some(rules) = primary_host(exp).and_then(|h| self.rules.get(&h)) else {
+            return RoutingObservation::default();
+        };
+        let me = owner_id(exp);
+        if rules.role == Role::Progressing && rules.owner != me {
+            return RoutingObservation {
+                split: None,
+                held_by: Some(rules.owner.clone()),
+            };
+        }
+        let ts = &exp.spec.target_service;
+        let weight_of = |v: &str| -> u32 {
+            rules
+                .destinations
+                .iter()
+                .filter(|d| is_version(exp, d, v))
+                .map(|d| d.weight)
+                .sum()
+        };
+        let (b, c) = (weight_of(ts.baseline()), weight_of(ts.candidate()));
+        let total: u32 = rules.destinations.iter().map(|d| d.weight).sum();
+        RoutingObservation {
+            split: (b + c == total && total > 0).then_some(TrafficSplit {
+                baseline: b,
+                candidate: c,
+            }),
+            held_by: None,
+        }
+    }
+
+    /// Applies a routing change for the experiment.
+    pub fn apply(&mut self, exp: &Experiment, action: &RoutingAction) -> Result<(), RoutingError> {
+        let host = primary_host(exp).ok_or(RoutingError::NoHost)?;
+        let me = owner_id(exp);
+        if let Some(r) = self.rules.get(&host)
+            && r.role == Role::Progressing
+            && r.owner != me
+        {
+            return Err(RoutingError::Held {
+                host,
+                owner: r.owner.clone(),
+            });
+        }
+        let ts = &exp.spec.target_service;
+        let (baseline, candidate) = (ts.baseline(), ts.candidate());
+        let split_destinations = |split: TrafficSplit| {
+            vec![
+                destination(exp, baseline, split.baseline),
+                destination(exp, candidate, split.candidate),
+            ]
+        };
+        match action {
+            RoutingAction::Initialize => {
+                let mut hosts = Vec::new();
+                let mut gateways = Vec::new();
+                if let Some(name) = ts.name.as_deref().filter(|n| !n.is_empty()) {
+                    hosts.push(fqdn(name, exp.target_namespace()));
+                    gateways.push(MESH.to_string());
+                }
+                for h in &ts.hosts {
+                    if let Some(name) = &h.name
+                        && !hosts.contains(name)
+                    {
+                        hosts.push(name.clone());
+                    }
+                    if let Some(g) = &h.gateway
+                        && !gateways.contains(g)
+                    {
+                        gateways.push(g.clone());
+                    }
+                }
+                self.rules.insert(
+                    host,
+                    Rules {
+                        namespace: exp.target_namespace().to_string(),
+                        hosts,
+                        gateways,
+                        destinations: split_destinations(TrafficSplit::ALL_BASELINE),
+                        owner: me,
+                        role: Role::Progressing,
+                    },
+                );
+            }
+            RoutingAction::SetSplit(split) => {
+                let rules = self
+                    .rules
+                    .get_mut(&host)
+                    .ok_or_else(|| RoutingError::Missing(host.clone()))?;
+                rules.destinations = split_destinations(*split);
+                rules.owner = me;
+                rules.role = Role::Progressing;
+            }
+            RoutingAction::Finalize { winner, split } => {
+                let rules = self
+                    .rules
+                    .get_mut(&host)
+                    .ok_or_else(|| RoutingError::Missing(host.clone()))?;
+                rules.destinations = match winner {
+                    Winner::Baseline => vec![destination(exp, baseline, 100)],
+                    Winner::Candidate => vec![destination(exp, candidate, 100)],
+                    Winner::Both => split_destinations(*split),
+                };
+                rules.owner = me;
+                rules.role = Role::Stable;
+            }
+        }
+        self.generation += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp(name: &str, b: &str, c: &str) -> Experiment {
+        let text = format!(
+            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  targetService: {{name: reviews, baseline: {b}, candidate: {c}}}\n"
+        );
+        iter8_core::manifest::parse_experiments(&text).unwrap()[0]
+            .clone()
+            .unwrap()
+            .experiment
+    }
+
+    #[test]
+    fn life_of_the_rules() {
+        let mut r = Router::default();
+        let a = exp("a", "v2", "v3");
+        let b = exp("b", "v3", "v4");
+        assert_eq!(r.observe(&a), RoutingObservation::default());
+        r.apply(&a, &RoutingAction::Initialize).unwrap();
+        r.apply(
+            &a,
+            &RoutingAction::SetSplit(TrafficSplit::with_candidate(20)),
+        )
+        .unwrap();
+        assert_eq!(r.observe(&a).split, Some(TrafficSplit::with_candidate(20)));
+        assert_eq!(r.observe(&b).held_by.as_deref(), Some("a.ns"));
+        assert!(r.apply(&b, &RoutingAction::Initialize).is_err());
+        r.apply(
+            &a,
+            &RoutingAction::Finalize {
+                winner: Winner::Candidate,
+                split: TrafficSplit::ALL_CANDIDATE,
+            },
+        )
+        .unwrap();
+        // Stable rules to v3 are free for b, and read as all-baseline for it.
+        assert_eq!(r.observe(&b).split, Some(TrafficSplit::ALL_BASELINE));
+        r.apply(&b, &RoutingAction::Initialize).unwrap();
+        assert_eq!(r.observe(&a).held_by.as_deref(), Some("b.ns"));
+    }
+}

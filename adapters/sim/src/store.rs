@@ -1,0 +1,157 @@
+//! The simulated API server's share for experiments: the Experiment objects (spec, status,
+//! finalizers) and the events recorded on them.
+
+use std::collections::HashMap;
+
+use iter8_core::action::Event;
+use iter8_core::{Experiment, ExperimentStatus};
+
+use crate::clock::SimTime;
+
+/// An event recorded on an experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// When.
+    pub time: SimTime,
+    /// The experiment's `name.namespace`.
+    pub experiment: String,
+    /// The event.
+    pub event: Event,
+}
+
+/// Experiments in creation order, looked up by namespace and name.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    experiments: Vec<Option<Experiment>>,
+    index: HashMap<(String, String), usize>,
+    by_service: HashMap<(String, String), Vec<usize>>,
+    events: Vec<RecordedEvent>,
+    keep_events: bool,
+}
+
+/// An experiment's handle in the store (stable for its life).
+pub type ExperimentId = usize;
+
+fn service_key(exp: &Experiment) -> (String, String) {
+    let ts = &exp.spec.target_service;
+    let service = ts
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| ts.hosts.iter().find_map(|h| h.name.clone()))
+        .unwrap_or_default();
+    (exp.target_namespace().to_string(), service)
+}
+
+impl Store {
+    /// An empty store; `keep_events`: whether recorded events are kept (large runs drop them).
+    pub fn new(keep_events: bool) -> Self {
+        Store {
+            keep_events,
+            ..Store::default()
+        }
+    }
+
+    /// Creates an experiment, or replaces the spec of an existing one (as `kubectl apply`
+    /// does: the status is kept). Returns its id.
+    pub fn apply(&mut self, mut exp: Experiment, now: SimTime) -> ExperimentId {
+        let key = (exp.namespace().to_string(), exp.name().to_string());
+        if let Some(&id) = self.index.get(&key)
+            && let Some(Some(old)) = self.experiments.get_mut(id)
+        {
+            old.spec = exp.spec;
+            old.action = exp.action;
+            return id;
+        }
+        exp.metadata
+            .creation_timestamp
+            .get_or_insert(now.to_datetime());
+        let id = self.experiments.len();
+        self.by_service
+            .entry(service_key(&exp))
+            .or_default()
+            .push(id);
+        self.experiments.push(Some(exp));
+        self.index.insert(key, id);
+        id
+    }
+
+    /// The id of an experiment.
+    pub fn id(&self, namespace: &str, name: &str) -> Option<ExperimentId> {
+        self.index
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+    }
+
+    /// The id of the experiment a port was handed.
+    pub fn id_of(&self, exp: &Experiment) -> Option<ExperimentId> {
+        self.id(exp.namespace(), exp.name())
+    }
+
+    /// An experiment by id (`None` once deleted).
+    pub fn get(&self, id: ExperimentId) -> Option<&Experiment> {
+        self.experiments.get(id).and_then(Option::as_ref)
+    }
+
+    /// An experiment by id, to change.
+    pub fn get_mut(&mut self, id: ExperimentId) -> Option<&mut Experiment> {
+        self.experiments.get_mut(id).and_then(Option::as_mut)
+    }
+
+    /// Every live experiment, in creation order.
+    pub fn all(&self) -> impl Iterator<Item = (ExperimentId, &Experiment)> {
+        self.experiments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
+    }
+
+    /// Writes an experiment's status.
+    pub fn write_status(&mut self, id: ExperimentId, status: &ExperimentStatus) {
+        if let Some(e) = self.get_mut(id) {
+            e.status = status.clone();
+        }
+    }
+
+    /// Deletes an experiment now (its finalizers are gone).
+    pub fn remove(&mut self, id: ExperimentId) {
+        if let Some(slot) = self.experiments.get_mut(id)
+            && let Some(exp) = slot.take()
+        {
+            self.index
+                .remove(&(exp.namespace().to_string(), exp.name().to_string()));
+        }
+    }
+
+    /// Another started, unfinished experiment on the same service as `exp`: its `name.namespace`.
+    pub fn claimed_by(&self, exp: &Experiment) -> Option<String> {
+        let me = self.id_of(exp);
+        self.by_service
+            .get(&service_key(exp))?
+            .iter()
+            .filter(|&&id| Some(id) != me)
+            .filter_map(|&id| self.get(id))
+            .find(|o| {
+                o.status.start_timestamp.is_some()
+                    && !o.status.is_completed()
+                    && !o.is_being_deleted()
+            })
+            .map(|o| format!("{}.{}", o.name(), o.namespace()))
+    }
+
+    /// Records an event.
+    pub fn record(&mut self, time: SimTime, exp: &Experiment, event: &Event) {
+        if self.keep_events {
+            self.events.push(RecordedEvent {
+                time,
+                experiment: format!("{}.{}", exp.name(), exp.namespace()),
+                event: event.clone(),
+            });
+        }
+    }
+
+    /// The events recorded so far.
+    pub fn events(&self) -> &[RecordedEvent] {
+        &self.events
+    }
+}

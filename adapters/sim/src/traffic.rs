@@ -1,0 +1,547 @@
+//! The traffic model: request sources at a fixed rate, split per request by the routing in
+//! force when the request arrives, answered by each version according to its profile, and
+//! counted per version and per second as Istio's sidecars count them (request count, 5xx count,
+//! latency sum and latency histogram), by the time the request completes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use iter8_core::measurement::VersionTags;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::clock::SimTime;
+use crate::cluster::Cluster;
+use crate::profile::{Profile, VersionProfile};
+use crate::router::{MESH, Router, fqdn};
+
+/// Width of a counting bucket, in milliseconds.
+pub const BUCKET_MS: i64 = 1000;
+
+/// Upper bounds (ms) of Istio's default latency histogram buckets (telemetry v2,
+/// `istio_request_duration_milliseconds_bucket`); a final `+Inf` bucket follows.
+pub const LATENCY_BOUNDS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Number of histogram buckets, `+Inf` included.
+pub const HISTOGRAM_LEN: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// The counters of one version over one second.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bucket {
+    /// Requests completed.
+    pub requests: u32,
+    /// Of which answered with a 5xx.
+    pub errors: u32,
+    /// Sum of their latencies (ms).
+    pub latency_sum_ms: f64,
+    /// Their latencies by histogram bucket (not cumulative).
+    pub histogram: [u32; HISTOGRAM_LEN],
+}
+
+/// Counters summed over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Totals {
+    /// Requests completed.
+    pub requests: u64,
+    /// Of which 5xx.
+    pub errors: u64,
+    /// Latency sum (ms).
+    pub latency_sum_ms: f64,
+    /// Latency histogram (not cumulative), `+Inf` last.
+    pub histogram: [u64; HISTOGRAM_LEN],
+}
+
+impl Totals {
+    fn add(&mut self, b: &Bucket) {
+        self.requests += u64::from(b.requests);
+        self.errors += u64::from(b.errors);
+        self.latency_sum_ms += b.latency_sum_ms;
+        for (t, h) in self.histogram.iter_mut().zip(&b.histogram) {
+            *t += u64::from(*h);
+        }
+    }
+}
+
+fn bucket_of(t_ms: f64) -> i64 {
+    (t_ms / BUCKET_MS as f64).floor() as i64
+}
+
+/// The series of one version of one service: the counters Istio would export for it.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The namespace (`destination_workload_namespace`, `destination_service_namespace`).
+    pub namespace: String,
+    /// The Deployment (`destination_workload`).
+    pub workload: String,
+    /// The Service (`destination_service_name`).
+    pub service: String,
+    first_bucket: i64,
+    buckets: Vec<Bucket>,
+    first_request_ms: f64,
+    first_error_ms: f64,
+}
+
+impl Series {
+    fn new(namespace: &str, workload: &str, service: &str, first_bucket: i64) -> Self {
+        Series {
+            namespace: namespace.to_string(),
+            workload: workload.to_string(),
+            service: service.to_string(),
+            first_bucket,
+            buckets: Vec::new(),
+            first_request_ms: f64::INFINITY,
+            first_error_ms: f64::INFINITY,
+        }
+    }
+
+    fn record(&mut self, done_ms: f64, latency_ms: f64, error: bool) {
+        let i = (bucket_of(done_ms) - self.first_bucket).max(0) as usize;
+        if i >= self.buckets.len() {
+            self.buckets.resize(i + 1, Bucket::default());
+        }
+        let b = &mut self.buckets[i];
+        b.requests += 1;
+        b.latency_sum_ms += latency_ms;
+        let h = LATENCY_BOUNDS_MS.partition_point(|le| *le < latency_ms);
+        b.histogram[h] += 1;
+        self.first_request_ms = self.first_request_ms.min(done_ms);
+        if error {
+            b.errors += 1;
+            self.first_error_ms = self.first_error_ms.min(done_ms);
+        }
+    }
+
+    /// Whether the series exists at `t` (a request completed before it).
+    pub fn exists_at(&self, t: SimTime) -> bool {
+        self.first_request_ms < t.millis() as f64
+    }
+
+    /// Whether its 5xx series exists at `t` (a 5xx completed before it).
+    pub fn errors_exist_at(&self, t: SimTime) -> bool {
+        self.first_error_ms < t.millis() as f64
+    }
+
+    /// Counters of the requests completed in `[from, to)` (bucket-aligned: a bucket counts
+    /// when it starts inside the window).
+    pub fn totals(&self, from: SimTime, to: SimTime) -> Totals {
+        let lo = (from.millis().div_euclid(BUCKET_MS)
+            + i64::from(from.millis().rem_euclid(BUCKET_MS) != 0)
+            - self.first_bucket)
+            .max(0) as usize;
+        let hi = (to.millis().div_euclid(BUCKET_MS)
+            + i64::from(to.millis().rem_euclid(BUCKET_MS) != 0)
+            - self.first_bucket)
+            .clamp(0, self.buckets.len() as i64) as usize;
+        let mut t = Totals::default();
+        for b in self.buckets.get(lo..hi).unwrap_or(&[]) {
+            t.add(b);
+        }
+        t
+    }
+
+    /// Whether the series carries these labels (as `sum by (...)` groups them).
+    pub fn matches(&self, tags: &VersionTags) -> bool {
+        tags.iter().all(|(k, v)| match k.as_str() {
+            "destination_workload" => &self.workload == v,
+            "destination_service_name" => &self.service == v,
+            "destination_workload_namespace" | "destination_service_namespace" => {
+                &self.namespace == v
+            }
+            _ => false,
+        })
+    }
+}
+
+/// Where a source sends its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Service, from inside the mesh.
+    Service {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// A host name, through the ingress gateway (routed only by rules bound to a Gateway that
+    /// exists and serves the host).
+    Host(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Service { namespace, name } => write!(f, "service {name}.{namespace}"),
+            Target::Host(h) => write!(f, "host {h}"),
+        }
+    }
+}
+
+/// One weighted way out of a source: a series and the profile answering it.
+#[derive(Debug, Clone)]
+struct Way {
+    upto: f64,
+    series: usize,
+    profile: VersionProfile,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Route {
+    ways: Vec<Way>,
+    total: f64,
+}
+
+/// A load generator: `rate` requests per second from `start`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Where requests go.
+    pub target: Target,
+    /// Requests per second.
+    pub rate: f64,
+    /// When it starts sending.
+    pub start: SimTime,
+    /// Requests sent so far.
+    pub sent: u64,
+    /// Of which no route or no endpoint took (404/503 at the edge: not counted by any version).
+    pub dropped: u64,
+    rng: ChaCha8Rng,
+    route: Option<((u64, u64), Route)>,
+}
+
+/// Every source and series, and the versions' profiles.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    seed: u64,
+    sources: Vec<Source>,
+    series: Vec<Series>,
+    by_workload: HashMap<(String, String), Vec<usize>>,
+    by_service: HashMap<(String, String), Vec<usize>>,
+    by_key: HashMap<(String, String, String), usize>,
+    profiles: BTreeMap<String, VersionProfile>,
+    default_profile: VersionProfile,
+    horizon: SimTime,
+}
+
+impl Traffic {
+    /// No sources yet; randomness derived from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Traffic {
+            seed,
+            sources: Vec::new(),
+            series: Vec::new(),
+            by_workload: HashMap::new(),
+            by_service: HashMap::new(),
+            by_key: HashMap::new(),
+            profiles: BTreeMap::new(),
+            default_profile: VersionProfile::fixed(10.0),
+            horizon: SimTime::ZERO,
+        }
+    }
+
+    /// Adds a source sending from `start` (or from the traffic's horizon, if later). Each
+    /// source has its own random stream, so adding one does not change the others' draws.
+    pub fn add_source(&mut self, target: Target, rate: f64, start: SimTime) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(self.sources.len() as u64);
+        self.sources.push(Source {
+            target,
+            rate,
+            start: start.max(self.horizon),
+            sent: 0,
+            dropped: 0,
+            rng,
+            route: None,
+        });
+    }
+
+    /// The sources.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// Adds (or replaces) version profiles.
+    pub fn add_profiles(&mut self, profile: &Profile) {
+        for (name, v) in &profile.versions {
+            self.profiles.insert(name.clone(), v.clone());
+        }
+        for s in &mut self.sources {
+            s.route = None;
+        }
+    }
+
+    /// The profile of a version (by Deployment, then Service name), if one was given.
+    pub fn profile(&self, workload: &str, service: &str) -> Option<&VersionProfile> {
+        self.profiles
+            .get(workload)
+            .or_else(|| self.profiles.get(service))
+    }
+
+    /// Whether some version's profile gives a value for this metric.
+    pub fn profile_gives(&self, metric: &str) -> bool {
+        self.profiles
+            .values()
+            .any(|p| p.metrics.contains_key(metric))
+    }
+
+    /// Every series.
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
+    /// The series carrying these labels.
+    pub fn matching<'a>(&'a self, tags: &'a VersionTags) -> Vec<&'a Series> {
+        let ns = tags
+            .get("destination_workload_namespace")
+            .or_else(|| tags.get("destination_service_namespace"));
+        let candidates: Option<&Vec<usize>> = match (
+            tags.get("destination_workload"),
+            tags.get("destination_service_name"),
+            ns,
+        ) {
+            (Some(w), _, Some(ns)) => self.by_workload.get(&(ns.clone(), w.clone())),
+            (None, Some(s), Some(ns)) => self.by_service.get(&(ns.clone(), s.clone())),
+            _ => {
+                return self.series.iter().filter(|s| s.matches(tags)).collect();
+            }
+        };
+        candidates
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.series[i])
+            .filter(|s| s.matches(tags))
+            .collect()
+    }
+
+    /// Up to when requests have been generated.
+    pub fn horizon(&self) -> SimTime {
+        self.horizon
+    }
+
+    fn series_index(&mut self, namespace: &str, workload: &str, service: &str, at: f64) -> usize {
+        let key = (
+            namespace.to_string(),
+            workload.to_string(),
+            service.to_string(),
+        );
+        if let Some(&i) = self.by_key.get(&key) {
+            return i;
+        }
+        let i = self.series.len();
+        self.series
+            .push(Series::new(namespace, workload, service, bucket_of(at)));
+        self.by_workload
+            .entry((key.0.clone(), key.1.clone()))
+            .or_default()
+            .push(i);
+        self.by_service
+            .entry((key.0.clone(), key.2.clone()))
+            .or_default()
+            .push(i);
+        self.by_key.insert(key, i);
+        i
+    }
+
+    /// Generates every request arriving before `to`, routed as the cluster and router say now
+    /// (call it before anything changes routing or the cluster).
+    pub fn advance(&mut self, to: SimTime, cluster: &Cluster, router: &Router) {
+        if to <= self.horizon {
+            return;
+        }
+        let generation = (cluster.generation(), router.generation());
+        let to_ms = to.millis() as f64;
+        for s in 0..self.sources.len() {
+            let src = &self.sources[s];
+            let step_ms = 1000.0 / src.rate;
+            let start_ms = src.start.millis() as f64;
+            if start_ms + src.sent as f64 * step_ms >= to_ms {
+                continue;
+            }
+            if src.route.as_ref().is_none_or(|(g, _)| *g != generation) {
+                let route = self.route(s, cluster, router);
+                self.sources[s].route = Some((generation, route));
+            }
+            let Traffic {
+                sources, series, ..
+            } = self;
+            let src = &mut sources[s];
+            let Some((_, route)) = &src.route else {
+                continue;
+            };
+            loop {
+                let at = start_ms + src.sent as f64 * step_ms;
+                if at >= to_ms {
+                    break;
+                }
+                src.sent += 1;
+                let way = match route.ways.len() {
+                    0 => None,
+                    1 if route.total >= 100.0 => Some(&route.ways[0]),
+                    _ => {
+                        let u = src.rng.random::<f64>() * 100.0;
+                        route.ways.iter().find(|w| u < w.upto)
+                    }
+                };
+                let Some(way) = way else {
+                    src.dropped += 1;
+                    continue;
+                };
+                let latency = way.profile.latency.sample(&mut src.rng);
+                let error = way.profile.sample_error(&mut src.rng);
+                series[way.series].record(at + latency, latency, error);
+            }
+        }
+        self.horizon = to;
+    }
+
+    /// Resolves where a source's requests go now.
+    fn route(&mut self, s: usize, cluster: &Cluster, router: &Router) -> Route {
+        // Every request still to generate arrives at or after the horizon.
+        let at = self.horizon.millis() as f64;
+        // (namespace, service, workload or every selected pod, weight)
+        let mut dests: Vec<(String, String, Option<String>, f64)> = Vec::new();
+        match self.sources[s].target.clone() {
+            Target::Service { namespace, name } => {
+                let host = fqdn(&name, &namespace);
+                let rules = router
+                    .all()
+                    .find(|r| r.hosts.contains(&host) && r.gateways.iter().any(|g| g == MESH));
+                match rules {
+                    Some(r) => dests.extend(r.destinations.iter().map(|d| {
+                        (
+                            r.namespace.clone(),
+                            d.service.clone(),
+                            d.workload.clone(),
+                            f64::from(d.weight),
+                        )
+                    })),
+                    None => dests.push((namespace, name, None, 100.0)),
+                }
+            }
+            Target::Host(host) => {
+                let rules = router.all().find(|r| {
+                    r.hosts.contains(&host)
+                        && r.gateways.iter().any(|g| {
+                            g != MESH
+                                && cluster
+                                    .gateway(&r.namespace, g)
+                                    .is_some_and(|gw| gw.serves(&host))
+                        })
+                });
+                if let Some(r) = rules {
+                    dests.extend(r.destinations.iter().map(|d| {
+                        (
+                            r.namespace.clone(),
+                            d.service.clone(),
+                            d.workload.clone(),
+                            f64::from(d.weight),
+                        )
+                    }));
+                }
+            }
+        }
+        let mut route = Route::default();
+        for (ns, service, workload, weight) in dests {
+            if weight <= 0.0 {
+                continue;
+            }
+            let pods: Vec<String> = match workload {
+                Some(w) => cluster
+                    .deployment(&ns, &w)
+                    .map(|d| vec![d.name.clone()])
+                    .unwrap_or_default(),
+                None => cluster
+                    .service(&ns, &service)
+                    .map(|svc| {
+                        cluster
+                            .selected(svc)
+                            .into_iter()
+                            .map(|d| d.name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let n = pods.len() as f64;
+            for pod in pods {
+                let profile = self
+                    .profile(&pod, &service)
+                    .unwrap_or(&self.default_profile)
+                    .clone();
+                let series = self.series_index(&ns, &pod, &service, at);
+                route.total += weight / n;
+                route.ways.push(Way {
+                    upto: route.total,
+                    series,
+                    profile,
+                });
+            }
+        }
+        route
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Deployment, Service};
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::default();
+        let labels = |v: &str| {
+            [("app", "reviews"), ("version", v)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        c.apply_service(Service {
+            namespace: "ns".into(),
+            name: "reviews".into(),
+            selector: [("app".to_string(), "reviews".to_string())].into(),
+        });
+        c.apply_deployment(Deployment {
+            namespace: "ns".into(),
+            name: "reviews-v2".into(),
+            pod_labels: labels("v2"),
+        });
+        c
+    }
+
+    #[test]
+    fn counts_every_request_once_by_completion_time() {
+        let c = cluster();
+        let r = Router::default();
+        let mut t = Traffic::new(1);
+        t.add_source(
+            Target::Service {
+                namespace: "ns".into(),
+                name: "reviews".into(),
+            },
+            10.0,
+            SimTime::ZERO,
+        );
+        t.advance(SimTime::from_secs(60), &c, &r);
+        let s = &t.series()[0];
+        assert_eq!(s.workload, "reviews-v2");
+        // 600 requests of 10 ms: those arriving in the last 10 ms complete at 60 s.
+        let all = s.totals(SimTime::ZERO, SimTime::from_secs(61));
+        assert_eq!(all.requests, 600);
+        assert_eq!(
+            s.totals(SimTime::ZERO, SimTime::from_secs(30)).requests,
+            300
+        );
+        assert_eq!(all.histogram[3], 600); // (5, 10]
+        assert!((all.latency_sum_ms - 6000.0).abs() < 1e-6);
+        assert!(s.exists_at(SimTime::from_secs(1)) && !s.errors_exist_at(SimTime::from_secs(60)));
+    }
+
+    #[test]
+    fn no_route_for_a_host_without_gateway_drops_requests() {
+        let c = cluster();
+        let r = Router::default();
+        let mut t = Traffic::new(1);
+        t.add_source(Target::Host("x.dev".into()), 2.0, SimTime::ZERO);
+        t.advance(SimTime::from_secs(10), &c, &r);
+        assert_eq!((t.sources()[0].sent, t.sources()[0].dropped), (20, 20));
+        assert!(t.series().is_empty());
+    }
+}
