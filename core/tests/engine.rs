@@ -266,6 +266,64 @@ fn part_3_aborts_on_the_stop_on_failure_criterion() {
 }
 
 #[test]
+fn fast_abort_checks_stop_criteria_between_boundaries() {
+    let errors = |_: usize, req: &AnalysisRequest| {
+        let n = req.window.interval_secs() as f64;
+        Some(vec![
+            readings("iter8_latency", v(5.0, n * 4.0), v(4.0, n)),
+            readings("iter8_error_rate", v(0.0, n * 4.0), v(1.0, n)),
+        ])
+    };
+    let mut run = Run::new(tutorial("canary_reviews-v3_to_reviews-v5.yaml"));
+    run.abort_check_every = Some(std::time::Duration::from_secs(5));
+    let run = run.run(&mut World::present(errors), &metrics(), 50);
+    assert_eq!(run.message(), "ExperimentFailed: Aborted");
+    let ended = run.records.last().unwrap().now - t0();
+    assert!(
+        ended <= chrono::Duration::seconds(10),
+        "aborted after {ended}, not at the 30 s boundary"
+    );
+    assert_eq!(run.routed, Some(TrafficSplit::ALL_BASELINE));
+}
+
+#[test]
+fn fast_abort_checks_change_nothing_else() {
+    let healthy = |_: usize, req: &AnalysisRequest| {
+        let n = req.window.interval_secs() as f64;
+        Some(vec![
+            readings("iter8_latency", v(5.0, n * 4.0), v(6.0, n)),
+            readings("iter8_error_rate", v(0.01, n * 4.0), v(0.01, n)),
+        ])
+    };
+    let plain = Run::new(tutorial("canary_reviews-v3_to_reviews-v5.yaml")).run(
+        &mut World::present(healthy),
+        &metrics(),
+        100,
+    );
+    assert_eq!(
+        plain.message(),
+        "ExperimentSucceeded: All Success Criteria Were Met"
+    );
+    let mut fast = Run::new(tutorial("canary_reviews-v3_to_reviews-v5.yaml"));
+    fast.abort_check_every = Some(std::time::Duration::from_secs(7));
+    let fast = fast.run(&mut World::present(healthy), &metrics(), 100);
+    assert!(
+        fast.analyses > plain.analyses,
+        "checks ran between boundaries"
+    );
+    let changes = |run: &Run| {
+        let mut out: Vec<iter8_core::ExperimentStatus> = Vec::new();
+        for s in run.statuses() {
+            if out.last() != Some(&s) {
+                out.push(s);
+            }
+        }
+        out
+    };
+    assert_eq!(changes(&fast), changes(&plain));
+}
+
+#[test]
 fn no_criteria_steps_without_checks_and_succeeds() {
     let exp = with(
         "    interval: 10s\n    trafficStepSize: 30\n    maxIterations: 4\n    maxTrafficPercentage: 50",

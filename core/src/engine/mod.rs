@@ -54,6 +54,9 @@ pub struct Context<'a> {
     /// Set when the metrics configuration could not be read: the experiment pauses with
     /// `SyncMetricsError`.
     pub metrics_error: Option<String>,
+    /// Fast abort: also check `stopOnFailure` criteria this often between interval boundaries
+    /// (traffic still moves only at the boundaries). `None`: only at the boundaries, as v0.2.
+    pub abort_check_every: Option<Duration>,
 }
 
 impl<'a> Context<'a> {
@@ -64,6 +67,7 @@ impl<'a> Context<'a> {
             dashboard: &NoDashboard,
             now,
             metrics_error: None,
+            abort_check_every: None,
         }
     }
 }
@@ -242,7 +246,6 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
         d.route(RoutingAction::Initialize);
     }
     d.condition(ConditionType::RoutingRulesReady, true, "", "");
-    let start = d.status.start_timestamp.unwrap_or(ctx.now);
 
     let due_at = d
         .status
@@ -262,21 +265,30 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
             let text = format!("Iteration {} Started", d.status.current_iteration);
             d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
         }
-        let wait = due_at
+        let mut wait = due_at
             .and_then(|t| (t - ctx.now).to_std().ok())
             .unwrap_or(plan.interval);
+        if let Some(every) = abort_check_every(&plan, ctx) {
+            // Between boundaries only an abort can happen: the outcome's state and split are
+            // ignored so that the boundary's change detection sees the same data it would
+            // have seen without the check. Errors here are left to the boundary's analysis.
+            match &obs.analysis {
+                None if d.status.current_iteration > 0 => {
+                    let request = analysis_request(exp, &plan, &d.status, ctx.now);
+                    return Step::Analyze(request);
+                }
+                Some(Ok(o)) if o.assessment.abort_experiment => {
+                    d.status.assessment = Some(o.assessment.clone());
+                    return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
+                }
+                _ => {}
+            }
+            wait = wait.min(every);
+        }
         return Step::Decided(d.finish(Some(wait)));
     }
 
-    let mut request = AnalysisRequest::new(
-        &plan,
-        crate::measurement::Window {
-            start,
-            end: ctx.now,
-        },
-        d.status.analysis_state.clone(),
-    );
-    request.analytics_service = exp.spec.analytics_service().to_string();
+    let request = analysis_request(exp, &plan, &d.status, ctx.now);
     let outcome: AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
         match analytics::increment_without_check(&request) {
             Ok(o) => o,
@@ -325,7 +337,31 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
     d.status.last_increment_time = Some(ctx.now);
     let text = format!("Iteration {} Started", d.status.current_iteration);
     d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
-    Step::Decided(d.finish(Some(plan.interval)))
+    let wait = abort_check_every(&plan, ctx).map_or(plan.interval, |e| e.min(plan.interval));
+    Step::Decided(d.finish(Some(wait)))
+}
+
+/// How often to check for an abort between boundaries, if at all.
+fn abort_check_every(plan: &Plan, ctx: &Context) -> Option<Duration> {
+    let stop_criteria = plan.criteria.iter().any(|c| c.stop_on_failure);
+    ctx.abort_check_every
+        .filter(|_| stop_criteria && plan.strategy != Strategy::IncrementWithoutCheck)
+}
+
+/// The analysis over `[start, now]`, continuing from the status' last state.
+fn analysis_request(
+    exp: &Experiment,
+    plan: &Plan,
+    status: &ExperimentStatus,
+    now: DateTime<Utc>,
+) -> AnalysisRequest {
+    let window = crate::measurement::Window {
+        start: status.start_timestamp.unwrap_or(now),
+        end: now,
+    };
+    let mut request = AnalysisRequest::new(plan, window, status.analysis_state.clone());
+    request.analytics_service = exp.spec.analytics_service().to_string();
+    request
 }
 
 /// The status to write when a routing action of `decision` failed: nothing of the decision is

@@ -127,6 +127,8 @@ pub struct Run {
     pub reconciles: usize,
     pub analyses: usize,
     pub records: Vec<Record>,
+    /// Fast-abort checks between boundaries.
+    pub abort_check_every: Option<std::time::Duration>,
 }
 
 impl Run {
@@ -138,12 +140,14 @@ impl Run {
             reconciles: 0,
             analyses: 0,
             records: Vec::new(),
+            abort_check_every: None,
         }
     }
 
     /// One reconcile, applying routing and finalizer actions to the in-memory world.
     pub fn step(&mut self, world: &mut World, metrics: &MetricsConfig) {
-        let ctx = Context::new(metrics, self.now);
+        let mut ctx = Context::new(metrics, self.now);
+        ctx.abort_check_every = self.abort_check_every;
         let mut obs = Observations {
             targets: (world.targets)(self.reconciles),
             routing: RoutingObservation {
