@@ -20,6 +20,8 @@ enum Command {
     Validate(cli::validate::Args),
     /// Print the Istio VirtualService and DestinationRule iter8 would apply at a stage (no cluster).
     Routing(cli::routing::Args),
+    /// Print the Grafana dashboard (uid eXPEaNnZz) as JSON, or push it to Grafana.
+    Dashboard(cli::dashboard::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
         Command::Routing(args) => cli::routing::run(args),
+        Command::Dashboard(args) => cli::dashboard::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(Args) -> anyhow::Result<ExitCode>`.
 
+pub mod dashboard;
 pub mod routing;
 pub mod validate;
