@@ -26,7 +26,10 @@ fn tutorial_manifests_are_valid_and_printed_with_defaults() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.matches("kind: Experiment").count(), 2);
-    assert!(out.contains("onSuccess: candidate"), "defaults filled in:\n{out}");
+    assert!(
+        out.contains("onSuccess: candidate"),
+        "defaults filled in:\n{out}"
+    );
     assert!(out.contains("grafanaEndpoint: http://localhost:3000"));
     // The custom metric of part 4 is not in the stock configuration: a warning, not an error.
     assert!(err.contains("warning: spec.analysis.successCriteria[0].metricName: metric `iter8_90_perc_latency` is not in the metrics configuration"), "{err}");
