@@ -22,6 +22,8 @@ enum Command {
     Routing(cli::routing::Args),
     /// Print the Grafana dashboard (uid eXPEaNnZz) as JSON, or push it to Grafana.
     Dashboard(cli::dashboard::Args),
+    /// Analyse any window retrospectively: per-criterion values and verdicts, and the decision.
+    Analyze(cli::analyze::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::validate::run(args),
         Command::Routing(args) => cli::routing::run(args),
         Command::Dashboard(args) => cli::dashboard::run(args),
+        Command::Analyze(args) => cli::analyze::run(args),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,9 @@ pub enum WindowError {
     },
 }
 
+/// A point in time (UTC).
+pub type Time = DateTime<Utc>;
+
 /// The current time (the CLI's `now`).
 pub fn now() -> DateTime<Utc> {
     Utc::now()

@@ -12,7 +12,41 @@ pub struct TestPrometheus {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    dir: TempDir,
+}
+
+/// A directory under the system temp dir, removed on drop (std only, so the binary's tests can
+/// include this file too).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory.
+    pub fn new() -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "iter8-prometheus-test-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn free_port() -> u16 {
@@ -38,7 +72,7 @@ fn ready(port: u16) -> bool {
 impl TestPrometheus {
     /// Builds blocks from `openmetrics` and starts Prometheus over them; waits for `/-/ready`.
     pub fn start(openmetrics: &str) -> TestPrometheus {
-        let mut dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = TempDir::new();
         let input = dir.path().join("series.om");
         std::fs::write(&input, openmetrics).expect("write series");
         let data = dir.path().join("data");
@@ -75,7 +109,7 @@ impl TestPrometheus {
             p.stop();
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
             // Take the directory back for the next try (the port may have been taken).
-            dir = std::mem::replace(&mut p.dir, tempfile::tempdir().expect("temp dir"));
+            dir = std::mem::replace(&mut p.dir, TempDir::new());
         }
         panic!("Prometheus did not become ready; log:\n{last_log}");
     }

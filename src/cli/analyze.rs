@@ -1,0 +1,515 @@
+//! `iter8 analyze`: a retrospective analysis of any window. Measures the experiment's success
+//! criteria in Prometheus, prints each version's value and sample size, the tolerance and the
+//! verdict, and the decision the engine would take (new split, hold, or abort).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, analyze};
+use iter8_core::duration::parse_go;
+use iter8_core::manifest;
+use iter8_core::measurement::{Measurement, Window};
+use iter8_core::model::{Experiment, Reading};
+use iter8_core::plan::Plan;
+use iter8_core::validation;
+use iter8_core::{MetricReadings, MetricsConfig};
+use iter8_prometheus::render::interval_and_offset;
+use iter8_prometheus::window::{self, format};
+use iter8_prometheus::{
+    Auth, Measured, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy,
+    SecretSource, TlsSettings,
+};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A report for people.
+    Text,
+    /// One JSON object, for scripts.
+    Json,
+}
+
+/// Flags of `iter8 analyze`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Experiment manifest (e.g. `kubectl get experiment NAME -o yaml`; its status, if any,
+    /// supplies the window start, the current split and the last analysis state).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Which Experiment of the file (required when it holds several).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Prometheus base URL, e.g. http://prometheus.istio-system:9090.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: String,
+    /// The metrics ConfigMap (default: the stock Istio telemetry-v2 configuration).
+    #[arg(long, value_name = "CONFIGMAP.yaml")]
+    pub metrics: Option<PathBuf>,
+    /// Window start: RFC 3339, Unix seconds or `now` (default: status.startTimestamp).
+    #[arg(long, conflicts_with = "last")]
+    pub from: Option<String>,
+    /// Window end: RFC 3339, Unix seconds or `now` (default: status.endTimestamp, else now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Window length ending at --to (or now), as a Go duration: 30m, 1h, 90s.
+    #[arg(long, value_name = "DURATION")]
+    pub last: Option<String>,
+    /// Analyse as the experiment's first iteration (ignore the status' analysis state).
+    #[arg(long)]
+    pub first_iteration: bool,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Timeout of one Prometheus request (Go duration).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub prometheus_timeout: String,
+    /// Retries of a Prometheus request after a transport failure.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub prometheus_retries: u32,
+    /// Bearer token file (e.g. a mounted service-account token).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prometheus_token_env", "prometheus_username"])]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token.
+    #[arg(long, value_name = "VAR", conflicts_with = "prometheus_username")]
+    pub prometheus_token_env: Option<String>,
+    /// Basic-auth user name (the password comes from --prometheus-password-file or -env).
+    #[arg(long, value_name = "USER")]
+    pub prometheus_username: Option<String>,
+    /// Basic-auth password file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "prometheus_username",
+        conflicts_with = "prometheus_password_env"
+    )]
+    pub prometheus_password_file: Option<PathBuf>,
+    /// Environment variable holding the basic-auth password.
+    #[arg(long, value_name = "VAR", requires = "prometheus_username")]
+    pub prometheus_password_env: Option<String>,
+    /// Trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Do not verify Prometheus' TLS certificate (testing only).
+    #[arg(long)]
+    pub prometheus_insecure_skip_verify: bool,
+}
+
+fn read_experiment(path: &Path, name: Option<&str>) -> anyhow::Result<Experiment> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs =
+        manifest::parse_experiments(&text).with_context(|| format!("in {}", path.display()))?;
+    let mut found = Vec::new();
+    for doc in docs {
+        let doc = doc.with_context(|| format!("in {}", path.display()))?;
+        if name.is_none_or(|n| doc.experiment.name() == n) {
+            found.push(doc.experiment);
+        }
+    }
+    match (found.len(), name) {
+        (1, _) => Ok(found.remove(0)),
+        (0, Some(n)) => bail!("{}: no Experiment named `{n}`", path.display()),
+        (0, None) => bail!("{}: no Experiment found", path.display()),
+        (_, _) => bail!(
+            "{}: {} Experiments; choose one with --name ({})",
+            path.display(),
+            found.len(),
+            found
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn settings(args: &Args) -> anyhow::Result<PrometheusSettings> {
+    let timeout = parse_go(&args.prometheus_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| {
+            format!(
+                "--prometheus-timeout `{}`: not a positive duration",
+                args.prometheus_timeout
+            )
+        })?;
+    let auth = if let Some(path) = &args.prometheus_token_file {
+        Auth::Bearer(SecretSource::File(path.clone()).load("bearer token")?)
+    } else if let Some(var) = &args.prometheus_token_env {
+        Auth::Bearer(SecretSource::Env(var.clone()).load("bearer token")?)
+    } else if let Some(username) = &args.prometheus_username {
+        let source = match (
+            &args.prometheus_password_file,
+            &args.prometheus_password_env,
+        ) {
+            (Some(path), _) => SecretSource::File(path.clone()),
+            (None, Some(var)) => SecretSource::Env(var.clone()),
+            (None, None) => bail!(
+                "--prometheus-username needs --prometheus-password-file or --prometheus-password-env"
+            ),
+        };
+        Auth::Basic {
+            username: username.clone(),
+            password: source.load("basic-auth password")?,
+        }
+    } else {
+        Auth::None
+    };
+    Ok(PrometheusSettings::new(args.prometheus.clone())
+        .with_timeout(timeout)
+        .with_retry(RetryPolicy {
+            max_retries: args.prometheus_retries,
+            ..RetryPolicy::default()
+        })
+        .with_auth(auth)
+        .with_tls(TlsSettings {
+            ca_file: args.prometheus_ca_file.clone(),
+            insecure_skip_verify: args.prometheus_insecure_skip_verify,
+        }))
+}
+
+fn choose_window(args: &Args, exp: &Experiment, now: window::Time) -> anyhow::Result<Window> {
+    let to = match &args.to {
+        Some(t) => window::parse_time("--to", t, now)?,
+        None => exp.status.end_timestamp.unwrap_or(now),
+    };
+    if let Some(last) = &args.last {
+        return Ok(window::last(last, to)?);
+    }
+    let from = match &args.from {
+        Some(f) => window::parse_time("--from", f, now)?,
+        None => exp.status.start_timestamp.with_context(|| {
+            "no window: give --from [--to] or --last (the manifest has no status.startTimestamp)"
+        })?,
+    };
+    Ok(window::between(from, to)?)
+}
+
+/// The state the engine would continue from: the status' analysis state, else the current
+/// split with no remembered readings (so the readings count as new data).
+fn last_state(args: &Args, exp: &Experiment) -> Option<serde_json::Value> {
+    if args.first_iteration {
+        return None;
+    }
+    match &exp.status.analysis_state {
+        Some(serde_json::Value::Object(m)) if !m.is_empty() => {
+            Some(serde_json::Value::Object(m.clone()))
+        }
+        _ => {
+            let split = exp.status.split();
+            Some(serde_json::json!({
+                "baseline": {"traffic_percentage": f64::from(split.baseline), "success_criterion_information": []},
+                "candidate": {"traffic_percentage": f64::from(split.candidate), "success_criterion_information": []},
+            }))
+        }
+    }
+}
+
+/// What the engine would do with the outcome (the controller truncates shares to integers).
+#[derive(Debug, Clone, PartialEq)]
+struct Decision {
+    action: &'static str,
+    baseline: u32,
+    candidate: u32,
+    current_baseline: u32,
+    current_candidate: u32,
+}
+
+impl Decision {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "action": self.action,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "current": {"baseline": self.current_baseline, "candidate": self.current_candidate},
+        })
+    }
+}
+
+fn decide(plan: &Plan, exp: &Experiment, outcome: &AnalysisOutcome) -> Decision {
+    let current = exp.status.split();
+    let share = outcome
+        .candidate_traffic_percentage
+        .trunc()
+        .clamp(0.0, 100.0) as u32;
+    let cap = plan.max_traffic_percentage.trunc() as u32;
+    let (action, candidate) = if outcome.assessment.abort_experiment {
+        ("abort", 0)
+    } else if share <= cap && share != current.candidate {
+        ("new_split", share)
+    } else {
+        ("hold", current.candidate)
+    };
+    Decision {
+        action,
+        baseline: 100 - candidate,
+        candidate,
+        current_baseline: current.baseline,
+        current_candidate: current.candidate,
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A measurement for people: the number the analytics used, and why when it was not measured.
+fn describe(raw: &Measurement, used: Option<f64>) -> String {
+    match raw {
+        Measurement::Value(_) | Measurement::PosInf => {
+            used.map(number).unwrap_or_else(|| "none".into())
+        }
+        Measurement::NoData => match used {
+            Some(v) => format!("{} (no data: absent_value)", number(v)),
+            None => "none (no data)".into(),
+        },
+        Measurement::NaN => "none (NaN, e.g. 0/0)".into(),
+        Measurement::NegInf => "none (-Inf)".into(),
+        Measurement::Error(e) => format!("error ({:?}): {}", e.kind, e.message),
+    }
+}
+
+fn raw_json(m: &Measurement) -> serde_json::Value {
+    match m {
+        Measurement::Value(v) => serde_json::json!({"kind": "value", "value": v}),
+        Measurement::NoData => serde_json::json!({"kind": "no_data"}),
+        Measurement::NaN => serde_json::json!({"kind": "nan"}),
+        Measurement::PosInf => serde_json::json!({"kind": "+inf"}),
+        Measurement::NegInf => serde_json::json!({"kind": "-inf"}),
+        Measurement::Error(e) => serde_json::json!({"kind": "error", "error": e}),
+    }
+}
+
+struct Report<'a> {
+    exp: &'a Experiment,
+    plan: &'a Plan,
+    window: Window,
+    offset: Option<i64>,
+    query_url: String,
+    measured: &'a Measured,
+    outcome: Result<&'a AnalysisOutcome, String>,
+    decision: Option<Decision>,
+}
+
+impl Report<'_> {
+    fn json(&self) -> serde_json::Value {
+        let criteria: Vec<_> = self
+            .plan
+            .criteria
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let r: Option<&MetricReadings> = self.measured.readings.get(i);
+                let a = self
+                    .outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| o.assessment.success_criteria.get(i));
+                let version = |raw: Option<&iter8_core::VersionReading>, used: Option<&Reading>| {
+                    serde_json::json!({
+                        "value": used.and_then(|u| u.value).filter(|v| v.is_finite()),
+                        "sample_size": used.map(|u| u.sample_size),
+                        "measured": raw.map(|r| serde_json::json!({"value": raw_json(&r.value), "sample_size": raw_json(&r.sample_size)})),
+                    })
+                };
+                serde_json::json!({
+                    "metric": c.metric.name,
+                    "tolerance_type": c.tolerance_type.as_str(),
+                    "tolerance": c.tolerance,
+                    "sample_size": c.sample_size,
+                    "baseline": version(r.map(|r| &r.baseline), a.and_then(|a| a.baseline.as_ref())),
+                    "candidate": version(r.map(|r| &r.candidate), a.and_then(|a| a.candidate.as_ref())),
+                    "met": a.map(|a| a.success_criterion_met),
+                    "abort": a.map(|a| a.abort_experiment),
+                    "conclusions": a.map(|a| a.conclusions.clone()),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "experiment": {"name": self.exp.name(), "namespace": self.exp.namespace()},
+            "strategy": self.plan.strategy.as_str(),
+            "baseline": self.plan.baseline,
+            "candidate": self.plan.candidate,
+            "window": {
+                "start": format(self.window.start),
+                "end": format(self.window.end),
+                "interval_seconds": self.window.interval_secs(),
+                "offset_seconds": self.offset,
+            },
+            "prometheus": {"url": self.query_url, "time": format(self.measured.time), "queries": self.measured.queries},
+            "criteria": criteria,
+            "assessment": self.outcome.as_ref().ok().map(|o| &o.assessment),
+            "error": self.outcome.as_ref().err(),
+            "decision": self.decision.as_ref().map(Decision::json),
+            "state": self.outcome.as_ref().ok().map(|o| &o.state),
+        })
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let p = self.plan;
+        out += &format!(
+            "Experiment {}.{} ({}): baseline {}, candidate {}\n",
+            self.exp.name(),
+            self.exp.namespace(),
+            p.strategy,
+            p.baseline,
+            p.candidate
+        );
+        out += &format!(
+            "Window     {} .. {} ({}s{})\n",
+            format(self.window.start),
+            format(self.window.end),
+            self.window.interval_secs(),
+            self.offset
+                .map(|o| format!(", offset {o}s"))
+                .unwrap_or_default()
+        );
+        out += &format!(
+            "Prometheus {} ({} queries, time={})\n",
+            self.query_url,
+            self.measured.queries.len(),
+            format(self.measured.time)
+        );
+        for (i, c) in p.criteria.iter().enumerate() {
+            let a = self
+                .outcome
+                .as_ref()
+                .ok()
+                .and_then(|o| o.assessment.success_criteria.get(i));
+            out += &format!(
+                "\n{}: {} {}, sample size >= {}{}\n",
+                c.metric.name,
+                c.tolerance_type,
+                number(c.tolerance),
+                c.sample_size,
+                if c.stop_on_failure {
+                    ", stop on failure"
+                } else {
+                    ""
+                }
+            );
+            if let Some(r) = self.measured.readings.get(i) {
+                for (label, raw, used) in [
+                    (
+                        "baseline ",
+                        &r.baseline,
+                        a.and_then(|a| a.baseline.as_ref()),
+                    ),
+                    (
+                        "candidate",
+                        &r.candidate,
+                        a.and_then(|a| a.candidate.as_ref()),
+                    ),
+                ] {
+                    out += &format!(
+                        "  {label}  value {:<28} sample {}\n",
+                        describe(&raw.value, used.and_then(|u| u.value)),
+                        describe(&raw.sample_size, used.map(|u| u.sample_size)),
+                    );
+                }
+            }
+            if let Some(a) = a {
+                out += &format!(
+                    "  verdict    {}{}: {}\n",
+                    if a.success_criterion_met {
+                        "met"
+                    } else {
+                        "NOT met"
+                    },
+                    if a.abort_experiment { ", abort" } else { "" },
+                    a.conclusions.join(" ").trim_end()
+                );
+            }
+        }
+        match (&self.outcome, &self.decision) {
+            (Ok(o), Some(d)) => {
+                out += &format!("\nAssessment: {}\n", o.assessment.conclusions.join("; "));
+                out += &match d.action {
+                    "abort" => "Decision:   abort: the experiment ends and traffic returns to the baseline (100/0)\n".to_string(),
+                    "new_split" => format!(
+                        "Decision:   new split: baseline {}, candidate {} (now {}/{})\n",
+                        d.baseline, d.candidate, d.current_baseline, d.current_candidate
+                    ),
+                    _ => format!(
+                        "Decision:   hold: baseline {}, candidate {}\n",
+                        d.baseline, d.candidate
+                    ),
+                };
+            }
+            (Err(e), _) => out += &format!("\nNo decision: {e}\n"),
+            (Ok(_), None) => {}
+        }
+        out
+    }
+}
+
+/// Runs `iter8 analyze`: exit 0 with a decision, 1 when the metrics could not be measured.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let exp = read_experiment(&args.file, args.name.as_deref())?;
+    let metrics = match &args.metrics {
+        Some(path) => super::validate::read_metrics(path)?,
+        None => MetricsConfig::stock_telemetry_v2(),
+    };
+    let plan = validation::plan(&exp, &metrics).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} is not a valid experiment:\n  {}",
+            exp.name(),
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
+    })?;
+    let now = window::now();
+    let window = choose_window(&args, &exp, now)?;
+    let (_, offset) = interval_and_offset(&window, now)?;
+    let client = PrometheusClient::new(&settings(&args)?)?;
+    let query_url = client.query_url().to_string();
+    let source = PrometheusSource::new(client);
+    let request = AnalysisRequest::new(&plan, window, last_state(&args, &exp));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let measured = runtime
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(600),
+                source.measure_at(&request.metrics_query(), now),
+            )
+            .await
+        })
+        .context("Prometheus did not answer within 10 minutes")?
+        .with_context(|| format!("measuring in Prometheus ({query_url})"))?;
+    let outcome = analyze(&request, &measured.readings).map_err(|e| e.to_string());
+    let decision = outcome.as_ref().ok().map(|o| decide(&plan, &exp, o));
+    let report = Report {
+        exp: &exp,
+        plan: &plan,
+        window,
+        offset,
+        query_url,
+        measured: &measured,
+        outcome: outcome.as_ref().map_err(Clone::clone),
+        decision,
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report.json())?),
+        Output::Text => print!("{}", report.text()),
+    }
+    Ok(if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
