@@ -1,0 +1,199 @@
+//! The operator's Prometheus metrics (`/metrics`, OpenMetrics text): experiments by phase, the
+//! candidate's current weight, decisions, reconcile duration and reconcile errors.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use iter8_core::model::Experiment;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// The phases reported even when no experiment is in them.
+const PHASES: [&str; 4] = ["Progressing", "Pause", "Completed", "Unknown"];
+
+/// The operator's metrics and their registry.
+pub struct OperatorMetrics {
+    registry: Registry,
+    experiments: Family<Labels, Gauge>,
+    candidate_weight: Family<Labels, Gauge>,
+    decisions: Family<Labels, Counter>,
+    reconcile_duration: Histogram,
+    reconcile_errors: Family<Labels, Counter>,
+    phases: Mutex<BTreeMap<(String, String), String>>,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl OperatorMetrics {
+    /// Registers every metric under the `iter8_` prefix.
+    pub fn new() -> OperatorMetrics {
+        let mut registry = Registry::with_prefix("iter8");
+        let experiments = Family::<Labels, Gauge>::default();
+        let candidate_weight = Family::<Labels, Gauge>::default();
+        let decisions = Family::<Labels, Counter>::default();
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let reconcile_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "experiments",
+            "Experiments the operator knows, by phase",
+            experiments.clone(),
+        );
+        registry.register(
+            "candidate_weight_percent",
+            "The candidate's current share of traffic (status.trafficSplitPercentage.candidate)",
+            candidate_weight.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Status transitions written, by reason (IterationUpdate, ExperimentSucceeded, ...)",
+            decisions.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile of one experiment",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed and will be retried, by cause",
+            reconcile_errors.clone(),
+        );
+        for phase in PHASES {
+            experiments
+                .get_or_create(&labels(&[("phase", phase)]))
+                .set(0);
+        }
+        OperatorMetrics {
+            registry,
+            experiments,
+            candidate_weight,
+            decisions,
+            reconcile_duration,
+            reconcile_errors,
+            phases: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records an experiment as it now is (after a reconcile).
+    pub fn observe(&self, exp: &Experiment) {
+        let key = (exp.namespace().to_string(), exp.name().to_string());
+        let phase = exp
+            .status
+            .phase
+            .as_ref()
+            .map_or("Unknown".to_string(), |p| p.to_string());
+        self.candidate_weight
+            .get_or_create(&labels(&[("namespace", &key.0), ("experiment", &key.1)]))
+            .set(i64::from(exp.status.split().candidate));
+        let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
+        phases.insert(key, phase);
+        self.publish(&phases);
+    }
+
+    /// Forgets an experiment that was deleted.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.candidate_weight
+            .remove(&labels(&[("namespace", namespace), ("experiment", name)]));
+        let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
+        phases.remove(&(namespace.to_string(), name.to_string()));
+        self.publish(&phases);
+    }
+
+    fn publish(&self, phases: &BTreeMap<(String, String), String>) {
+        let mut counts: BTreeMap<&str, i64> = PHASES.iter().map(|p| (*p, 0)).collect();
+        for phase in phases.values() {
+            *counts.entry(phase.as_str()).or_default() += 1;
+        }
+        for (phase, n) in counts {
+            self.experiments
+                .get_or_create(&labels(&[("phase", phase)]))
+                .set(n);
+        }
+    }
+
+    /// Counts a status transition by its reason (the message's prefix before `:`).
+    pub fn decision(&self, message: &str) {
+        let reason = message.split(':').next().unwrap_or("").trim();
+        let reason = if reason.is_empty() { "Unknown" } else { reason };
+        self.decisions
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// Records how long a reconcile took.
+    pub fn reconciled(&self, took: Duration) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts a failed reconcile by cause (`targets`, `routing`, `store`, `metrics`, ...).
+    pub fn error(&self, cause: &str) {
+        self.reconcile_errors
+            .get_or_create(&labels(&[("cause", cause)]))
+            .inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_counted_and_deleted_experiments_forgotten() {
+        let m = OperatorMetrics::new();
+        let mut exp = Experiment::default();
+        exp.metadata.name = Some("a".into());
+        exp.status.phase = Some(iter8_core::model::Phase::Progressing);
+        exp.status.traffic_split_percentage =
+            Some(iter8_core::model::TrafficSplit::with_candidate(20));
+        m.observe(&exp);
+        m.decision("IterationUpdate: Iteration 1 Started");
+        let text = m.render();
+        assert!(
+            text.contains("iter8_experiments{phase=\"Progressing\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "iter8_candidate_weight_percent{namespace=\"default\",experiment=\"a\"} 20"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("iter8_decisions_total{reason=\"IterationUpdate\"} 1"),
+            "{text}"
+        );
+        m.forget("default", "a");
+        let text = m.render();
+        assert!(
+            text.contains("iter8_experiments{phase=\"Progressing\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("experiment=\"a\""), "{text}");
+    }
+}

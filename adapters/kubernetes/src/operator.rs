@@ -1,0 +1,272 @@
+//! The operator: the controller, the HTTP endpoints, optional Lease-based leader election and
+//! graceful shutdown, wired together. The `iter8 operator` command builds the adapters and the
+//! client and calls [`run`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::sync::watch;
+
+use crate::controller::{self, Adapters, Settings};
+use crate::error::KubeError;
+use crate::metrics::OperatorMetrics;
+use crate::server::{self, Health};
+
+/// Lease-based leader election: only the holder of the Lease reconciles.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// The Lease's namespace (the operator's).
+    pub namespace: String,
+    /// The Lease's name.
+    pub lease_name: String,
+    /// This instance's identity (the pod name).
+    pub identity: String,
+    /// How long a lease lasts without renewal.
+    pub duration: Duration,
+}
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    /// The controller's settings.
+    pub controller: Settings,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub listen: SocketAddr,
+    /// Leader election, when several replicas run.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Why the operator stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The endpoints' address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Leader election failed.
+    #[error("leader election on Lease {namespace}/{name}: {message}")]
+    LeaderElection {
+        /// The Lease's namespace.
+        namespace: String,
+        /// The Lease's name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+    /// This instance lost the Lease while reconciling; it stops so that it restarts cleanly.
+    #[error("lost the leadership Lease {namespace}/{name}")]
+    LostLeadership {
+        /// The Lease's namespace.
+        namespace: String,
+        /// The Lease's name.
+        name: String,
+    },
+}
+
+/// Builds a client from a kubeconfig file (and context), or infers one: `KUBECONFIG`,
+/// `~/.kube/config`, then the in-cluster service account.
+pub async fn client(
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+) -> Result<Client, KubeError> {
+    let options = KubeConfigOptions {
+        context,
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(&path)
+                .map_err(|e| KubeError::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| KubeError::Config(format!("{}: {e}", path.display())))?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+}
+
+/// Installs ring as rustls' process-wide crypto provider (kube panics when it must choose
+/// between two compiled-in providers). Calling it twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the operator until `shutdown` completes (or, with leader election, until the Lease is
+/// lost). The endpoints are served throughout.
+pub async fn run(
+    client: Client,
+    settings: OperatorSettings,
+    adapters: Adapters,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OperatorError> {
+    let metrics = Arc::new(OperatorMetrics::new());
+    let health = Arc::new(Health::default());
+    let listener = server::bind(settings.listen)
+        .await
+        .map_err(|source| OperatorError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (endpoints_tx, endpoints_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let endpoints = tokio::spawn(server::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        stopped(endpoints_rx),
+    ));
+    let forward = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = match &settings.leader_election {
+        None => {
+            health.set_ready(true);
+            tracing::info!(namespace = ?settings.controller.namespace, "operator started");
+            controller::run(
+                client,
+                settings.controller.clone(),
+                adapters,
+                metrics,
+                stopped(stop_rx),
+            )
+            .await;
+            Ok(())
+        }
+        Some(election) => {
+            lead(
+                client, &settings, election, adapters, metrics, &health, stop_rx,
+            )
+            .await
+        }
+    };
+    tracing::info!("operator stopped");
+    health.set_ready(false);
+    forward.abort();
+    let _ = endpoints_tx.send(true);
+    let _ = endpoints.await;
+    result
+}
+
+/// Waits for the Lease, then reconciles until shutdown or until the Lease is lost.
+async fn lead(
+    client: Client,
+    settings: &OperatorSettings,
+    election: &LeaderElection,
+    adapters: Adapters,
+    metrics: Arc<OperatorMetrics>,
+    health: &Health,
+    stop: watch::Receiver<bool>,
+) -> Result<(), OperatorError> {
+    let fail = |message: String| OperatorError::LeaderElection {
+        namespace: election.namespace.clone(),
+        name: election.lease_name.clone(),
+        message,
+    };
+    let seconds = election.duration.as_secs().max(2);
+    let manager =
+        kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+            .with_namespace(&election.namespace)
+            .with_identity(&election.identity)
+            .with_duration(seconds)
+            .with_grace((seconds / 3).max(1))
+            .build()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    let (mut leader, task) = manager.watch().await;
+    // A standby is healthy and ready: it only waits for the Lease.
+    health.set_ready(true);
+    tracing::info!(lease = %election.lease_name, identity = %election.identity, "waiting for leadership");
+    let mut stop_wait = stop.clone();
+    let became_leader = tokio::select! {
+        r = leader.wait_for(|l| *l) => Some(r.is_ok()),
+        _ = stop_wait.wait_for(|s| *s) => None,
+    };
+    match became_leader {
+        Some(true) => {}
+        Some(false) => {
+            task.abort();
+            return Err(fail("the lease manager stopped".to_string()));
+        }
+        None => {
+            drop(leader);
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            return Ok(());
+        }
+    }
+    tracing::info!(lease = %election.lease_name, "leading");
+    let (lost_tx, mut lost_rx) = watch::channel(false);
+    let mut watch_leader = leader.clone();
+    let watcher = tokio::spawn(async move {
+        let _ = watch_leader.wait_for(|l| !*l).await;
+        let _ = lost_tx.send(true);
+    });
+    let mut stop_run = stop.clone();
+    let mut lost_run = lost_rx.clone();
+    controller::run(
+        client,
+        settings.controller.clone(),
+        adapters,
+        metrics,
+        async move {
+            tokio::select! {
+                _ = stop_run.wait_for(|s| *s) => {}
+                _ = lost_run.wait_for(|l| *l) => {}
+            }
+        },
+    )
+    .await;
+    watcher.abort();
+    let lost = *lost_rx.borrow_and_update();
+    // Dropping the channel makes the manager release the Lease.
+    drop(leader);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    if lost {
+        return Err(OperatorError::LostLeadership {
+            namespace: election.namespace.clone(),
+            name: election.lease_name.clone(),
+        });
+    }
+    Ok(())
+}
