@@ -6,6 +6,9 @@ set -euo pipefail
 need_apt=()
 # Prometheus and promtool: the Prometheus adapter's tests run against a real server.
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# promtool comes with it; openssl makes the test CA for the Prometheus client's TLS test.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing with apt: ${need_apt[*]}"
