@@ -35,8 +35,6 @@ pub struct LeaderElection {
 pub struct OperatorSettings {
     /// The controller's settings.
     pub controller: Settings,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served.
-    pub listen: SocketAddr,
     /// Leader election, when several replicas run.
     pub leader_election: Option<LeaderElection>,
 }
@@ -129,22 +127,24 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Binds the address `/metrics`, `/healthz` and `/readyz` are served on.
+pub async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, OperatorError> {
+    server::bind(addr)
+        .await
+        .map_err(|source| OperatorError::Listen { addr, source })
+}
+
 /// Runs the operator until `shutdown` completes (or, with leader election, until the Lease is
-/// lost). The endpoints are served throughout.
+/// lost), serving the endpoints on `listener` throughout.
 pub async fn run(
     client: Client,
     settings: OperatorSettings,
     adapters: Adapters,
+    listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OperatorError> {
     let metrics = Arc::new(OperatorMetrics::new());
     let health = Arc::new(Health::default());
-    let listener = server::bind(settings.listen)
-        .await
-        .map_err(|source| OperatorError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (endpoints_tx, endpoints_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

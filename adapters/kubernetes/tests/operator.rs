@@ -1,0 +1,396 @@
+//! The operator end to end: a real `kube::Client` against the fake API server, Istio routing
+//! through iter8-istio, metrics from a scripted source, experiments with a 1s interval.
+
+mod support;
+
+use iter8_fake_apiserver::FakeApiServer;
+use serde_json::json;
+use support::*;
+
+const PART1: &str = "reviews-v3-rollout";
+
+/// Tutorial part 1 in the seed's order: the experiment first (Pause, Missing Candidate, 100/0),
+/// then the candidate (progresses, 80/20 at iteration 1), then completion (0/100).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tutorial_part1_in_the_seeds_order() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+
+    apply(&client, NS, &part1_experiment()).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("TargetsNotFound: Missing Candidate"),
+    )
+    .await;
+    assert_eq!(
+        table(&server, &[PART1]),
+        "NAME                 PHASE   STATUS                               BASELINE     PERCENTAGE   CANDIDATE    PERCENTAGE\n\
+         reviews-v3-rollout   Pause   TargetsNotFound: Missing Candidate   reviews-v2   100          reviews-v3   0\n"
+    );
+    let stored = experiment(&server, PART1).unwrap();
+    assert_eq!(
+        stored["metadata"]["finalizers"],
+        json!(["finalizer.iter8-tools"])
+    );
+
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let seen = wait_for(&server, PART1, 10, |e| {
+        e["status"]["currentIteration"].as_u64() >= Some(1)
+    })
+    .await;
+    let exp = core_experiment(&server, PART1);
+    assert_eq!(
+        iter8_core::table::row(&exp)[1..].to_vec(),
+        [
+            "Progressing",
+            "IterationUpdate: Iteration 1 Started",
+            "reviews-v2",
+            "80",
+            "reviews-v3",
+            "20"
+        ],
+        "{seen:#?}"
+    );
+    assert_eq!(
+        served_weights(&server),
+        vec![("baseline".to_string(), 80), ("candidate".to_string(), 20)]
+    );
+
+    let seen = wait_for(&server, PART1, 30, |e| e["status"]["phase"] == "Completed").await;
+    assert_eq!(
+        table(&server, &[PART1]),
+        "NAME                 PHASE       STATUS                                               BASELINE     PERCENTAGE   CANDIDATE    PERCENTAGE\n\
+         reviews-v3-rollout   Completed   ExperimentSucceeded: All Success Criteria Were Met   reviews-v2   0            reviews-v3   100\n",
+        "{seen:#?}"
+    );
+    // Traffic moved 20 points per iteration up to the 80% cap.
+    for step in ["60/40", "40/60", "20/80"] {
+        assert!(seen.iter().any(|l| l.ends_with(step)), "{step}: {seen:#?}");
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.ends_with("0/100") && l.contains("Progressing"))
+    );
+    assert_eq!(
+        served_weights(&server),
+        vec![("candidate".to_string(), 100)]
+    );
+    let exp = core_experiment(&server, PART1);
+    assert_eq!(exp.status.current_iteration, 8);
+
+    // Event types are the core's: TargetsNotFound is Normal (waiting), failures are Warnings.
+    let reasons = wait_for_event(&server, PART1, "ExperimentSucceeded").await;
+    assert_eq!(
+        reasons.first(),
+        Some(&("Normal".into(), "TargetsNotFound".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&("Normal".into(), "IterationUpdate".into())),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.last(),
+        Some(&("Normal".into(), "ExperimentSucceeded".into())),
+        "{reasons:?}"
+    );
+
+    let (code, metrics) = operator.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("iter8_experiments{phase=\"Completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("iter8_candidate_weight_percent{namespace=\"bookinfo-iter8\",experiment=\"reviews-v3-rollout\"} 100"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("iter8_decisions_total{reason=\"IterationUpdate\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("iter8_reconcile_duration_seconds_count"),
+        "{metrics}"
+    );
+    assert_eq!(operator.get("/healthz").await.0, 200);
+    assert_eq!(operator.get("/readyz").await.0, 200);
+
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Tutorial part 2's shape: a slow candidate fails its criterion; traffic goes back to the
+/// baseline at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_candidate_is_rolled_back() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 5000.0)).await;
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    apply(&client, NS, &exp).await;
+    let seen = wait_for(&server, PART1, 20, |e| e["status"]["phase"] == "Completed").await;
+    assert_eq!(
+        iter8_core::table::row(&core_experiment(&server, PART1))[1..].to_vec(),
+        [
+            "Completed",
+            "ExperimentFailed: Not All Success Criteria Met",
+            "reviews-v2",
+            "100",
+            "reviews-v3",
+            "0"
+        ],
+        "{seen:#?}"
+    );
+    // Iteration 1 always moves traffic; later ones hold while the criterion fails.
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("Iteration 1 Started") && l.ends_with("80/20")),
+        "{seen:#?}"
+    );
+    assert!(!seen.iter().any(|l| l.ends_with("60/40")), "{seen:#?}");
+    assert_eq!(served_weights(&server), vec![("baseline".to_string(), 100)]);
+    let reasons = wait_for_event(&server, PART1, "ExperimentFailed").await;
+    assert_eq!(
+        reasons.last(),
+        Some(&("Warning".into(), "ExperimentFailed".into())),
+        "{reasons:?}"
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Deleting a running experiment rolls traffic back to the baseline, then lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_experiment_rolls_back_then_removes_the_finalizer() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    assert_eq!(
+        served_weights(&server),
+        vec![("baseline".to_string(), 80), ("candidate".to_string(), 20)]
+    );
+
+    let api: kube::Api<iter8_kubernetes::ExperimentResource> =
+        kube::Api::namespaced(client.clone(), NS);
+    api.delete(PART1, &Default::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while experiment(&server, PART1).is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the experiment is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(served_weights(&server), vec![("baseline".to_string(), 100)]);
+    let (_, metrics) = operator.get("/metrics").await;
+    assert!(
+        !metrics.contains("experiment=\"reviews-v3-rollout\""),
+        "{metrics}"
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// An experiment the core rejects pauses with a message naming the field; so does one with a
+/// wrong type that an API server without the CRD's validation let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_experiments_pause_with_the_field_named() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+
+    let mut unknown_metric = part1_experiment();
+    unknown_metric["metadata"]["name"] = json!("unknown-metric");
+    unknown_metric["spec"]["analysis"]["successCriteria"][0]["metricName"] =
+        json!("iter8_latencyy");
+    apply(&client, NS, &unknown_metric).await;
+    let mut wrong_type = part1_experiment();
+    wrong_type["metadata"]["name"] = json!("wrong-type");
+    wrong_type["spec"]["trafficControl"]["maxIterations"] = json!("eight");
+    apply(&client, NS, &wrong_type).await;
+
+    wait_for(&server, "unknown-metric", 10, |e| {
+        e["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ValidationError:"))
+    })
+    .await;
+    let exp = core_experiment(&server, "unknown-metric");
+    let message = exp.status.message.unwrap();
+    assert!(
+        message.contains("spec.analysis.successCriteria[0].metricName"),
+        "{message}"
+    );
+    assert_eq!(exp.status.phase, Some(iter8_core::model::Phase::Pause));
+
+    let seen = wait_for(&server, "wrong-type", 10, |e| {
+        e["status"]["phase"] == "Pause"
+    })
+    .await;
+    let stored = experiment(&server, "wrong-type").unwrap();
+    let message = stored["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("ValidationError: spec.trafficControl.maxIterations: "),
+        "{message} {seen:?}"
+    );
+    let reasons = wait_for_event(&server, "wrong-type", "ValidationError").await;
+    assert_eq!(
+        reasons,
+        vec![("Warning".to_string(), "ValidationError".to_string())]
+    );
+
+    // Fixing the field lets the experiment go on (here: to wait for its candidate).
+    wrong_type["spec"]["trafficControl"]["maxIterations"] = json!(8);
+    apply(&client, NS, &wrong_type).await;
+    wait_for(
+        &server,
+        "wrong-type",
+        10,
+        message_is("TargetsNotFound: Missing Candidate"),
+    )
+    .await;
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// A restarted operator continues where the status says, on time, without restarting the
+/// iterations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_continues_from_the_status() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(4);
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("IterationUpdate: Iteration 2 Started"),
+    )
+    .await;
+    operator.stop().await.unwrap();
+    let before = core_experiment(&server, PART1).status;
+
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let seen = wait_for(&server, PART1, 20, |e| e["status"]["phase"] == "Completed").await;
+    let after = core_experiment(&server, PART1).status;
+    assert_eq!(after.start_timestamp, before.start_timestamp);
+    assert_eq!(after.current_iteration, 4);
+    assert!(
+        !seen.iter().any(|l| l.contains("Iteration 1 Started")),
+        "no restart from scratch: {seen:#?}"
+    );
+    assert_eq!(
+        after.message.as_deref(),
+        Some("ExperimentSucceeded: All Success Criteria Were Met")
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// The top-level `action`: pause holds traffic, resume continues, override_failure rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_actions_pause_resume_and_override() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+
+    exp["action"] = json!("pause");
+    apply(&client, NS, &exp).await;
+    wait_for(&server, PART1, 10, message_is("Pause")).await;
+    let paused_at = core_experiment(&server, PART1).status.current_iteration;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        core_experiment(&server, PART1).status.current_iteration,
+        paused_at
+    );
+
+    exp["action"] = json!("resume");
+    apply(&client, NS, &exp).await;
+    wait_for(&server, PART1, 10, |e| {
+        e["status"]["currentIteration"].as_u64() > Some(u64::from(paused_at))
+    })
+    .await;
+
+    exp["action"] = json!("override_failure");
+    apply(&client, NS, &exp).await;
+    wait_for(&server, PART1, 10, message_is("ExperimentFailed: Aborted")).await;
+    assert_eq!(served_weights(&server), vec![("baseline".to_string(), 100)]);
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Two experiments on the same service: the second waits while the first runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_running_experiment_per_target() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut first = part1_experiment();
+    first["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &first).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    let mut second = first.clone();
+    second["metadata"]["name"] = json!("reviews-v3-again");
+    apply(&client, NS, &second).await;
+    wait_for(
+        &server,
+        "reviews-v3-again",
+        10,
+        message_is("TargetsNotFound: reviews is being involved in other experiment"),
+    )
+    .await;
+    assert_eq!(
+        served_weights(&server),
+        vec![("baseline".to_string(), 80), ("candidate".to_string(), 20)]
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}

@@ -1,0 +1,359 @@
+//! Test support: an operator running over a real `kube::Client` against the fake API server,
+//! with Istio routing (iter8-istio) and metrics from a scripted metric source.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use iter8_core::driver::BuiltinAnalytics;
+use iter8_core::engine::NoDashboard;
+use iter8_core::measurement::{
+    Measurement, MetricError, MetricReadings, MetricsQuery, VersionReading,
+};
+use iter8_core::ports::MetricSource;
+use iter8_fake_apiserver::{FakeApiServer, plural_of};
+use iter8_kubernetes::controller::{Adapters, Settings};
+use iter8_kubernetes::operator::{self, OperatorError, OperatorSettings};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const NS: &str = "bookinfo-iter8";
+pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bookinfo");
+
+/// Latency (ms) the fake Prometheus reports for each version; sample sizes grow by 10 per query.
+pub struct FakeMetrics {
+    pub baseline_latency: f64,
+    pub candidate_latency: f64,
+    calls: AtomicU64,
+}
+
+impl FakeMetrics {
+    pub fn new(baseline_latency: f64, candidate_latency: f64) -> FakeMetrics {
+        FakeMetrics {
+            baseline_latency,
+            candidate_latency,
+            calls: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl MetricSource for FakeMetrics {
+    async fn measure(&self, query: &MetricsQuery) -> Result<Vec<MetricReadings>, MetricError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let reading = |v: f64| VersionReading {
+            value: Measurement::Value(v),
+            sample_size: Measurement::Value((10 * n) as f64),
+        };
+        Ok(query
+            .metrics
+            .iter()
+            .map(|m| MetricReadings {
+                metric: m.name.clone(),
+                baseline: reading(self.baseline_latency),
+                candidate: reading(self.candidate_latency),
+            })
+            .collect())
+    }
+}
+
+/// The documents of a manifest.
+pub fn documents(text: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(text)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.is_object())
+        .collect()
+}
+
+/// An example manifest's documents.
+pub fn example(file: &str) -> Vec<Value> {
+    documents(&std::fs::read_to_string(format!("{EXAMPLES}/{file}")).unwrap())
+}
+
+/// Part 1's experiment with a 1s interval.
+pub fn part1_experiment() -> Value {
+    let mut exp = example("canary_reviews-v2_to_reviews-v3.yaml").remove(0);
+    exp["spec"]["trafficControl"]["interval"] = json!("1s");
+    exp
+}
+
+/// A client for the fake API server.
+pub fn client(server: &FakeApiServer) -> kube::Client {
+    operator::install_crypto_provider();
+    let mut config = kube::Config::new(server.url().parse().unwrap());
+    config.default_namespace = "default".to_string();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// `kubectl apply -n <ns>` of one object, through the API (server-side apply).
+pub async fn apply(client: &kube::Client, ns: &str, doc: &Value) -> Value {
+    let api_version = doc["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = doc["kind"].as_str().unwrap();
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &plural_of(kind));
+    let namespaced = kind != "Namespace";
+    let api: Api<DynamicObject> = if namespaced {
+        Api::namespaced_with(client.clone(), ns, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    };
+    let mut doc = doc.clone();
+    if namespaced {
+        doc["metadata"]["namespace"] = json!(ns);
+    }
+    let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+    let out = api
+        .patch(
+            &name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&doc),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+    serde_json::to_value(out).unwrap()
+}
+
+/// `kubectl apply -n <ns> -f <file>`.
+pub async fn apply_file(client: &kube::Client, ns: &str, file: &str) {
+    for doc in example(file) {
+        apply(client, ns, &doc).await;
+    }
+}
+
+/// The cluster before the tutorial: the metrics ConfigMap in `iter8`, Bookinfo with reviews-v2.
+pub async fn bookinfo(client: &kube::Client) {
+    apply_file(client, "", "namespace.yaml").await;
+    for doc in documents(iter8_core::metrics_config::STOCK_TELEMETRY_V2) {
+        apply(client, "iter8", &doc).await;
+    }
+    apply_file(client, NS, "bookinfo-tutorial.yaml").await;
+}
+
+/// A running operator.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), OperatorError>>,
+    pub port: u16,
+}
+
+impl Running {
+    /// Starts the operator over `client` with `metrics` behind the built-in analytics.
+    pub async fn start(client: &kube::Client, metrics: FakeMetrics) -> Running {
+        Self::start_with(client, metrics, None).await
+    }
+
+    /// Starts the operator, with leader election if given.
+    pub async fn start_with(
+        client: &kube::Client,
+        metrics: FakeMetrics,
+        leader_election: Option<operator::LeaderElection>,
+    ) -> Running {
+        let adapters = Adapters {
+            router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
+            analytics: Arc::new(BuiltinAnalytics::new(metrics)),
+            dashboard: Arc::new(NoDashboard),
+        };
+        let settings = OperatorSettings {
+            controller: Settings {
+                retry_after: Duration::from_millis(500),
+                ..Settings::default()
+            },
+            leader_election,
+        };
+        let listener = operator::listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(operator::run(
+            client.clone(),
+            settings,
+            adapters,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Running {
+            stop: Some(stop),
+            task,
+            port,
+        }
+    }
+
+    /// SIGTERM: stops and waits.
+    pub async fn stop(mut self) -> Result<(), OperatorError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("the operator stops within 20s")
+            .unwrap()
+    }
+
+    /// GET on the operator's endpoints.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The experiment as stored.
+pub fn experiment(server: &FakeApiServer, name: &str) -> Option<Value> {
+    server.object("iter8.tools", "experiments", NS, name)
+}
+
+/// The experiment in the core's model.
+pub fn core_experiment(server: &FakeApiServer, name: &str) -> iter8_core::Experiment {
+    let doc = experiment(server, name).expect("the experiment exists");
+    iter8_core::manifest::parse_document(0, doc)
+        .unwrap()
+        .experiment
+}
+
+/// `kubectl get experiments -n bookinfo-iter8` for these names.
+pub fn table(server: &FakeApiServer, names: &[&str]) -> String {
+    let exps: Vec<_> = names.iter().map(|n| core_experiment(server, n)).collect();
+    iter8_core::table::render(&exps)
+}
+
+/// Waits (polling every 20 ms, at most `secs`) until `check` holds for the experiment; returns
+/// every distinct (phase, message, baseline, candidate) seen on the way.
+pub async fn wait_for(
+    server: &FakeApiServer,
+    name: &str,
+    secs: u64,
+    check: impl Fn(&Value) -> bool,
+) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let exp = experiment(server, name).unwrap_or(Value::Null);
+        let s = &exp["status"];
+        let line = format!(
+            "{} | {} | {}/{}",
+            s["phase"].as_str().unwrap_or("-"),
+            s["message"].as_str().unwrap_or("-"),
+            s["trafficSplitPercentage"]["baseline"],
+            s["trafficSplitPercentage"]["candidate"]
+        );
+        if seen.last() != Some(&line) {
+            seen.push(line);
+        }
+        if check(&exp) {
+            return seen;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {name}; seen: {seen:#?}; now: {exp:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The message check for `wait_for`.
+pub fn message_is(want: &'static str) -> impl Fn(&Value) -> bool {
+    move |exp| exp["status"]["message"] == want
+}
+
+/// The weights the VirtualService for reviews serves: (baseline subset, candidate subset).
+pub fn served_weights(server: &FakeApiServer) -> Vec<(String, i64)> {
+    let vs = server
+        .object(
+            "networking.istio.io",
+            "virtualservices",
+            NS,
+            "reviews.bookinfo-iter8.svc.cluster.local.iter8-experiment",
+        )
+        .expect("the VirtualService exists");
+    vs["spec"]["http"][0]["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["destination"]["subset"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                r["weight"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Reasons of the events recorded on an experiment, in order.
+pub fn event_reasons(server: &FakeApiServer, name: &str) -> Vec<(String, String)> {
+    let mut events = server.objects("", "events", NS);
+    events.retain(|e| e["involvedObject"]["name"] == name);
+    events.sort_by_key(|e| {
+        e["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or("").to_string(),
+                e["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the last event recorded on an experiment has this reason; returns all reasons.
+pub async fn wait_for_event(
+    server: &FakeApiServer,
+    name: &str,
+    reason: &str,
+) -> Vec<(String, String)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reasons = event_reasons(server, name);
+        if reasons.last().is_some_and(|(_, r)| r == reason) {
+            return reasons;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event on {name}: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
