@@ -18,6 +18,12 @@ struct Cli {
 enum Command {
     /// Parse and validate Experiment manifests; print them with defaults filled in.
     Validate(cli::validate::Args),
+    /// Run the operator: reconcile Experiments in the cluster (Istio routing, Prometheus metrics).
+    Operator(cli::operator::Args),
+    /// Print the Experiment CRD (experiments.iter8.tools) as YAML.
+    Crd(cli::crd::Args),
+    /// Print the install bundle (namespace, CRD, RBAC, operator, metrics ConfigMap) as YAML.
+    Install(cli::install::Args),
     /// Print the Istio VirtualService and DestinationRule iter8 would apply at a stage (no cluster).
     Routing(cli::routing::Args),
     /// Print the Grafana dashboard (uid eXPEaNnZz) as JSON, or push it to Grafana.
@@ -30,6 +36,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Operator(args) => cli::operator::run(args),
+        Command::Crd(args) => cli::crd::run(args),
+        Command::Install(args) => cli::install::run(args),
         Command::Routing(args) => cli::routing::run(args),
         Command::Dashboard(args) => cli::dashboard::run(args),
         Command::Analyze(args) => cli::analyze::run(args),

@@ -1,6 +1,9 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(Args) -> anyhow::Result<ExitCode>`.
 
 pub mod analyze;
+pub mod crd;
 pub mod dashboard;
+pub mod install;
+pub mod operator;
 pub mod routing;
 pub mod validate;

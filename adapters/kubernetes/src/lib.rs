@@ -16,6 +16,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod events;
+pub mod install;
 pub mod merge_patch;
 pub mod metrics;
 pub mod operator;

@@ -1,0 +1,198 @@
+//! `iter8 operator`: the controller. Wires the Kubernetes adapter (experiments, targets,
+//! status, events), Istio routing, Prometheus metrics (through the built-in analytics) and the
+//! Grafana link to the core, and serves `/metrics`, `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use iter8_core::driver::BuiltinAnalytics;
+use iter8_core::duration::parse_go;
+use iter8_grafana::GrafanaLink;
+use iter8_istio::IstioRouter;
+use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
+use iter8_kubernetes::{Adapters, Settings};
+use iter8_prometheus::{
+    Auth, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy, SecretSource,
+    TlsSettings,
+};
+
+/// Log line format.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `iter8 operator` (each also read from its environment variable).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kubeconfig file; without it: KUBECONFIG, ~/.kube/config, then the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long, env = "ITER8_KUBE_CONTEXT")]
+    pub context: Option<String>,
+    /// Reconcile experiments of this namespace only (default: all namespaces).
+    #[arg(long, env = "ITER8_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Where the metrics ConfigMap iter8config-metrics is read first (then the experiment's namespace).
+    #[arg(long, env = "ITER8_METRICS_NAMESPACE", default_value = "iter8")]
+    pub metrics_namespace: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "ITER8_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Retry a failed reconcile after this long (Go duration).
+    #[arg(long, env = "ITER8_RETRY_AFTER", default_value = "10s")]
+    pub retry_after: String,
+    /// Elect a leader through a Lease, so that several replicas can run.
+    #[arg(long, env = "ITER8_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, env = "ITER8_LEASE_NAME", default_value = "iter8-controller")]
+    pub lease_name: String,
+    /// The Lease's namespace (the operator's).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "iter8")]
+    pub lease_namespace: String,
+    /// How long the Lease lasts without renewal (Go duration).
+    #[arg(long, env = "ITER8_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: String,
+    /// This instance's identity in the Lease and in events (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Prometheus base URL.
+    #[arg(
+        long,
+        env = "ITER8_PROMETHEUS_URL",
+        default_value = "http://prometheus.istio-system:9090"
+    )]
+    pub prometheus_url: String,
+    /// Timeout of one Prometheus request (Go duration).
+    #[arg(long, env = "ITER8_PROMETHEUS_TIMEOUT", default_value = "10s")]
+    pub prometheus_timeout: String,
+    /// Retries of a failed Prometheus request.
+    #[arg(long, env = "ITER8_PROMETHEUS_RETRIES", default_value_t = 2)]
+    pub prometheus_retries: u32,
+    /// Bearer token file for Prometheus (e.g. a mounted Secret).
+    #[arg(
+        long,
+        env = "ITER8_PROMETHEUS_TOKEN_FILE",
+        conflicts_with = "prometheus_username"
+    )]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Basic-auth user name for Prometheus (password from --prometheus-password-file).
+    #[arg(long, env = "ITER8_PROMETHEUS_USERNAME")]
+    pub prometheus_username: Option<String>,
+    /// Basic-auth password file for Prometheus.
+    #[arg(
+        long,
+        env = "ITER8_PROMETHEUS_PASSWORD_FILE",
+        requires = "prometheus_username"
+    )]
+    pub prometheus_password_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https Prometheus.
+    #[arg(long, env = "ITER8_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Skip TLS verification of Prometheus (testing only).
+    #[arg(long, env = "ITER8_PROMETHEUS_INSECURE_SKIP_VERIFY")]
+    pub prometheus_insecure_skip_verify: bool,
+    /// Log format.
+    #[arg(long, env = "ITER8_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter when RUST_LOG is unset.
+    #[arg(long, env = "ITER8_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    parse_go(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} `{text}`: not a positive duration"))
+}
+
+fn prometheus(args: &Args) -> anyhow::Result<PrometheusSettings> {
+    let auth = if let Some(path) = &args.prometheus_token_file {
+        Auth::Bearer(SecretSource::File(path.clone()).load("bearer token")?)
+    } else if let Some(username) = &args.prometheus_username {
+        let Some(path) = &args.prometheus_password_file else {
+            bail!("--prometheus-username needs --prometheus-password-file");
+        };
+        Auth::Basic {
+            username: username.clone(),
+            password: SecretSource::File(path.clone()).load("basic-auth password")?,
+        }
+    } else {
+        Auth::None
+    };
+    Ok(PrometheusSettings::new(args.prometheus_url.clone())
+        .with_timeout(duration("prometheus-timeout", &args.prometheus_timeout)?)
+        .with_retry(RetryPolicy {
+            max_retries: args.prometheus_retries,
+            ..RetryPolicy::default()
+        })
+        .with_auth(auth)
+        .with_tls(TlsSettings {
+            ca_file: args.prometheus_ca_file.clone(),
+            insecure_skip_verify: args.prometheus_insecure_skip_verify,
+        }))
+}
+
+/// Runs the operator until SIGTERM (or Ctrl-C).
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    operator::install_crypto_provider();
+    operator::init_logging(args.log_format == LogFormat::Json, &args.log_level)?;
+    operator::runtime()
+        .context("starting the tokio runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "iter8-controller".to_string());
+    let settings = OperatorSettings {
+        controller: Settings {
+            namespace: args.namespace.clone(),
+            metrics_namespace: args.metrics_namespace.clone(),
+            instance: identity.clone(),
+            retry_after: duration("retry-after", &args.retry_after)?,
+        },
+        leader_election: args
+            .leader_elect
+            .then(|| -> anyhow::Result<LeaderElection> {
+                Ok(LeaderElection {
+                    namespace: args.lease_namespace.clone(),
+                    lease_name: args.lease_name.clone(),
+                    identity: identity.clone(),
+                    duration: duration("lease-duration", &args.lease_duration)?,
+                })
+            })
+            .transpose()?,
+    };
+    let prometheus = PrometheusClient::new(&prometheus(&args)?)
+        .with_context(|| format!("Prometheus at {}", args.prometheus_url))?;
+    let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
+    let adapters = Adapters {
+        router: Arc::new(IstioRouter::new(client.clone())),
+        analytics: Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus))),
+        dashboard: Arc::new(GrafanaLink::new()),
+    };
+    let listener = operator::listen(args.listen).await?;
+    operator::run(
+        client,
+        settings,
+        adapters,
+        listener,
+        operator::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
