@@ -100,8 +100,17 @@ async fn tutorial_part1_in_the_seeds_order() {
         "{reasons:?}"
     );
 
-    let (code, metrics) = operator.get("/metrics").await;
-    assert_eq!(code, 200);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let (code, metrics) = operator.get("/metrics").await;
+        assert_eq!(code, 200);
+        if metrics.contains("iter8_experiments{phase=\"Completed\"} 1")
+            || tokio::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains("iter8_experiments{phase=\"Completed\"} 1"),
         "{metrics}"
@@ -392,5 +401,76 @@ async fn one_running_experiment_per_target() {
         vec![("baseline".to_string(), 80), ("candidate".to_string(), 20)]
     );
     operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Two replicas with leader election: one reconciles; when it stops, the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_when_the_leader_stops() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let election = |identity: &str| iter8_kubernetes::operator::LeaderElection {
+        namespace: "iter8".to_string(),
+        lease_name: "iter8-controller".to_string(),
+        identity: identity.to_string(),
+        duration: std::time::Duration::from_secs(3),
+    };
+    let first = Running::start_with(
+        &client,
+        FakeMetrics::new(120.0, 100.0),
+        Some(election("first")),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server
+        .object("coordination.k8s.io", "leases", "iter8", "iter8-controller")
+        .is_none_or(|l| l["spec"]["holderIdentity"] != "first")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "first never led");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let second = Running::start_with(
+        &client,
+        FakeMetrics::new(120.0, 100.0),
+        Some(election("second")),
+    )
+    .await;
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    assert_eq!(second.get("/readyz").await.0, 200, "a standby is ready");
+    let (_, standby_metrics) = second.get("/metrics").await;
+    assert!(
+        !standby_metrics.contains("experiment=\"reviews-v3-rollout\""),
+        "the standby does not reconcile: {standby_metrics}"
+    );
+
+    first.stop().await.unwrap();
+    wait_for(&server, PART1, 30, |e| e["status"]["phase"] == "Completed").await;
+    let lease = server
+        .object("coordination.k8s.io", "leases", "iter8", "iter8-controller")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "second", "{lease:#}");
+    // The metrics follow the status write within the same reconcile.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, metrics) = second.get("/metrics").await;
+        if metrics.contains("iter8_experiments{phase=\"Completed\"} 1") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    second.stop().await.unwrap();
     server.stop().await;
 }
