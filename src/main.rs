@@ -30,6 +30,8 @@ enum Command {
     Dashboard(cli::dashboard::Args),
     /// Analyse any window retrospectively: per-criterion values and verdicts, and the decision.
     Analyze(cli::analyze::Args),
+    /// Serve the iter8-analytics v0.2.1 REST API (a drop-in analytics service).
+    Analytics(cli::analytics::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Routing(args) => cli::routing::run(args),
         Command::Dashboard(args) => cli::dashboard::run(args),
         Command::Analyze(args) => cli::analyze::run(args),
+        Command::Analytics(args) => cli::analytics::run(args),
     };
     match result {
         Ok(code) => code,

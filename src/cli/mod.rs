@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(Args) -> anyhow::Result<ExitCode>`.
 
+pub mod analytics;
 pub mod analyze;
 pub mod crd;
 pub mod dashboard;

@@ -3,18 +3,30 @@
 //!
 //! [`analyze`] dispatches on the strategy; each strategy is a pure function of its inputs.
 
+mod bayesian;
 mod check_and_increment;
+mod epsilon_greedy;
 mod increment_without_check;
+pub mod prng;
 
+pub use bayesian::{
+    BayesianState, BayesianVersionState, Belief, Flavor, TRIALS, bayesian_routing,
+    confidence_conclusion,
+};
 pub use check_and_increment::{
     CheckAndIncrementState, CriterionInfo, VersionState, check_and_increment, conclusions,
+};
+pub use epsilon_greedy::{
+    EFFECTIVE_ITERATION_COUNT, EpsilonGreedyState, epsilon_t_greedy, exploitation_rate,
+    exploration_rate,
 };
 pub use increment_without_check::increment_without_check;
 
 use serde::{Deserialize, Serialize};
 
 use crate::measurement::{MetricError, MetricReadings, MetricsQuery, VersionTags, Window};
-use crate::model::{Assessment, Strategy};
+use crate::metrics_config::Metric;
+use crate::model::{Assessment, MinMax, Strategy};
 use crate::plan::{Criterion, Plan};
 
 /// Everything an analytics implementation (built in or remote) needs for one decision.
@@ -40,6 +52,10 @@ pub struct AnalysisRequest {
     pub last_state: Option<serde_json::Value>,
     /// Where a remote analytics service would be (`spec.analysis.analyticsService`).
     pub analytics_service: String,
+    /// Seed of the Bayesian strategies' draws: the same seed and inputs give the same decision.
+    pub seed: u64,
+    /// The reward metric and its range (Bayesian strategies), if any.
+    pub reward: Option<(Metric, Option<MinMax>)>,
 }
 
 impl AnalysisRequest {
@@ -56,6 +72,8 @@ impl AnalysisRequest {
             confidence: plan.confidence,
             last_state,
             analytics_service: String::new(),
+            seed: 0,
+            reward: plan.reward.clone(),
         }
     }
 
@@ -104,6 +122,13 @@ pub fn analyze(
     match request.strategy {
         Strategy::CheckAndIncrement => check_and_increment(request, readings),
         Strategy::IncrementWithoutCheck => increment_without_check(request),
+        Strategy::EpsilonGreedy => epsilon_t_greedy(request, readings),
+        Strategy::PosteriorBayesianRouting => {
+            bayesian_routing(request, readings, Flavor::Posterior)
+        }
+        Strategy::OptimisticBayesianRouting => {
+            bayesian_routing(request, readings, Flavor::Optimistic)
+        }
         ref other => Err(AnalyticsError::Invalid(format!(
             "strategy `{other}` is not available in the built-in analytics yet"
         ))),

@@ -1,0 +1,309 @@
+//! Remote analytics: the core's [`Analytics`] port over the iter8-analytics v0.2.1 API, so the
+//! operator can use the original service or `iter8 analytics serve`.
+//!
+//! The request is the one iter8-controller v0.2 sent: per version `start_time` / `end_time`
+//! (RFC 3339, whole seconds) and `tags`; `_last_state` (`{}` on the first call);
+//! `traffic_control` with `max_traffic_percent`, `step_size` (check_and_increment,
+//! epsilon_t_greedy) or `confidence` and `reward` (Bayesian), and the criteria with their
+//! templates, `is_counter`, `absent_value` (a string, `"None"` for no value), `sample_size` and
+//! `stop_on_failure`. Whole numbers are written without a fraction (`10`, not `10.0`), as Go's
+//! encoder does, so the original service words its conclusions the same way.
+//!
+//! `POST <analyticsService>/api/v1/experiment/<algorithm>`, with a timeout (default 10 s). Any
+//! failure is an [`AnalyticsError::Service`] naming the URL, the HTTP status and the service's
+//! `message`. `increment_without_check` is never sent (iter8 v0.2 did not either).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use iter8_core::Strategy;
+use iter8_core::analytics::{
+    AnalysisOutcome, AnalysisRequest, AnalyticsError, increment_without_check,
+};
+use iter8_core::ports::Analytics;
+use serde_json::{Map, Value, json};
+
+use crate::response::AnalyticsResponseWire;
+
+/// The default timeout of one call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// reqwest refused the configuration.
+    #[error("analytics client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// [`Analytics`] over a remote iter8-analytics v0.2.1 API.
+#[derive(Debug, Clone)]
+pub struct RemoteAnalytics {
+    http: reqwest::Client,
+    timeout: Duration,
+    endpoint: Option<String>,
+}
+
+/// The algorithm name in the API's URL for a strategy (`None`: not served remotely).
+pub fn algorithm(strategy: &Strategy) -> Option<&'static str> {
+    match strategy {
+        Strategy::CheckAndIncrement => Some("check_and_increment"),
+        Strategy::EpsilonGreedy => Some("epsilon_t_greedy"),
+        Strategy::PosteriorBayesianRouting => Some("posterior_bayesian_routing"),
+        Strategy::OptimisticBayesianRouting => Some("optimistic_bayesian_routing"),
+        _ => None,
+    }
+}
+
+/// A number as Go's `encoding/json` writes a float64: whole numbers without a fraction.
+pub fn go_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 {
+        Value::from(x as i64)
+    } else {
+        Value::from(x)
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn min_max(mm: &iter8_core::MinMax) -> Value {
+    json!({"min": go_number(mm.min), "max": go_number(mm.max)})
+}
+
+/// The JSON body iter8-controller v0.2 would send for `request`.
+pub fn payload(request: &AnalysisRequest) -> Value {
+    let version = |tags: &iter8_core::measurement::VersionTags| {
+        json!({
+            "start_time": rfc3339(request.window.start),
+            "end_time": rfc3339(request.window.end),
+            "tags": tags,
+        })
+    };
+    let bayesian = matches!(
+        request.strategy,
+        Strategy::PosteriorBayesianRouting | Strategy::OptimisticBayesianRouting
+    );
+    let criteria: Vec<Value> = request
+        .criteria
+        .iter()
+        .map(|c| {
+            let mut m = json!({
+                "metric_name": c.metric.name,
+                "type": c.tolerance_type.as_str(),
+                "value": go_number(c.tolerance),
+                "metric_query_template": c.metric.query_template,
+                "metric_sample_size_query_template": c.metric.sample_size_query_template,
+                "is_counter": c.metric.is_counter,
+                "absent_value": c.metric.absent_value.as_api_string(),
+                "sample_size": c.sample_size,
+                "stop_on_failure": c.stop_on_failure,
+            });
+            if let (Some(mm), Some(obj)) = (&c.min_max, m.as_object_mut()) {
+                obj.insert("min_max".into(), min_max(mm));
+            }
+            m
+        })
+        .collect();
+    let mut tc = Map::new();
+    tc.insert(
+        "max_traffic_percent".into(),
+        go_number(request.max_traffic_percentage),
+    );
+    if bayesian {
+        tc.insert("confidence".into(), go_number(request.confidence));
+        if let Some((metric, mm)) = &request.reward {
+            let mut r = json!({
+                "metric_name": metric.name,
+                "is_counter": metric.is_counter,
+                "absent_value": metric.absent_value.as_api_string(),
+                "metric_query_template": metric.query_template,
+                "metric_sample_size_query_template": metric.sample_size_query_template,
+            });
+            if let (Some(mm), Some(obj)) = (mm, r.as_object_mut()) {
+                obj.insert("min_max".into(), min_max(mm));
+            }
+            tc.insert("reward".into(), r);
+        }
+        if request.seed != 0 {
+            tc.insert("seed".into(), Value::from(request.seed));
+        }
+    } else {
+        tc.insert("step_size".into(), go_number(request.step_size));
+    }
+    tc.insert("success_criteria".into(), Value::Array(criteria));
+    json!({
+        "baseline": version(&request.baseline),
+        "candidate": version(&request.candidate),
+        "_last_state": request.last_state.clone().unwrap_or_else(|| json!({})),
+        "traffic_control": tc,
+    })
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// The service's own words from an error body: `message`, plus flask_restplus' `errors`.
+fn service_message(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => {
+            let message = v.get("message").and_then(Value::as_str).map(str::to_string);
+            let errors = v.get("errors").and_then(Value::as_object).map(|e| {
+                e.iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            match (message, errors) {
+                (Some(m), Some(e)) => format!("{m} ({e})"),
+                (Some(m), None) => m,
+                (None, _) => truncate(body.trim(), 300).to_string(),
+            }
+        }
+        Err(_) => truncate(body.trim(), 300).to_string(),
+    }
+}
+
+impl RemoteAnalytics {
+    /// A client whose calls time out after `timeout` (installs rustls' ring provider if none is
+    /// installed yet).
+    pub fn new(timeout: Duration) -> Result<Self, RemoteError> {
+        // reqwest is built with `rustls-no-provider`: a process-wide provider must exist before a
+        // client is built. Err means one is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .no_proxy()
+            .build()?;
+        Ok(RemoteAnalytics {
+            http,
+            timeout,
+            endpoint: None,
+        })
+    }
+
+    /// Calls `endpoint` instead of each request's `analytics_service`.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The URL a request is sent to.
+    pub fn url(&self, request: &AnalysisRequest, algorithm: &str) -> String {
+        let base = self
+            .endpoint
+            .as_deref()
+            .unwrap_or(&request.analytics_service)
+            .trim_end_matches('/');
+        format!("{base}/api/v1/experiment/{algorithm}")
+    }
+
+    async fn call(&self, url: &str, body: &Value) -> Result<AnalyticsResponseWire, AnalyticsError> {
+        let service = |m: String| AnalyticsError::Service(m);
+        let response = self.http.post(url).json(body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                service(format!("POST {url}: no answer within {:?}", self.timeout))
+            } else {
+                service(format!("POST {url}: cannot reach the service: {e}"))
+            }
+        })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| {
+            if e.is_timeout() {
+                service(format!("POST {url}: no answer within {:?}", self.timeout))
+            } else {
+                service(format!("POST {url}: reading the answer: {e}"))
+            }
+        })?;
+        if !status.is_success() {
+            return Err(service(format!(
+                "POST {url}: HTTP {}: {}",
+                status.as_u16(),
+                service_message(&text)
+            )));
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            service(format!(
+                "POST {url}: the answer is not an iter8-analytics response: {e}"
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Analytics for RemoteAnalytics {
+    async fn analyze(&self, request: &AnalysisRequest) -> Result<AnalysisOutcome, AnalyticsError> {
+        if request.strategy == Strategy::IncrementWithoutCheck {
+            return increment_without_check(request);
+        }
+        let Some(name) = algorithm(&request.strategy) else {
+            return Err(AnalyticsError::Invalid(format!(
+                "strategy `{}` has no remote analytics endpoint",
+                request.strategy
+            )));
+        };
+        if self.endpoint.is_none() && request.analytics_service.trim().is_empty() {
+            return Err(AnalyticsError::Service(
+                "no analytics service URL (spec.analysis.analyticsService)".to_string(),
+            ));
+        }
+        let url = self.url(request, name);
+        let response = self.call(&url, &payload(request)).await?;
+        let candidate = response
+            .candidate
+            .as_ref()
+            .and_then(|c| c.traffic_percentage)
+            .filter(|t| t.is_finite())
+            .ok_or_else(|| {
+                AnalyticsError::Service(format!(
+                    "POST {url}: the answer has no candidate.traffic_percentage"
+                ))
+            })?;
+        let state = match &response.last_state {
+            None | Some(Value::Null) => json!({}),
+            Some(s) => s.clone(),
+        };
+        Ok(AnalysisOutcome {
+            candidate_traffic_percentage: candidate,
+            assessment: response.assessment(),
+            state,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_written_as_go_does() {
+        assert_eq!(go_number(10.0).to_string(), "10");
+        assert_eq!(go_number(0.02).to_string(), "0.02");
+        assert_eq!(go_number(-3.0).to_string(), "-3");
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        assert_eq!(
+            service_message(r#"{"message": "Start time cannot exceed end time"}"#),
+            "Start time cannot exceed end time"
+        );
+        assert_eq!(
+            service_message(
+                r#"{"errors": {"baseline.start_time": "'start_time' is a required property"}, "message": "Input payload validation failed"}"#
+            ),
+            "Input payload validation failed (baseline.start_time: 'start_time' is a required property)"
+        );
+        assert_eq!(
+            service_message("<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+    }
+}
