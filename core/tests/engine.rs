@@ -690,3 +690,62 @@ fn a_routing_failure_reports_no_split_that_was_not_applied() {
     assert_eq!(d.status.current_iteration, exp.status.current_iteration);
     assert_eq!(d.status.phase, Some(Phase::Pause));
 }
+
+#[test]
+fn other_strategies_apply_their_recommendation_as_given() {
+    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    exp.spec.traffic_control.strategy = Some(iter8_core::Strategy::PosteriorBayesianRouting);
+    let m = metrics();
+    let now = exp.status.last_increment_time.unwrap() + chrono::Duration::seconds(30);
+    let ctx = Context::new(&m, now);
+    let o = obs(Targets::all_present());
+    let Step::Analyze(req) = engine::reconcile(&exp, &o, &ctx) else {
+        panic!("due")
+    };
+    assert_ne!(req.seed, 0, "a per-experiment seed");
+    let mut other = exp.clone();
+    other.metadata.name = Some("another".into());
+    let Step::Analyze(req2) = engine::reconcile(&other, &o, &ctx) else {
+        panic!("due")
+    };
+    assert_ne!(req.seed, req2.seed);
+    let outcome = iter8_core::analytics::AnalysisOutcome {
+        candidate_traffic_percentage: 7.9,
+        assessment: iter8_core::Assessment::default(),
+        state: serde_json::json!({}),
+    };
+    let o = Observations {
+        analysis: Some(Ok(outcome)),
+        ..o
+    };
+    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else {
+        panic!()
+    };
+    assert_eq!(
+        d.status.split(),
+        TrafficSplit::with_candidate(7),
+        "lowered although criteria fail"
+    );
+}
+
+#[test]
+fn the_reward_metric_is_measured_for_bayesian_strategies_only() {
+    let mut exp = tutorial("canary_reviews-v2_to_reviews-v3.yaml");
+    exp.spec.analysis.reward = Some(iter8_core::Reward {
+        metric_name: "iter8_error_rate".into(),
+        min_max: None,
+    });
+    for (strategy, metrics_measured) in [
+        (iter8_core::Strategy::CheckAndIncrement, 1),
+        (iter8_core::Strategy::OptimisticBayesianRouting, 2),
+    ] {
+        exp.spec.traffic_control.strategy = Some(strategy);
+        let p = iter8_core::validation::plan(&exp, &metrics()).unwrap();
+        let w = iter8_core::measurement::Window {
+            start: t0(),
+            end: t0(),
+        };
+        let q = AnalysisRequest::new(&p, w, None).metrics_query();
+        assert_eq!(q.metrics.len(), metrics_measured);
+    }
+}

@@ -83,8 +83,22 @@ impl AnalysisRequest {
             window: self.window,
             baseline: self.baseline.clone(),
             candidate: self.candidate.clone(),
-            metrics: self.criteria.iter().map(|c| c.metric.clone()).collect(),
+            metrics: self
+                .criteria
+                .iter()
+                .map(|c| c.metric.clone())
+                .chain(self.reward_metric().cloned())
+                .collect(),
         }
+    }
+
+    /// The reward metric, measured after the criteria's, when the strategy uses one.
+    fn reward_metric(&self) -> Option<&crate::metrics_config::Metric> {
+        let bayesian = matches!(
+            self.strategy,
+            Strategy::PosteriorBayesianRouting | Strategy::OptimisticBayesianRouting
+        );
+        self.reward.as_ref().filter(|_| bayesian).map(|(m, _)| m)
     }
 }
 

@@ -322,9 +322,15 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
         };
         return Step::Decided(decision);
     }
-    // Traffic moves only on the first iteration or when every criterion is met. Weights are
-    // whole percentages, truncated as iter8 v0.2 does, and never above the cap.
-    if first || all_met {
+    // check_and_increment moves traffic only on the first iteration or when every criterion is
+    // met (as iter8 v0.2); the other strategies' recommendation is their whole point, so it is
+    // applied as given. Weights are whole percentages, truncated as iter8 v0.2 does, and never
+    // above the cap.
+    let gated = matches!(
+        plan.strategy,
+        Strategy::CheckAndIncrement | Strategy::IncrementWithoutCheck
+    );
+    if first || all_met || !gated {
         let cap = plan.max_traffic_percentage.trunc();
         let candidate = candidate_share.min(cap).clamp(0.0, 100.0).trunc() as u32;
         let split = TrafficSplit::with_candidate(candidate);
@@ -339,6 +345,16 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
     d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
     let wait = abort_check_every(&plan, ctx).map_or(plan.interval, |e| e.min(plan.interval));
     Step::Decided(d.finish(Some(wait)))
+}
+
+/// A seed for the strategies' draws that is stable for an experiment (FNV-1a of
+/// `namespace/name`), so a restarted controller draws what the first one would have.
+fn experiment_seed(exp: &Experiment) -> u64 {
+    format!("{}/{}", exp.namespace(), exp.name())
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// How often to check for an abort between boundaries, if at all.
@@ -361,6 +377,7 @@ fn analysis_request(
     };
     let mut request = AnalysisRequest::new(plan, window, status.analysis_state.clone());
     request.analytics_service = exp.spec.analytics_service().to_string();
+    request.seed = experiment_seed(exp);
     request
 }
 
