@@ -7,4 +7,5 @@ pub mod dashboard;
 pub mod install;
 pub mod operator;
 pub mod routing;
+pub mod tutorial_live;
 pub mod validate;
