@@ -28,12 +28,14 @@ enum Command {
     Routing(cli::routing::Args),
     /// Print the Grafana dashboard (uid eXPEaNnZz) as JSON, or push it to Grafana.
     Dashboard(cli::dashboard::Args),
+    /// Replay the iter8 v0.2 canary tutorial in a simulated cluster (virtual time).
+    Tutorial(cli::tutorial::Args),
+    /// What-if: run an experiment in a simulated cluster against a traffic profile.
+    Simulate(cli::simulate::Args),
     /// Analyse any window retrospectively: per-criterion values and verdicts, and the decision.
     Analyze(cli::analyze::Args),
     /// Serve the iter8-analytics v0.2.1 REST API (a drop-in analytics service).
     Analytics(cli::analytics::Args),
-    /// Run the canary tutorial for real on this machine: Envoy, Prometheus and traffic on 127.0.0.1.
-    TutorialLive(cli::tutorial_live::LiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,9 +47,10 @@ fn main() -> ExitCode {
         Command::Install(args) => cli::install::run(args),
         Command::Routing(args) => cli::routing::run(args),
         Command::Dashboard(args) => cli::dashboard::run(args),
+        Command::Tutorial(args) => cli::tutorial::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
         Command::Analyze(args) => cli::analyze::run(args),
         Command::Analytics(args) => cli::analytics::run(args),
-        Command::TutorialLive(args) => cli::tutorial_live::run_live(args.interval, &args),
     };
     match result {
         Ok(code) => code,

@@ -7,5 +7,6 @@ pub mod dashboard;
 pub mod install;
 pub mod operator;
 pub mod routing;
-pub mod tutorial_live;
+pub mod simulate;
+pub mod tutorial;
 pub mod validate;

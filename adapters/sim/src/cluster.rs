@@ -2,7 +2,7 @@
 //! deleted on cleanup. Only what routing and traffic need is kept (names, labels, selectors,
 //! gateway hosts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use iter8_core::manifest;
 use iter8_core::metrics_config::CONFIGMAP_NAME;
@@ -238,18 +238,31 @@ pub fn parse_objects(text: &str, namespace: &str) -> Result<Vec<Object>, Manifes
     Ok(out)
 }
 
-type Key = (String, String);
+/// Objects by namespace, then name (looked up without allocating).
+type ByName<T> = BTreeMap<String, BTreeMap<String, T>>;
 
-fn key(namespace: &str, name: &str) -> Key {
-    (namespace.to_string(), name.to_string())
+fn put<T>(map: &mut ByName<T>, namespace: &str, name: &str, value: T) {
+    map.entry(namespace.to_string())
+        .or_default()
+        .insert(name.to_string(), value);
+}
+
+fn take<T>(map: &mut ByName<T>, namespace: &str, name: &str) -> Option<T> {
+    map.get_mut(namespace)?.remove(name)
+}
+
+fn find<'a, T>(map: &'a ByName<T>, namespace: &str, name: &str) -> Option<&'a T> {
+    map.get(namespace)?.get(name)
 }
 
 /// The cluster's workloads, services and gateways.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
-    deployments: BTreeMap<Key, Deployment>,
-    services: BTreeMap<Key, Service>,
-    gateways: BTreeMap<Key, Gateway>,
+    deployments: ByName<Deployment>,
+    /// (namespace, label, value) -> names of the Deployments whose pods carry it.
+    by_label: HashMap<(String, String, String), BTreeSet<String>>,
+    services: ByName<Service>,
+    gateways: ByName<Gateway>,
     generation: u64,
 }
 
@@ -261,64 +274,87 @@ impl Cluster {
 
     /// Creates or replaces a Deployment.
     pub fn apply_deployment(&mut self, d: Deployment) {
-        self.generation += 1;
-        self.deployments.insert(key(&d.namespace, &d.name), d);
+        self.delete_deployment(&d.namespace.clone(), &d.name.clone());
+        for (k, v) in &d.pod_labels {
+            self.by_label
+                .entry((d.namespace.clone(), k.clone(), v.clone()))
+                .or_default()
+                .insert(d.name.clone());
+        }
+        let (ns, name) = (d.namespace.clone(), d.name.clone());
+        put(&mut self.deployments, &ns, &name, d);
     }
 
     /// Creates or replaces a Service.
     pub fn apply_service(&mut self, s: Service) {
         self.generation += 1;
-        self.services.insert(key(&s.namespace, &s.name), s);
+        let (ns, name) = (s.namespace.clone(), s.name.clone());
+        put(&mut self.services, &ns, &name, s);
     }
 
     /// Creates or replaces a Gateway.
     pub fn apply_gateway(&mut self, g: Gateway) {
         self.generation += 1;
-        self.gateways.insert(key(&g.namespace, &g.name), g);
+        let (ns, name) = (g.namespace.clone(), g.name.clone());
+        put(&mut self.gateways, &ns, &name, g);
     }
 
     /// Deletes a Deployment; whether it existed.
     pub fn delete_deployment(&mut self, namespace: &str, name: &str) -> bool {
         self.generation += 1;
-        self.deployments.remove(&key(namespace, name)).is_some()
+        let Some(old) = take(&mut self.deployments, namespace, name) else {
+            return false;
+        };
+        for (k, v) in old.pod_labels {
+            let label = (old.namespace.clone(), k, v);
+            if let Some(names) = self.by_label.get_mut(&label) {
+                names.remove(&old.name);
+                if names.is_empty() {
+                    self.by_label.remove(&label);
+                }
+            }
+        }
+        true
     }
 
     /// Deletes a Service; whether it existed.
     pub fn delete_service(&mut self, namespace: &str, name: &str) -> bool {
         self.generation += 1;
-        self.services.remove(&key(namespace, name)).is_some()
+        take(&mut self.services, namespace, name).is_some()
     }
 
     /// A Deployment, if it exists.
     pub fn deployment(&self, namespace: &str, name: &str) -> Option<&Deployment> {
-        self.deployments.get(&key(namespace, name))
+        find(&self.deployments, namespace, name)
     }
 
     /// A Service, if it exists.
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        self.services.get(&key(namespace, name))
+        find(&self.services, namespace, name)
     }
 
     /// A Gateway referenced from `namespace` as `name` or `other-namespace/name`.
     pub fn gateway(&self, namespace: &str, reference: &str) -> Option<&Gateway> {
         let (ns, name) = reference.split_once('/').unwrap_or((namespace, reference));
-        self.gateways.get(&key(ns, name))
+        find(&self.gateways, ns, name)
     }
 
     /// Every Deployment, by namespace and name.
     pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
-        self.deployments.values()
+        self.deployments.values().flat_map(BTreeMap::values)
     }
 
     /// The Deployments a Service selects (none for an empty selector), by name.
     pub fn selected(&self, service: &Service) -> Vec<&Deployment> {
-        if service.selector.is_empty() {
+        let Some((k, v)) = service.selector.iter().next() else {
             return Vec::new();
-        }
-        self.deployments
-            .range(key(&service.namespace, "")..)
-            .take_while(|((ns, _), _)| *ns == service.namespace)
-            .map(|(_, d)| d)
+        };
+        let label = (service.namespace.clone(), k.clone(), v.clone());
+        self.by_label
+            .get(&label)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.deployment(&service.namespace, name))
             .filter(|d| {
                 service
                     .selector

@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod fleet;
 pub mod metrics;
 pub mod plot;
 pub mod profile;

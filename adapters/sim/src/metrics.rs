@@ -8,6 +8,8 @@
 //! with `$interval` the whole seconds from the experiment's start (at least 1), as iter8 fills
 //! the templates in. No series gives `NoData`; `0/0` gives NaN.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricErrorKind, MetricReadings, MetricsQuery, VersionReading,
@@ -149,38 +151,43 @@ pub fn query_window(window: &Window) -> (SimTime, SimTime) {
     (SimTime(end.millis() - window.interval_secs() * 1000), end)
 }
 
-fn evaluate(
-    traffic: &Traffic,
-    tags: &VersionTags,
-    kind: MetricKind,
-    from: SimTime,
-    to: SimTime,
-) -> Measurement {
-    let series = traffic.matching(tags);
-    let exists = series.iter().any(|s| s.exists_at(to));
-    if !exists {
+/// What a version's series say over a window: computed once per decision and version.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Observed {
+    /// A series exists (a request completed before the window's end).
+    pub exists: bool,
+    /// A 5xx series exists.
+    pub errors_exist: bool,
+    /// The counters over the window.
+    pub totals: Totals,
+}
+
+/// Sums the version's series over `[from, to)`.
+pub fn observe(traffic: &Traffic, tags: &VersionTags, from: SimTime, to: SimTime) -> Observed {
+    let mut o = Observed::default();
+    for s in traffic.matching(tags) {
+        o.exists |= s.exists_at(to);
+        o.errors_exist |= s.errors_exist_at(to);
+        o.totals.add(&s.totals(from, to));
+    }
+    o
+}
+
+/// The value of a metric kind over what was observed.
+pub fn evaluate(kind: MetricKind, o: &Observed) -> Measurement {
+    if !o.exists {
         return Measurement::NoData;
     }
-    let errors_exist = series.iter().any(|s| s.errors_exist_at(to));
-    let mut t = Totals::default();
-    for s in &series {
-        let w = s.totals(from, to);
-        t.requests += w.requests;
-        t.errors += w.errors;
-        t.latency_sum_ms += w.latency_sum_ms;
-        for (a, b) in t.histogram.iter_mut().zip(w.histogram) {
-            *a += b;
-        }
-    }
+    let t = &o.totals;
     let ratio = |a: f64, b: f64| Measurement::from_f64(a / b);
     match kind {
         MetricKind::Requests => Measurement::Value(t.requests as f64),
-        MetricKind::Errors if !errors_exist => Measurement::NoData,
+        MetricKind::Errors if !o.errors_exist => Measurement::NoData,
         MetricKind::Errors => Measurement::Value(t.errors as f64),
-        MetricKind::ErrorRate if !errors_exist => Measurement::NoData,
+        MetricKind::ErrorRate if !o.errors_exist => Measurement::NoData,
         MetricKind::ErrorRate => ratio(t.errors as f64, t.requests as f64),
         MetricKind::MeanLatency => ratio(t.latency_sum_ms, t.requests as f64),
-        MetricKind::Quantile { q, seconds } => Measurement::from_f64(quantile(q, seconds, &t)),
+        MetricKind::Quantile { q, seconds } => Measurement::from_f64(quantile(q, seconds, t)),
     }
 }
 
@@ -194,11 +201,28 @@ fn given(traffic: &Traffic, tags: &VersionTags, metric: &str, to: SimTime) -> Me
         .map_or(Measurement::NoData, |v| Measurement::from_f64(*v))
 }
 
+/// Template -> what it computes, remembered (templates repeat on every decision).
+#[derive(Debug, Clone, Default)]
+pub struct KindCache(HashMap<String, Option<MetricKind>>);
+
+impl KindCache {
+    /// [`classify`], remembered.
+    pub fn classify(&mut self, template: &str) -> Option<MetricKind> {
+        if let Some(k) = self.0.get(template) {
+            return *k;
+        }
+        let k = classify(template);
+        self.0.insert(template.to_string(), k);
+        k
+    }
+}
+
 fn reading(
+    kinds: &mut KindCache,
     traffic: &Traffic,
     tags: &VersionTags,
+    observed: &Observed,
     metric: &Metric,
-    from: SimTime,
     to: SimTime,
 ) -> VersionReading {
     let error = |m: &Metric| {
@@ -210,28 +234,34 @@ fn reading(
     let value = if traffic.profile_gives(&metric.name) {
         given(traffic, tags, &metric.name, to)
     } else {
-        match classify(&metric.query_template) {
-            Some(kind) => evaluate(traffic, tags, kind, from, to),
+        match kinds.classify(&metric.query_template) {
+            Some(kind) => evaluate(kind, observed),
             None => error(metric),
         }
     };
-    let sample_size = match classify(&metric.sample_size_query_template) {
-        Some(kind) => evaluate(traffic, tags, kind, from, to),
+    let sample_size = match kinds.classify(&metric.sample_size_query_template) {
+        Some(kind) => evaluate(kind, observed),
         None => error(metric),
     };
     VersionReading { value, sample_size }
 }
 
 /// Measures every metric of a query over the traffic generated so far.
-pub fn measure(traffic: &Traffic, query: &MetricsQuery) -> Vec<MetricReadings> {
+pub fn measure(
+    kinds: &mut KindCache,
+    traffic: &Traffic,
+    query: &MetricsQuery,
+) -> Vec<MetricReadings> {
     let (from, to) = query_window(&query.window);
+    let b = observe(traffic, &query.baseline, from, to);
+    let c = observe(traffic, &query.candidate, from, to);
     query
         .metrics
         .iter()
         .map(|m| MetricReadings {
             metric: m.name.clone(),
-            baseline: reading(traffic, &query.baseline, m, from, to),
-            candidate: reading(traffic, &query.candidate, m, from, to),
+            baseline: reading(kinds, traffic, &query.baseline, &b, m, to),
+            candidate: reading(kinds, traffic, &query.candidate, &c, m, to),
         })
         .collect()
 }
@@ -245,7 +275,8 @@ impl MetricSource for SimMetrics<'_> {
         let mut state = self.0.lock();
         let (_, to) = query_window(&query.window);
         state.advance_traffic(to);
-        Ok(measure(&state.traffic, query))
+        let state = &mut *state;
+        Ok(measure(&mut state.kinds, &state.traffic, query))
     }
 }
 

@@ -2,7 +2,7 @@
 //! VirtualService and DestinationRule hold), with weighted destinations, the experiment that
 //! owns them and their role.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::observation::RoutingObservation;
@@ -114,6 +114,10 @@ fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     rules: BTreeMap<String, Rules>,
+    /// Host -> the primary hosts of the rules that route it.
+    by_host: HashMap<String, Vec<String>>,
+    /// Host -> bumped when the routing of that host changes.
+    host_generations: HashMap<String, u64>,
     generation: u64,
 }
 
@@ -126,6 +130,36 @@ impl Router {
     /// Every rules set.
     pub fn all(&self) -> impl Iterator<Item = &Rules> {
         self.rules.values()
+    }
+
+    /// Bumped whenever the routing of `host` changes.
+    pub fn host_generation(&self, host: &str) -> u64 {
+        self.host_generations.get(host).copied().unwrap_or(0)
+    }
+
+    /// The rules that route `host`.
+    pub fn routing<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Rules> + 'a {
+        self.by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|primary| self.rules.get(primary))
+    }
+
+    fn touch(&mut self, primary: &str) {
+        self.generation += 1;
+        let hosts = self
+            .rules
+            .get(primary)
+            .map(|r| r.hosts.clone())
+            .unwrap_or_default();
+        for h in hosts {
+            let primaries = self.by_host.entry(h.clone()).or_default();
+            if !primaries.iter().any(|p| p == primary) {
+                primaries.push(primary.to_string());
+            }
+            *self.host_generations.entry(h).or_default() += 1;
+        }
     }
 
     /// The rules keyed by a host.
@@ -207,7 +241,7 @@ impl Router {
                     }
                 }
                 self.rules.insert(
-                    host,
+                    host.clone(),
                     Rules {
                         namespace: exp.target_namespace().to_string(),
                         hosts,
@@ -241,7 +275,7 @@ impl Router {
                 rules.role = Role::Stable;
             }
         }
-        self.generation += 1;
+        self.touch(&host);
         Ok(())
     }
 }

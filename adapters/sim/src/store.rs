@@ -23,8 +23,8 @@ pub struct RecordedEvent {
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     experiments: Vec<Option<Experiment>>,
-    index: HashMap<(String, String), usize>,
-    by_service: HashMap<(String, String), Vec<usize>>,
+    index: HashMap<String, HashMap<String, usize>>,
+    by_service: HashMap<String, HashMap<String, Vec<usize>>>,
     events: Vec<RecordedEvent>,
     keep_events: bool,
 }
@@ -32,15 +32,16 @@ pub struct Store {
 /// An experiment's handle in the store (stable for its life).
 pub type ExperimentId = usize;
 
-fn service_key(exp: &Experiment) -> (String, String) {
+/// The namespace and service (or first host) an experiment works on.
+fn service_key(exp: &Experiment) -> (&str, &str) {
     let ts = &exp.spec.target_service;
     let service = ts
         .name
-        .clone()
+        .as_deref()
         .filter(|n| !n.is_empty())
-        .or_else(|| ts.hosts.iter().find_map(|h| h.name.clone()))
+        .or_else(|| ts.hosts.iter().find_map(|h| h.name.as_deref()))
         .unwrap_or_default();
-    (exp.target_namespace().to_string(), service)
+    (exp.target_namespace(), service)
 }
 
 impl Store {
@@ -55,8 +56,7 @@ impl Store {
     /// Creates an experiment, or replaces the spec of an existing one (as `kubectl apply`
     /// does: the status is kept). Returns its id.
     pub fn apply(&mut self, mut exp: Experiment, now: SimTime) -> ExperimentId {
-        let key = (exp.namespace().to_string(), exp.name().to_string());
-        if let Some(&id) = self.index.get(&key)
+        if let Some(id) = self.id(exp.namespace(), exp.name())
             && let Some(Some(old)) = self.experiments.get_mut(id)
         {
             old.spec = exp.spec;
@@ -66,21 +66,23 @@ impl Store {
         exp.metadata
             .creation_timestamp
             .get_or_insert(now.to_datetime());
+        let (exp_ns, exp_name) = (exp.namespace().to_string(), exp.name().to_string());
         let id = self.experiments.len();
+        let (ns, service) = service_key(&exp);
         self.by_service
-            .entry(service_key(&exp))
+            .entry(ns.to_string())
+            .or_default()
+            .entry(service.to_string())
             .or_default()
             .push(id);
         self.experiments.push(Some(exp));
-        self.index.insert(key, id);
+        self.index.entry(exp_ns).or_default().insert(exp_name, id);
         id
     }
 
     /// The id of an experiment.
     pub fn id(&self, namespace: &str, name: &str) -> Option<ExperimentId> {
-        self.index
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied()
+        self.index.get(namespace)?.get(name).copied()
     }
 
     /// The id of the experiment a port was handed.
@@ -117,17 +119,19 @@ impl Store {
     pub fn remove(&mut self, id: ExperimentId) {
         if let Some(slot) = self.experiments.get_mut(id)
             && let Some(exp) = slot.take()
+            && let Some(names) = self.index.get_mut(exp.namespace())
         {
-            self.index
-                .remove(&(exp.namespace().to_string(), exp.name().to_string()));
+            names.remove(exp.name());
         }
     }
 
     /// Another started, unfinished experiment on the same service as `exp`: its `name.namespace`.
     pub fn claimed_by(&self, exp: &Experiment) -> Option<String> {
         let me = self.id_of(exp);
+        let (ns, service) = service_key(exp);
         self.by_service
-            .get(&service_key(exp))?
+            .get(ns)?
+            .get(service)?
             .iter()
             .filter(|&&id| Some(id) != me)
             .filter_map(|&id| self.get(id))

@@ -3,7 +3,7 @@
 //! counted per version and per second as Istio's sidecars count them (request count, 5xx count,
 //! latency sum and latency histogram), by the time the request completes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use iter8_core::measurement::VersionTags;
 use rand::{RngExt, SeedableRng};
@@ -27,17 +27,57 @@ pub const LATENCY_BOUNDS_MS: [f64; 19] = [
 /// Number of histogram buckets, `+Inf` included.
 pub const HISTOGRAM_LEN: usize = LATENCY_BOUNDS_MS.len() + 1;
 
-/// The counters of one version over one second.
+/// A histogram of one second, packed: up to four `(bucket, count)` cells in 16 bytes (a version's
+/// latencies rarely spread over more buckets in one second); past that, the series keeps the
+/// full histogram of that second aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct PackedHistogram([u32; 4]);
+
+/// Marks a second whose histogram is kept aside.
+const SPILLED: u32 = u32::MAX;
+const COUNT_MASK: u32 = 0x00FF_FFFF;
+
+impl PackedHistogram {
+    /// Counts one latency in bucket `le`; false when it does not fit (the caller spills).
+    fn add(&mut self, le: usize) -> bool {
+        if self.0[0] == SPILLED {
+            return false;
+        }
+        for cell in &mut self.0 {
+            if *cell == 0 {
+                *cell = ((le as u32) << 24) | 1;
+                return true;
+            }
+            if (*cell >> 24) as usize == le && *cell & COUNT_MASK < COUNT_MASK {
+                *cell += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn spilled(&self) -> bool {
+        self.0[0] == SPILLED
+    }
+
+    /// Adds the counts into a full histogram.
+    fn add_to(&self, out: &mut [u64; HISTOGRAM_LEN]) {
+        for cell in self.0 {
+            if cell == 0 || cell == SPILLED {
+                break;
+            }
+            out[(cell >> 24) as usize] += u64::from(cell & COUNT_MASK);
+        }
+    }
+}
+
+/// The counters of one version over one second (32 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Bucket {
-    /// Requests completed.
-    pub requests: u32,
-    /// Of which answered with a 5xx.
-    pub errors: u32,
-    /// Sum of their latencies (ms).
-    pub latency_sum_ms: f64,
-    /// Their latencies by histogram bucket (not cumulative).
-    pub histogram: [u32; HISTOGRAM_LEN],
+struct Bucket {
+    requests: u32,
+    errors: u32,
+    latency_sum_ms: f64,
+    histogram: PackedHistogram,
 }
 
 /// Counters summed over a window.
@@ -54,12 +94,13 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, b: &Bucket) {
-        self.requests += u64::from(b.requests);
-        self.errors += u64::from(b.errors);
-        self.latency_sum_ms += b.latency_sum_ms;
-        for (t, h) in self.histogram.iter_mut().zip(&b.histogram) {
-            *t += u64::from(*h);
+    /// Adds another window's counters.
+    pub fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.latency_sum_ms += other.latency_sum_ms;
+        for (t, h) in self.histogram.iter_mut().zip(&other.histogram) {
+            *t += h;
         }
     }
 }
@@ -79,6 +120,7 @@ pub struct Series {
     pub service: String,
     first_bucket: i64,
     buckets: Vec<Bucket>,
+    spilled: HashMap<usize, [u32; HISTOGRAM_LEN]>,
     first_request_ms: f64,
     first_error_ms: f64,
 }
@@ -91,6 +133,7 @@ impl Series {
             service: service.to_string(),
             first_bucket,
             buckets: Vec::new(),
+            spilled: HashMap::new(),
             first_request_ms: f64::INFINITY,
             first_error_ms: f64::INFINITY,
         }
@@ -99,13 +142,30 @@ impl Series {
     fn record(&mut self, done_ms: f64, latency_ms: f64, error: bool) {
         let i = (bucket_of(done_ms) - self.first_bucket).max(0) as usize;
         if i >= self.buckets.len() {
+            // Grow by whole chunks rather than doubling: series live long and are many.
+            let needed = i + 1 - self.buckets.len();
+            if self.buckets.capacity() < i + 1 {
+                self.buckets.reserve_exact(needed.max(16));
+            }
             self.buckets.resize(i + 1, Bucket::default());
         }
         let b = &mut self.buckets[i];
+        debug_assert_eq!(std::mem::size_of::<Bucket>(), 32);
         b.requests += 1;
         b.latency_sum_ms += latency_ms;
-        let h = LATENCY_BOUNDS_MS.partition_point(|le| *le < latency_ms);
-        b.histogram[h] += 1;
+        let le = LATENCY_BOUNDS_MS.partition_point(|bound| *bound < latency_ms);
+        if !b.histogram.add(le) {
+            let full = self.spilled.entry(i).or_insert([0; HISTOGRAM_LEN]);
+            if !b.histogram.spilled() {
+                let mut counts = [0u64; HISTOGRAM_LEN];
+                b.histogram.add_to(&mut counts);
+                for (f, c) in full.iter_mut().zip(counts) {
+                    *f += c as u32;
+                }
+                b.histogram.0 = [SPILLED, 0, 0, 0];
+            }
+            full[le] += 1;
+        }
         self.first_request_ms = self.first_request_ms.min(done_ms);
         if error {
             b.errors += 1;
@@ -135,8 +195,19 @@ impl Series {
             - self.first_bucket)
             .clamp(0, self.buckets.len() as i64) as usize;
         let mut t = Totals::default();
-        for b in self.buckets.get(lo..hi).unwrap_or(&[]) {
-            t.add(b);
+        for (i, b) in self.buckets.iter().enumerate().take(hi).skip(lo) {
+            t.requests += u64::from(b.requests);
+            t.errors += u64::from(b.errors);
+            t.latency_sum_ms += b.latency_sum_ms;
+            if b.histogram.spilled() {
+                if let Some(full) = self.spilled.get(&i) {
+                    for (t, c) in t.histogram.iter_mut().zip(full) {
+                        *t += u64::from(*c);
+                    }
+                }
+            } else {
+                b.histogram.add_to(&mut t.histogram);
+            }
         }
         t
     }
@@ -197,6 +268,8 @@ struct Route {
 pub struct Source {
     /// Where requests go.
     pub target: Target,
+    /// The host its routing is looked up by.
+    host: String,
     /// Requests per second.
     pub rate: f64,
     /// When it starts sending.
@@ -215,10 +288,11 @@ pub struct Traffic {
     seed: u64,
     sources: Vec<Source>,
     series: Vec<Series>,
-    by_workload: HashMap<(String, String), Vec<usize>>,
-    by_service: HashMap<(String, String), Vec<usize>>,
+    by_workload: HashMap<String, HashMap<String, Vec<usize>>>,
+    by_service: HashMap<String, HashMap<String, Vec<usize>>>,
     by_key: HashMap<(String, String, String), usize>,
     profiles: BTreeMap<String, VersionProfile>,
+    given: BTreeSet<String>,
     default_profile: VersionProfile,
     horizon: SimTime,
 }
@@ -234,6 +308,7 @@ impl Traffic {
             by_service: HashMap::new(),
             by_key: HashMap::new(),
             profiles: BTreeMap::new(),
+            given: BTreeSet::new(),
             default_profile: VersionProfile::fixed(10.0),
             horizon: SimTime::ZERO,
         }
@@ -244,8 +319,13 @@ impl Traffic {
     pub fn add_source(&mut self, target: Target, rate: f64, start: SimTime) {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(self.sources.len() as u64);
+        let host = match &target {
+            Target::Service { namespace, name } => fqdn(name, namespace),
+            Target::Host(h) => h.clone(),
+        };
         self.sources.push(Source {
             target,
+            host,
             rate,
             start: start.max(self.horizon),
             sent: 0,
@@ -263,6 +343,7 @@ impl Traffic {
     /// Adds (or replaces) version profiles.
     pub fn add_profiles(&mut self, profile: &Profile) {
         for (name, v) in &profile.versions {
+            self.given.extend(v.metrics.keys().cloned());
             self.profiles.insert(name.clone(), v.clone());
         }
         for s in &mut self.sources {
@@ -279,9 +360,7 @@ impl Traffic {
 
     /// Whether some version's profile gives a value for this metric.
     pub fn profile_gives(&self, metric: &str) -> bool {
-        self.profiles
-            .values()
-            .any(|p| p.metrics.contains_key(metric))
+        self.given.contains(metric)
     }
 
     /// Every series.
@@ -299,8 +378,8 @@ impl Traffic {
             tags.get("destination_service_name"),
             ns,
         ) {
-            (Some(w), _, Some(ns)) => self.by_workload.get(&(ns.clone(), w.clone())),
-            (None, Some(s), Some(ns)) => self.by_service.get(&(ns.clone(), s.clone())),
+            (Some(w), _, Some(ns)) => self.by_workload.get(ns).and_then(|m| m.get(w)),
+            (None, Some(s), Some(ns)) => self.by_service.get(ns).and_then(|m| m.get(s)),
             _ => {
                 return self.series.iter().filter(|s| s.matches(tags)).collect();
             }
@@ -331,11 +410,15 @@ impl Traffic {
         self.series
             .push(Series::new(namespace, workload, service, bucket_of(at)));
         self.by_workload
-            .entry((key.0.clone(), key.1.clone()))
+            .entry(key.0.clone())
+            .or_default()
+            .entry(key.1.clone())
             .or_default()
             .push(i);
         self.by_service
-            .entry((key.0.clone(), key.2.clone()))
+            .entry(key.0.clone())
+            .or_default()
+            .entry(key.2.clone())
             .or_default()
             .push(i);
         self.by_key.insert(key, i);
@@ -348,10 +431,10 @@ impl Traffic {
         if to <= self.horizon {
             return;
         }
-        let generation = (cluster.generation(), router.generation());
         let to_ms = to.millis() as f64;
         for s in 0..self.sources.len() {
             let src = &self.sources[s];
+            let generation = (cluster.generation(), router.host_generation(&src.host));
             let step_ms = 1000.0 / src.rate;
             let start_ms = src.start.millis() as f64;
             if start_ms + src.sent as f64 * step_ms >= to_ms {
@@ -404,8 +487,8 @@ impl Traffic {
             Target::Service { namespace, name } => {
                 let host = fqdn(&name, &namespace);
                 let rules = router
-                    .all()
-                    .find(|r| r.hosts.contains(&host) && r.gateways.iter().any(|g| g == MESH));
+                    .routing(&host)
+                    .find(|r| r.gateways.iter().any(|g| g == MESH));
                 match rules {
                     Some(r) => dests.extend(r.destinations.iter().map(|d| {
                         (
@@ -419,14 +502,13 @@ impl Traffic {
                 }
             }
             Target::Host(host) => {
-                let rules = router.all().find(|r| {
-                    r.hosts.contains(&host)
-                        && r.gateways.iter().any(|g| {
-                            g != MESH
-                                && cluster
-                                    .gateway(&r.namespace, g)
-                                    .is_some_and(|gw| gw.serves(&host))
-                        })
+                let rules = router.routing(&host).find(|r| {
+                    r.gateways.iter().any(|g| {
+                        g != MESH
+                            && cluster
+                                .gateway(&r.namespace, g)
+                                .is_some_and(|gw| gw.serves(&host))
+                    })
                 });
                 if let Some(r) = rules {
                     dests.extend(r.destinations.iter().map(|d| {
@@ -532,6 +614,19 @@ mod tests {
         assert_eq!(all.histogram[3], 600); // (5, 10]
         assert!((all.latency_sum_ms - 6000.0).abs() < 1e-6);
         assert!(s.exists_at(SimTime::from_secs(1)) && !s.errors_exist_at(SimTime::from_secs(60)));
+    }
+
+    #[test]
+    fn histograms_spill_past_four_buckets() {
+        let mut s = Series::new("ns", "w", "svc", 0);
+        for latency in [0.1, 0.7, 3.0, 7.0, 20.0, 20.0, 40.0, 1e9] {
+            s.record(500.0, latency, false);
+        }
+        let t = s.totals(SimTime::ZERO, SimTime::from_secs(1));
+        assert_eq!(t.requests, 8);
+        assert_eq!(&t.histogram[..6], &[1, 1, 1, 1, 2, 1]);
+        assert_eq!(t.histogram[HISTOGRAM_LEN - 1], 1);
+        assert_eq!(std::mem::size_of::<Bucket>(), 32);
     }
 
     #[test]

@@ -317,29 +317,34 @@ pub fn run(
     sim.set_metrics_config(metrics_config.clone());
     sim.add_profiles(profile);
     let service = ts.name.clone().filter(|n| !n.is_empty());
-    for version in [&plan.baseline, &plan.candidate] {
+    // The candidate is deployed after the experiment is created, as in the tutorial: before
+    // that, the Service would spread requests over both versions' pods.
+    let version_objects = |version: &String| -> Vec<Object> {
         match plan.kind {
-            TargetKind::Service => {
-                sim.apply(Object::Service(Service {
+            TargetKind::Service => vec![
+                Object::Service(Service {
                     namespace: ns.clone(),
                     name: version.clone(),
                     selector: labels(&[("app", version)]),
-                }));
-                sim.apply(Object::Deployment(Deployment {
+                }),
+                Object::Deployment(Deployment {
                     namespace: ns.clone(),
                     name: version.clone(),
                     pod_labels: labels(&[("app", version)]),
-                }));
-            }
+                }),
+            ],
             _ => {
                 let app = service.clone().unwrap_or_else(|| plan.baseline.clone());
-                sim.apply(Object::Deployment(Deployment {
+                vec![Object::Deployment(Deployment {
                     namespace: ns.clone(),
                     name: version.clone(),
                     pod_labels: labels(&[("app", &app), ("version", version)]),
-                }));
+                })]
             }
         }
+    };
+    for object in version_objects(&plan.baseline) {
+        sim.apply(object);
     }
     if let Some(name) = &service {
         let selector = match plan.kind {
@@ -383,6 +388,9 @@ pub fn run(
     exp.metadata.namespace.get_or_insert_with(|| ns.clone());
     exp.status = Default::default();
     let id = sim.apply_experiment(exp);
+    for object in version_objects(&plan.candidate) {
+        sim.apply(object);
+    }
     let created = sim.now();
     let limit = created.after(
         plan.interval

@@ -12,6 +12,7 @@ use iter8_core::{Experiment, ExperimentStatus, FINALIZER, TargetKind};
 
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
+use crate::metrics::KindCache;
 use crate::router::Router;
 use crate::store::Store;
 use crate::traffic::Traffic;
@@ -29,6 +30,8 @@ pub struct WorldState {
     pub store: Store,
     /// Sources, series and profiles.
     pub traffic: Traffic,
+    /// What each query template computes.
+    pub kinds: KindCache,
 }
 
 impl WorldState {
@@ -80,6 +83,7 @@ impl World {
                 router: Router::default(),
                 store: Store::new(keep_events),
                 traffic: Traffic::new(seed),
+                kinds: KindCache::default(),
             }),
         }
     }
