@@ -36,6 +36,8 @@ enum Command {
     Analyze(cli::analyze::Args),
     /// Serve the iter8-analytics v0.2.1 REST API (a drop-in analytics service).
     Analytics(cli::analytics::Args),
+    /// Run the canary tutorial for real on this machine: Envoy, Prometheus and traffic on 127.0.0.1.
+    TutorialLive(cli::tutorial_live::LiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Analyze(args) => cli::analyze::run(args),
         Command::Analytics(args) => cli::analytics::run(args),
+        Command::TutorialLive(args) => cli::tutorial_live::run_live(args.interval, &args),
     };
     match result {
         Ok(code) => code,

@@ -9,4 +9,5 @@ pub mod operator;
 pub mod routing;
 pub mod simulate;
 pub mod tutorial;
+pub mod tutorial_live;
 pub mod validate;
