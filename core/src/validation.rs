@@ -347,7 +347,9 @@ pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Probl
             .filter(|p| p.severity == Severity::Error)
             .collect());
     }
-    let spec = exp.spec.with_defaults();
+    // Defaults are applied field by field: cloning the spec with `with_defaults` on every
+    // reconcile would cost more than the rest of the plan.
+    let spec = &exp.spec;
     let ts = &spec.target_service;
     let tc = &spec.traffic_control;
     let criteria = spec
@@ -359,7 +361,10 @@ pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Probl
                 metric: metrics.metric(c.metric_name.as_deref()?)?,
                 tolerance_type: c.tolerance_type.clone()?,
                 tolerance: c.tolerance?,
-                sample_size: u64::try_from(c.sample_size?).ok()?,
+                sample_size: u64::try_from(
+                    c.sample_size.unwrap_or(crate::model::DEFAULT_SAMPLE_SIZE),
+                )
+                .ok()?,
                 stop_on_failure: c.stop_on_failure.unwrap_or(false),
                 min_max: c.min_max.clone(),
             })
@@ -381,12 +386,13 @@ pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Probl
         namespace: exp.target_namespace().to_string(),
         baseline: ts.baseline().to_string(),
         candidate: ts.candidate().to_string(),
-        strategy: exp.spec.strategy(),
+        strategy: spec.strategy(),
         interval,
-        max_iterations: tc
-            .max_iterations
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(u32::MAX),
+        max_iterations: u32::try_from(
+            tc.max_iterations
+                .unwrap_or(crate::model::DEFAULT_MAX_ITERATIONS),
+        )
+        .unwrap_or(u32::MAX),
         step_size: tc
             .traffic_step_size
             .unwrap_or(crate::model::DEFAULT_STEP_SIZE),

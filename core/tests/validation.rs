@@ -239,3 +239,22 @@ fn lenient_check_makes_unknown_metrics_warnings() {
     let found = validate(&experiment(&yaml), &stock, MetricCheck::Strict);
     assert_eq!(found[0].severity, Severity::Error);
 }
+
+#[test]
+fn the_plan_applies_every_default() {
+    let yaml = doc(
+        TARGET,
+        "    {}",
+        "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: 200",
+    );
+    let p = plan(&experiment(&yaml), &metrics()).unwrap();
+    assert_eq!(p.interval, std::time::Duration::from_secs(60));
+    assert_eq!(p.max_iterations, 100);
+    assert_eq!(p.step_size, 2.0);
+    assert_eq!(p.max_traffic_percentage, 50.0);
+    assert_eq!(p.confidence, 0.95);
+    assert_eq!(p.criteria[0].sample_size, 10);
+    assert!(!p.criteria[0].stop_on_failure);
+    assert_eq!(p.on_success, iter8_core::OnSuccess::Candidate);
+    assert_eq!(p.strategy, iter8_core::Strategy::CheckAndIncrement);
+}

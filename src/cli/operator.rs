@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use iter8_analytics::RemoteAnalytics;
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::duration::parse_go;
 use iter8_grafana::GrafanaLink;
@@ -19,6 +20,16 @@ use iter8_prometheus::{
     Auth, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy, SecretSource,
     TlsSettings,
 };
+
+/// Where decisions are made.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnalyticsMode {
+    /// In the operator, over Prometheus (the default).
+    Builtin,
+    /// By an iter8-analytics v0.2.1 service (the original or `iter8 analytics serve`) at each
+    /// experiment's `spec.analysis.analyticsService`.
+    Remote,
+}
 
 /// Log line format.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,6 +112,16 @@ pub struct Args {
     /// Skip TLS verification of Prometheus (testing only).
     #[arg(long, env = "ITER8_PROMETHEUS_INSECURE_SKIP_VERIFY")]
     pub prometheus_insecure_skip_verify: bool,
+    /// Built-in analytics over Prometheus, or a remote iter8-analytics service.
+    #[arg(long, env = "ITER8_ANALYTICS", value_enum, default_value = "builtin")]
+    pub analytics: AnalyticsMode,
+    /// Timeout of one call to a remote analytics service (Go duration).
+    #[arg(long, env = "ITER8_ANALYTICS_TIMEOUT", default_value = "10s")]
+    pub analytics_timeout: String,
+    /// Check stopOnFailure criteria this often between interval boundaries (Go duration; `0`
+    /// turns fast abort off).
+    #[arg(long, env = "ITER8_ABORT_CHECK_EVERY", default_value = "5s")]
+    pub abort_check_every: String,
     /// Log format.
     #[arg(long, env = "ITER8_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -164,6 +185,11 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             metrics_namespace: args.metrics_namespace.clone(),
             instance: identity.clone(),
             retry_after: duration("retry-after", &args.retry_after)?,
+            abort_check_every: match parse_go(&args.abort_check_every) {
+                Ok(d) if d.is_zero() => None,
+                Ok(d) => Some(d),
+                Err(e) => bail!("--abort-check-every: {e}"),
+            },
         },
         leader_election: args
             .leader_elect
@@ -182,7 +208,15 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
     let adapters = Adapters {
         router: Arc::new(IstioRouter::new(client.clone())),
-        analytics: Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus))),
+        analytics: match args.analytics {
+            AnalyticsMode::Builtin => {
+                Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
+            }
+            AnalyticsMode::Remote => Arc::new(
+                RemoteAnalytics::new(duration("analytics-timeout", &args.analytics_timeout)?)
+                    .context("the remote analytics client")?,
+            ),
+        },
         dashboard: Arc::new(GrafanaLink::new()),
     };
     let listener = operator::listen(args.listen).await?;

@@ -43,6 +43,8 @@ pub struct Settings {
     pub instance: String,
     /// How long to wait before retrying a reconcile that failed.
     pub retry_after: Duration,
+    /// Fast abort: check `stopOnFailure` criteria this often between interval boundaries.
+    pub abort_check_every: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             metrics_namespace: "iter8".to_string(),
             instance: "iter8-controller".to_string(),
             retry_after: Duration::from_secs(10),
+            abort_check_every: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -151,6 +154,7 @@ pub async fn reconcile_experiment(
     let mut ectx = engine::Context::new(&metrics, Utc::now());
     ectx.dashboard = &*ctx.adapters.dashboard;
     ectx.metrics_error = metrics_error;
+    ectx.abort_check_every = ctx.settings.abort_check_every;
     let ports = Ports {
         targets: &ctx.targets,
         router: &*ctx.adapters.router,
