@@ -36,8 +36,6 @@ enum Command {
     Analyze(cli::analyze::Args),
     /// Serve the iter8-analytics v0.2.1 REST API (a drop-in analytics service).
     Analytics(cli::analytics::Args),
-    /// Run the canary tutorial for real on this machine: Envoy, Prometheus and traffic on 127.0.0.1.
-    TutorialLive(cli::tutorial_live::LiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,11 +47,10 @@ fn main() -> ExitCode {
         Command::Install(args) => cli::install::run(args),
         Command::Routing(args) => cli::routing::run(args),
         Command::Dashboard(args) => cli::dashboard::run(args),
-        Command::Tutorial(args) => cli::tutorial::run(args),
-        Command::Simulate(args) => cli::simulate::run(args),
         Command::Analyze(args) => cli::analyze::run(args),
         Command::Analytics(args) => cli::analytics::run(args),
-        Command::TutorialLive(args) => cli::tutorial_live::run_live(args.interval, &args),
+        Command::Tutorial(args) => cli::tutorial::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,4 @@
-//! `iter8 tutorial-live` without Envoy or Prometheus installed: it installs nothing, says what
+//! `iter8 tutorial --live` without Envoy or Prometheus installed: it installs nothing, says what
 //! is missing and which command installs it, and exits with an error.
 
 use std::process::Command;
@@ -6,7 +6,7 @@ use std::process::Command;
 #[test]
 fn missing_programs_are_named_with_their_install_commands() {
     let out = Command::new(env!("CARGO_BIN_EXE_iter8"))
-        .args(["tutorial-live", "--interval", "2s", "--parts", "1"])
+        .args(["tutorial", "--live", "--interval", "2s", "--parts", "1"])
         .env("PATH", "/nonexistent")
         .env_remove("ITER8_ENVOY")
         .env_remove("ITER8_PROMETHEUS")
@@ -25,7 +25,7 @@ fn missing_programs_are_named_with_their_install_commands() {
 #[test]
 fn the_interval_is_a_go_duration() {
     let out = Command::new(env!("CARGO_BIN_EXE_iter8"))
-        .args(["tutorial-live", "--interval", "soon"])
+        .args(["tutorial", "--live", "--interval", "soon"])
         .output()
         .expect("run iter8");
     assert!(!out.status.success());

@@ -1,5 +1,6 @@
 //! `iter8 tutorial`: replays the five parts of the iter8 v0.2 canary tutorial in a simulated
-//! cluster, in virtual time, printing `kubectl get experiments` wherever the tutorial does.
+//! cluster, in virtual time, printing `kubectl get experiments` wherever the tutorial does;
+//! `--live` runs it for real on this machine (Envoy, Prometheus, real traffic).
 
 use std::process::ExitCode;
 
@@ -23,10 +24,16 @@ pub struct Args {
     /// Istio telemetry of the simulated cluster (which metrics ConfigMaps are applied).
     #[arg(long, value_enum, default_value = "v2")]
     pub telemetry: TelemetryArg,
+    /// `--live`: run parts 1 to 4 for real on this machine instead (see docs/envoy.md).
+    #[command(flatten)]
+    pub live: super::tutorial_live::LiveFlag,
 }
 
 /// Runs `iter8 tutorial`: prints the replay on stdout.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.live.live {
+        return super::tutorial_live::run_live(args.live.args.interval, &args.live.args);
+    }
     let options = Options {
         seed: args.seed,
         telemetry: match args.telemetry {

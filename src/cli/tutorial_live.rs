@@ -16,8 +16,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `--live` and its settings, to flatten into `iter8 tutorial`'s `Args`.
-/// Until `iter8 tutorial` flattens it, only `iter8 tutorial-live` is wired.
-#[allow(dead_code)]
+/// `iter8 tutorial --live` and its settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LiveFlag {
     /// Run the tutorial for real on this machine (reviews versions, Envoy, Prometheus, traffic on 127.0.0.1).
@@ -28,7 +27,7 @@ pub struct LiveFlag {
     pub args: LiveArgs,
 }
 
-/// The settings of a live run (`iter8 tutorial-live`, or `iter8 tutorial --live`).
+/// The settings of a live run (`iter8 tutorial --live`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LiveArgs {
     /// Live run: every experiment's interval (the tutorial's 30s is replaced).
