@@ -361,17 +361,16 @@ pub fn bayesian_routing(
         candidate: version_state(c, candidate),
         iteration: iteration + 1,
     };
-    Ok(AnalysisOutcome {
-        candidate_traffic_percentage: candidate,
-        assessment: Assessment {
+    AnalysisOutcome::with_state(
+        candidate,
+        Assessment {
             conclusions: summary,
             all_success_criteria_met: all_met,
             abort_experiment: abort,
             success_criteria: criteria,
         },
-        state: serde_json::to_value(&state)
-            .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
-    })
+        &state,
+    )
 }
 
 #[cfg(test)]

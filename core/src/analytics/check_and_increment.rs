@@ -295,17 +295,16 @@ pub fn check_and_increment(
     state.candidate.traffic_percentage = candidate;
     state.baseline.traffic_percentage = 100.0 - candidate;
 
-    Ok(AnalysisOutcome {
-        candidate_traffic_percentage: candidate,
-        assessment: Assessment {
+    AnalysisOutcome::with_state(
+        candidate,
+        Assessment {
             conclusions: summary,
             all_success_criteria_met: all_met,
             abort_experiment: abort,
             success_criteria: criteria,
         },
-        state: serde_json::to_value(&state)
-            .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
-    })
+        &state,
+    )
 }
 
 #[cfg(test)]

@@ -113,6 +113,22 @@ pub struct AnalysisOutcome {
     pub state: serde_json::Value,
 }
 
+impl AnalysisOutcome {
+    /// An outcome whose state is a strategy's typed state, carried as JSON.
+    pub fn with_state<S: Serialize>(
+        candidate_traffic_percentage: f64,
+        assessment: Assessment,
+        state: &S,
+    ) -> Result<Self, AnalyticsError> {
+        Ok(AnalysisOutcome {
+            candidate_traffic_percentage,
+            assessment,
+            state: serde_json::to_value(state)
+                .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
+        })
+    }
+}
+
 /// Why an analysis could not be made. An error never moves traffic.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AnalyticsError {
