@@ -260,3 +260,50 @@ fn push_reports_a_refusal() {
     );
     assert!(!stderr.contains("glsa_env_secret"));
 }
+
+#[test]
+fn the_operator_pushes_the_dashboard_at_start_up() {
+    let (url, server) = fake_grafana(
+        "HTTP/1.1 200 OK",
+        r#"{"id":4,"uid":"eXPEaNnZz","url":"/d/eXPEaNnZz/iter8-application-metrics","status":"success","version":1}"#,
+    );
+    let token = scratch("operator-token");
+    std::fs::write(&token, "operator-secret\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iter8"))
+        .args([
+            "operator",
+            "--grafana-push-url",
+            &url,
+            "--grafana-token-file",
+            token.to_str().unwrap(),
+            "--grafana-telemetry",
+            "v1",
+            // No cluster: the operator stops right after the push.
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("GRAFANA_TOKEN")
+        .output()
+        .unwrap();
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /api/dashboards/db "), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("authorization: bearer operator-secret"),
+        "{request}"
+    );
+    assert!(request.contains("\"uid\":\"eXPEaNnZz\""), "{request}");
+    assert!(
+        request.contains("istio_request_duration_seconds"),
+        "telemetry v1 queries"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains("operator-secret"),
+        "the token is never printed"
+    );
+}

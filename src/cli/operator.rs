@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use iter8_analytics::RemoteAnalytics;
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::duration::parse_go;
-use iter8_grafana::GrafanaLink;
+use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Token};
 use iter8_istio::IstioRouter;
 use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
 use iter8_kubernetes::{Adapters, Settings};
@@ -122,6 +122,16 @@ pub struct Args {
     /// turns fast abort off).
     #[arg(long, env = "ITER8_ABORT_CHECK_EVERY", default_value = "5s")]
     pub abort_check_every: String,
+    /// Push the experiment dashboard to this Grafana at start-up (token from
+    /// --grafana-token-file or GRAFANA_TOKEN); a failed push is logged, not fatal.
+    #[arg(long, env = "ITER8_GRAFANA_PUSH_URL")]
+    pub grafana_push_url: Option<String>,
+    /// File holding the Grafana API token for --grafana-push-url.
+    #[arg(long, env = "ITER8_GRAFANA_TOKEN_FILE")]
+    pub grafana_token_file: Option<PathBuf>,
+    /// Istio telemetry the pushed dashboard queries: v1 or v2.
+    #[arg(long, env = "ITER8_GRAFANA_TELEMETRY", default_value = "v2")]
+    pub grafana_telemetry: Telemetry,
     /// Log format.
     #[arg(long, env = "ITER8_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -173,7 +183,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .block_on(serve(args))
 }
 
+/// Pushes the generic experiment dashboard; a failure is logged and the operator goes on.
+async fn push_dashboard(args: &Args) -> anyhow::Result<()> {
+    let Some(url) = &args.grafana_push_url else {
+        return Ok(());
+    };
+    let token = match &args.grafana_token_file {
+        Some(path) => Some(Token::from_file(path)?),
+        None => Token::from_env()?,
+    };
+    let metrics = args.grafana_telemetry.extended_metrics();
+    let dashboard = iter8_grafana::build_dashboard(&DashboardInput {
+        telemetry: args.grafana_telemetry,
+        metrics: &metrics,
+        experiment: None,
+    })?;
+    let settings = ClientSettings {
+        token,
+        ..ClientSettings::new(url.clone())
+    };
+    match iter8_grafana::push_dashboard(&settings, &dashboard).await {
+        Ok(r) => tracing::info!(url = %r.url, version = r.version, "dashboard pushed to Grafana"),
+        Err(e) => tracing::warn!(error = %e, "could not push the dashboard to Grafana"),
+    }
+    Ok(())
+}
+
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    push_dashboard(&args).await.context("--grafana-push-url")?;
     let identity = args
         .identity
         .clone()
