@@ -93,14 +93,22 @@ async fn run(url: &str, total: usize, concurrency: usize) -> (f64, Duration, Dur
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // `cargo bench` passes `--bench`; under `cargo test` only a short run checks that it works.
+    let measuring = std::env::args().any(|a| a == "--bench");
     let total: usize = std::env::var("BENCH_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(if measuring { 20_000 } else { 200 });
     let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
         .ok()
         .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 16, 64]);
+        .unwrap_or_else(|| {
+            if measuring {
+                vec![1, 16, 64]
+            } else {
+                vec![1, 4]
+            }
+        });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

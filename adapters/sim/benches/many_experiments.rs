@@ -17,12 +17,18 @@ const SPEC: FleetSpec = FleetSpec {
     seed: 1,
 };
 
+/// Whether this is a measured run (`cargo bench` passes `--bench`); under `cargo test` the
+/// bench only runs a small fleet, to check that it works.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// The spec, with `ITER8_FLEET_EXPERIMENTS` overriding the count (for quick looks).
 fn spec() -> FleetSpec {
     let experiments = std::env::var("ITER8_FLEET_EXPERIMENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(SPEC.experiments);
+        .unwrap_or(if measuring() { SPEC.experiments } else { 100 });
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     FleetSpec {
         experiments,
