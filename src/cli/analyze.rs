@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, analyze};
 use iter8_core::duration::parse_go;
-use iter8_core::manifest;
 use iter8_core::measurement::{Measurement, Window};
 use iter8_core::model::{Experiment, Reading};
 use iter8_core::plan::Plan;
@@ -97,17 +96,11 @@ pub struct Args {
 }
 
 fn read_experiment(path: &Path, name: Option<&str>) -> anyhow::Result<Experiment> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let docs =
-        manifest::parse_experiments(&text).with_context(|| format!("in {}", path.display()))?;
-    let mut found = Vec::new();
-    for doc in docs {
-        let doc = doc.with_context(|| format!("in {}", path.display()))?;
-        if name.is_none_or(|n| doc.experiment.name() == n) {
-            found.push(doc.experiment);
-        }
-    }
+    let mut found: Vec<Experiment> = super::input::read_experiments(path)?
+        .into_iter()
+        .map(|doc| doc.experiment)
+        .filter(|e| name.is_none_or(|n| e.name() == n))
+        .collect();
     match (found.len(), name) {
         (1, _) => Ok(found.remove(0)),
         (0, Some(n)) => bail!("{}: no Experiment named `{n}`", path.display()),
@@ -456,7 +449,7 @@ impl Report<'_> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let exp = read_experiment(&args.file, args.name.as_deref())?;
     let metrics = match &args.metrics {
-        Some(path) => super::validate::read_metrics(path)?,
+        Some(path) => super::input::read_metrics(path)?,
         None => MetricsConfig::stock_telemetry_v2(),
     };
     let plan = validation::plan(&exp, &metrics).map_err(|problems| {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use iter8_core::manifest;
 use iter8_grafana::{ClientSettings, DashboardInput, Telemetry, Token};
 
 /// Flags of `iter8 dashboard`.
@@ -37,7 +36,7 @@ pub struct Args {
 /// Runs `iter8 dashboard`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let metrics = match &args.metrics {
-        Some(path) => super::validate::read_metrics(path)?,
+        Some(path) => super::input::read_metrics(path)?,
         None => args.telemetry.unwrap_or_default().extended_metrics(),
     };
     let detected = Telemetry::detect(&metrics);
@@ -93,15 +92,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The first Experiment of a manifest.
 fn read_experiment(path: &std::path::Path) -> anyhow::Result<iter8_core::Experiment> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut docs = manifest::parse_experiments(&text)
-        .with_context(|| format!("in {}", path.display()))?
-        .into_iter();
+    let mut docs = super::input::read_experiments(path)?.into_iter();
     let first = docs
         .next()
-        .with_context(|| format!("{}: no Experiment found", path.display()))?
-        .with_context(|| format!("in {}", path.display()))?;
+        .with_context(|| format!("{}: no Experiment found", path.display()))?;
     if docs.next().is_some() {
         eprintln!(
             "warning: {} holds several Experiments; using the first, {}",

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod analyze;
 pub mod crd;
 pub mod dashboard;
+pub mod input;
 pub mod install;
 pub mod operator;
 pub mod routing;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use iter8_core::action::{RoutingAction, Winner};
-use iter8_core::manifest;
 use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_istio::build::{self, RoutingTarget, Stage};
 use iter8_istio::labels::{bookinfo_labels, format_labels, parse_labels};
@@ -152,18 +151,13 @@ fn render(exp: &Experiment, stage: &Stage, args: &Args) -> anyhow::Result<Vec<St
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stage = stage(&args)?;
     let path = &args.file;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let docs =
-        manifest::parse_experiments(&text).with_context(|| format!("in {}", path.display()))?;
+    let docs = super::input::read_experiments(path)?;
     if docs.is_empty() {
         bail!("{}: no Experiment found", path.display());
     }
     let mut out = Vec::new();
     for doc in docs {
-        let mut exp = doc
-            .with_context(|| format!("in {}", path.display()))?
-            .experiment;
+        let mut exp = doc.experiment;
         if let Some(ns) = &args.namespace {
             match exp.metadata.namespace.as_deref() {
                 Some(own) if own != ns => bail!(

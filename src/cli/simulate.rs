@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use iter8_core::{Experiment, MetricsConfig, manifest, table};
+use iter8_core::{Experiment, MetricsConfig, table};
 use iter8_sim::{Profile, plot, whatif};
 
 /// Flags of `iter8 simulate`.
@@ -29,18 +29,12 @@ pub struct Args {
     pub plot: Option<PathBuf>,
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
 /// Reads the one Experiment of a manifest; unknown fields are errors (a typo would otherwise
 /// run with defaults).
 pub fn read_experiment(path: &Path) -> anyhow::Result<Experiment> {
     let name = path.display();
-    let docs = manifest::parse_experiments(&read(path)?).with_context(|| format!("in {name}"))?;
     let mut experiments = Vec::new();
-    for doc in docs {
-        let doc = doc.with_context(|| format!("in {name}"))?;
+    for doc in super::input::read_experiments(path)? {
         if !doc.unknown_fields.is_empty() {
             bail!(
                 "{name}: unknown field(s) in experiment {}: {}",
@@ -63,12 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let experiment = read_experiment(&args.file)?;
     let mut profile = Profile::default();
     for path in &args.profiles {
-        let text = read(path)?;
+        let text = super::input::read(path)?;
         profile.merge(Profile::from_yaml(&text, &path.display().to_string())?);
     }
     let metrics = match &args.metrics {
-        Some(path) => MetricsConfig::from_configmap_yaml(&read(path)?)
-            .with_context(|| format!("in {}", path.display()))?,
+        Some(path) => super::input::read_metrics(path)?,
         None => MetricsConfig::stock_telemetry_v2(),
     };
     let report = whatif::run(&experiment, &profile, &metrics, args.seed)

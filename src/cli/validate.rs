@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use iter8_core::MetricsConfig;
 use iter8_core::manifest::{self, ExperimentDocument};
 use iter8_core::validation::{self, MetricCheck, Severity};
@@ -20,25 +19,17 @@ pub struct Args {
     pub metrics: Option<PathBuf>,
 }
 
-/// Reads a metrics ConfigMap file.
-pub fn read_metrics(path: &std::path::Path) -> anyhow::Result<MetricsConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    MetricsConfig::from_configmap_yaml(&text).with_context(|| format!("in {}", path.display()))
-}
-
 /// Runs `iter8 validate`: valid experiments are printed (defaults filled in) on stdout,
 /// problems on stderr; exit code 1 when any experiment is invalid.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (metrics, check) = match &args.metrics {
-        Some(path) => (read_metrics(path)?, MetricCheck::Strict),
+        Some(path) => (super::input::read_metrics(path)?, MetricCheck::Strict),
         None => (MetricsConfig::stock_telemetry_v2(), MetricCheck::Lenient),
     };
     let mut invalid = 0usize;
     let mut valid = Vec::new();
     for path in &args.files {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = super::input::read(path)?;
         let docs = match manifest::parse_experiments(&text) {
             Ok(docs) => docs,
             Err(e) => {
