@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,19 +26,34 @@ pub const NS: &str = "bookinfo-iter8";
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bookinfo");
 
 /// Latency (ms) the fake Prometheus reports for each version; sample sizes grow by 10 per query.
+/// A [`MetricsControl`] changes the latencies while the operator runs.
 pub struct FakeMetrics {
-    pub baseline_latency: f64,
-    pub candidate_latency: f64,
+    latencies: Arc<Mutex<(f64, f64)>>,
     calls: AtomicU64,
 }
 
 impl FakeMetrics {
     pub fn new(baseline_latency: f64, candidate_latency: f64) -> FakeMetrics {
         FakeMetrics {
-            baseline_latency,
-            candidate_latency,
+            latencies: Arc::new(Mutex::new((baseline_latency, candidate_latency))),
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// A handle that changes what this source reports from now on.
+    pub fn control(&self) -> MetricsControl {
+        MetricsControl(self.latencies.clone())
+    }
+}
+
+/// Changes a running [`FakeMetrics`]' latencies.
+#[derive(Clone)]
+pub struct MetricsControl(Arc<Mutex<(f64, f64)>>);
+
+impl MetricsControl {
+    /// The candidate's latency (ms) from the next query on.
+    pub fn set_candidate_latency(&self, latency: f64) {
+        self.0.lock().unwrap().1 = latency;
     }
 }
 
@@ -46,6 +61,7 @@ impl FakeMetrics {
 impl MetricSource for FakeMetrics {
     async fn measure(&self, query: &MetricsQuery) -> Result<Vec<MetricReadings>, MetricError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let (baseline, candidate) = *self.latencies.lock().unwrap();
         let reading = |v: f64| VersionReading {
             value: Measurement::Value(v),
             sample_size: Measurement::Value((10 * n) as f64),
@@ -55,8 +71,8 @@ impl MetricSource for FakeMetrics {
             .iter()
             .map(|m| MetricReadings {
                 metric: m.name.clone(),
-                baseline: reading(self.baseline_latency),
-                candidate: reading(self.candidate_latency),
+                baseline: reading(baseline),
+                candidate: reading(candidate),
             })
             .collect())
     }
@@ -356,4 +372,199 @@ pub async fn wait_for_event(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A fake API server with the tutorial's cluster (metrics ConfigMap, Bookinfo with reviews-v2)
+/// and a client for it.
+pub async fn cluster() -> (FakeApiServer, kube::Client) {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    (server, client)
+}
+
+/// The name iter8 gives the VirtualService and DestinationRule of a host.
+pub fn rules_name(host: &str) -> String {
+    format!("{host}.iter8-experiment")
+}
+
+/// The VirtualService iter8 manages for a host, as stored.
+pub fn virtual_service(server: &FakeApiServer, host: &str) -> Option<Value> {
+    server.object(
+        "networking.istio.io",
+        "virtualservices",
+        NS,
+        &rules_name(host),
+    )
+}
+
+/// The DestinationRule iter8 manages for a host, as stored.
+pub fn destination_rule(server: &FakeApiServer, host: &str) -> Option<Value> {
+    server.object(
+        "networking.istio.io",
+        "destinationrules",
+        NS,
+        &rules_name(host),
+    )
+}
+
+/// A VirtualService's first HTTP route: (subset, or host when there is no subset, weight).
+pub fn routes(vs: &Value) -> Vec<(String, i64)> {
+    vs["spec"]["http"][0]["route"]
+        .as_array()
+        .expect("an http route")
+        .iter()
+        .map(|r| {
+            let d = &r["destination"];
+            let to = d["subset"].as_str().or(d["host"].as_str()).unwrap_or("");
+            (to.to_string(), r["weight"].as_i64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// A DestinationRule's subsets: (name, labels).
+pub fn subsets(dr: &Value) -> Vec<(String, Value)> {
+    dr["spec"]["subsets"]
+        .as_array()
+        .expect("subsets")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or("").to_string(),
+                s["labels"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// `iter8-tools/role` of a routing object.
+pub fn role(rule: &Value) -> &str {
+    rule["metadata"]["labels"]["iter8-tools/role"]
+        .as_str()
+        .unwrap_or("")
+}
+
+/// (phase, message, baseline %, candidate %) of a stored experiment.
+pub fn outcome(server: &FakeApiServer, name: &str) -> (String, String, i64, i64) {
+    let exp = experiment(server, name).expect("the experiment exists");
+    let s = &exp["status"];
+    (
+        s["phase"].as_str().unwrap_or("").to_string(),
+        s["message"].as_str().unwrap_or("").to_string(),
+        s["trafficSplitPercentage"]["baseline"]
+            .as_i64()
+            .unwrap_or(-1),
+        s["trafficSplitPercentage"]["candidate"]
+            .as_i64()
+            .unwrap_or(-1),
+    )
+}
+
+/// Waits (at most `secs`) until the experiment is gone from the API server.
+pub async fn wait_gone(server: &FakeApiServer, name: &str, secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Some(exp) = experiment(server, name) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is still there: {exp:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `kubectl delete -n <ns> deployment <name>`.
+pub async fn delete_deployment(client: &kube::Client, name: &str) {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NS);
+    api.delete(name, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting Deployment {name}: {e}"));
+}
+
+/// `kubectl delete -n <ns> experiment <name>`.
+pub async fn delete_experiment(client: &kube::Client, name: &str) {
+    let api: Api<iter8_kubernetes::ExperimentResource> = Api::namespaced(client.clone(), NS);
+    api.delete(name, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting Experiment {name}: {e}"));
+}
+
+/// Every version of an experiment the API server stored, oldest first: the server's change
+/// history replayed by a watch from the first resourceVersion (it ends after a second).
+pub async fn history(client: &kube::Client, name: &str) -> Vec<Value> {
+    use futures::TryStreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let gvk = GroupVersionKind::gvk("iter8.tools", "v1alpha1", "Experiment");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "experiments");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &resource);
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(1);
+    let events: Vec<_> = api
+        .watch(&params, "1")
+        .await
+        .expect("watching the history")
+        .try_collect()
+        .await
+        .expect("reading the history");
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                Some(serde_json::to_value(o).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The iterations a history went through, in order: each distinct
+/// (`currentIteration`, `lastIncrementTime`) after the first increment. An iteration run twice
+/// shows as a repeated number, a lost one as a gap.
+pub fn iterations(history: &[Value]) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for exp in history {
+        let s = &exp["status"];
+        let Some(n) = s["currentIteration"].as_u64().filter(|n| *n > 0) else {
+            continue;
+        };
+        let at = s["lastIncrementTime"].as_str().unwrap_or("").to_string();
+        if out.last() != Some(&(n, at.clone())) {
+            out.push((n, at));
+        }
+    }
+    out
+}
+
+/// The distinct status messages of a history, in order.
+pub fn messages(history: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for exp in history {
+        if let Some(m) = exp["status"]["message"].as_str()
+            && out.last().map(String::as_str) != Some(m)
+        {
+            out.push(m.to_string());
+        }
+    }
+    out
+}
+
+/// How often each `IterationUpdate` event message was recorded on an experiment (summing the
+/// `count` of aggregated Events and Events of different operator instances).
+pub fn iteration_events(server: &FakeApiServer, name: &str) -> Vec<(String, i64)> {
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for e in server.objects("", "events", NS) {
+        if e["involvedObject"]["name"] == name && e["reason"] == "IterationUpdate" {
+            *counts
+                .entry(e["message"].as_str().unwrap_or("").to_string())
+                .or_default() += e["count"].as_i64().unwrap_or(1);
+        }
+    }
+    counts.into_iter().collect()
+}
+
+/// Seconds between two RFC 3339 timestamps.
+pub fn seconds_between(from: &str, to: &str) -> f64 {
+    let from = chrono::DateTime::parse_from_rfc3339(from).expect("a timestamp");
+    let to = chrono::DateTime::parse_from_rfc3339(to).expect("a timestamp");
+    (to - from).as_seconds_f64()
 }

@@ -1,0 +1,627 @@
+//! The scenarios iter8 v0.2's own end-to-end suite checks, run through the operator: a real
+//! `kube::Client` against the fake API server, Istio routing through iter8-istio, metrics from a
+//! scripted source and 1s intervals. Each checks the outcome, the status message and phase, and
+//! the routing objects as the API server stores them. Expected behaviour is that of
+//! `docs/experiments.md` and the iter8 v0.2 behaviour guide (status messages, final splits,
+//! `cleanup: delete`, deleted targets).
+
+mod support;
+
+use iter8_fake_apiserver::FakeApiServer;
+use serde_json::{Value, json};
+use support::*;
+
+const EXP: &str = "reviews-v3-rollout";
+const REVIEWS: &str = "reviews.bookinfo-iter8.svc.cluster.local";
+const PRODUCTPAGE: &str = "productpage.bookinfo-iter8.svc.cluster.local";
+const SUCCEEDED: &str = "ExperimentSucceeded: All Success Criteria Were Met";
+
+/// Tutorial part 1's experiment (reviews-v2 → reviews-v3, step 20, cap 80) with a 1s interval
+/// and `iterations` iterations.
+fn reviews_experiment(iterations: u32) -> Value {
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(iterations);
+    exp
+}
+
+fn completed(exp: &Value) -> bool {
+    exp["status"]["phase"] == "Completed"
+}
+
+fn outcome_is(
+    phase: &str,
+    message: &str,
+    baseline: i64,
+    candidate: i64,
+) -> (String, String, i64, i64) {
+    (phase.to_string(), message.to_string(), baseline, candidate)
+}
+
+fn route(to: &str, weight: i64) -> (String, i64) {
+    (to.to_string(), weight)
+}
+
+/// The pod-template labels of reviews-vN, as the DestinationRule's subsets select them.
+fn reviews_labels(version: &str) -> Value {
+    json!({"app": "reviews", "version": version})
+}
+
+/// A condition of the stored experiment: (status, reason, message).
+fn condition(server: &FakeApiServer, name: &str, type_: &str) -> (String, String, String) {
+    let exp = experiment(server, name).expect("the experiment exists");
+    let c = exp["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition: {exp:#}"))
+        .clone();
+    let text = |k: &str| c[k].as_str().unwrap_or("").to_string();
+    (text("status"), text("reason"), text("message"))
+}
+
+fn deployment_exists(server: &FakeApiServer, name: &str) -> bool {
+    server.object("apps", "deployments", NS, name).is_some()
+}
+
+/// Roll forward: a passing candidate gets 20 points more each iteration and all the traffic at
+/// the end; the rules are left stable, pointing at the candidate only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roll_forward_ends_with_all_traffic_on_the_candidate() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    apply(&client, NS, &reviews_experiment(3)).await;
+
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    for step in [
+        "Progressing | IterationUpdate: Iteration 1 Started | 80/20",
+        "Progressing | IterationUpdate: Iteration 2 Started | 60/40",
+        "Progressing | IterationUpdate: Iteration 3 Started | 40/60",
+    ] {
+        assert!(seen.iter().any(|l| l == step), "{step}: {seen:#?}");
+    }
+    assert_eq!(core_experiment(&server, EXP).status.current_iteration, 3);
+    assert_eq!(
+        condition(&server, EXP, "ExperimentSucceeded"),
+        (
+            "True".into(),
+            "ExperimentSucceeded".into(),
+            "All Success Criteria Were Met".into()
+        )
+    );
+
+    let vs = virtual_service(&server, REVIEWS).expect("the VirtualService");
+    assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(vs["spec"]["hosts"], json!([REVIEWS]));
+    assert_eq!(vs["spec"]["gateways"], json!(["mesh"]));
+    assert_eq!(role(&vs), "stable");
+    let dr = destination_rule(&server, REVIEWS).expect("the DestinationRule");
+    assert_eq!(
+        subsets(&dr),
+        [("candidate".to_string(), reviews_labels("v3"))]
+    );
+    assert_eq!(role(&dr), "stable");
+    assert!(deployment_exists(&server, "reviews-v2"), "no cleanup asked");
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Deleting a completed experiment leaves its routing as it was at completion (here
+/// `onSuccess: both`, 40/60), removes the finalizer and lets the object go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_completed_experiment_leaves_routing_untouched() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(3);
+    exp["spec"]["trafficControl"]["onSuccess"] = json!("both");
+    apply(&client, NS, &exp).await;
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", SUCCEEDED, 40, 60),
+        "{seen:#?}"
+    );
+    let vs_at_completion = virtual_service(&server, REVIEWS).unwrap();
+    let dr_at_completion = destination_rule(&server, REVIEWS).unwrap();
+    assert_eq!(
+        routes(&vs_at_completion),
+        [route("baseline", 40), route("candidate", 60)]
+    );
+    assert_eq!(role(&vs_at_completion), "stable");
+    assert_eq!(
+        experiment(&server, EXP).unwrap()["metadata"]["finalizers"],
+        json!(["finalizer.iter8-tools"])
+    );
+
+    delete_experiment(&client, EXP).await;
+    // The API server keeps an object until its finalizers are gone.
+    wait_gone(&server, EXP, 10).await;
+    let vs = virtual_service(&server, REVIEWS).expect("the VirtualService stays");
+    let dr = destination_rule(&server, REVIEWS).expect("the DestinationRule stays");
+    assert_eq!(vs["spec"], vs_at_completion["spec"]);
+    assert_eq!(
+        vs["metadata"]["labels"],
+        vs_at_completion["metadata"]["labels"]
+    );
+    assert_eq!(dr["spec"], dr_at_completion["spec"]);
+    assert_eq!(routes(&vs), [route("baseline", 40), route("candidate", 60)]);
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Abort: a `stopOnFailure` criterion that starts failing mid-run ends the experiment at once,
+/// well before `maxIterations`, with all traffic back on the baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_stop_on_failure_criterion_aborts_to_the_baseline() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let metrics = FakeMetrics::new(120.0, 100.0);
+    let latency = metrics.control();
+    let operator = Running::start(&client, metrics).await;
+    let mut exp = reviews_experiment(10);
+    exp["spec"]["analysis"]["successCriteria"][0]["stopOnFailure"] = json!(true);
+    apply(&client, NS, &exp).await;
+    wait_for(&server, EXP, 10, |e| {
+        e["status"]["currentIteration"].as_u64() >= Some(2)
+    })
+    .await;
+    latency.set_candidate_latency(5000.0);
+
+    let seen = wait_for(&server, EXP, 10, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", "ExperimentFailed: Aborted", 100, 0),
+        "{seen:#?}"
+    );
+    let stored = experiment(&server, EXP).unwrap();
+    let iterations = stored["status"]["currentIteration"].as_u64().unwrap();
+    assert!((2..10).contains(&iterations), "aborted at {iterations}");
+    assert_eq!(
+        stored["status"]["assessment"]["abort_experiment"], true,
+        "{stored:#}"
+    );
+    let vs = virtual_service(&server, REVIEWS).unwrap();
+    assert_eq!(routes(&vs), [route("baseline", 100)]);
+    assert_eq!(role(&vs), "stable");
+    let dr = destination_rule(&server, REVIEWS).unwrap();
+    assert_eq!(
+        subsets(&dr),
+        [("baseline".to_string(), reviews_labels("v2"))]
+    );
+    let reasons = wait_for_event(&server, EXP, "ExperimentFailed").await;
+    assert_eq!(
+        reasons.last(),
+        Some(&("Warning".into(), "ExperimentFailed".into()))
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// No success criteria: the strategy becomes increment_without_check, traffic steps up to the
+/// cap without analysis, and the experiment succeeds after its last iteration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_criteria_traffic_steps_up_to_the_cap_and_succeeds() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    // A candidate this slow would fail any latency criterion: nothing may look at it.
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 5000.0)).await;
+    let mut exp = reviews_experiment(4);
+    exp["spec"]["trafficControl"]["maxTrafficPercentage"] = json!(50);
+    exp["spec"]["analysis"]
+        .as_object_mut()
+        .unwrap()
+        .remove("successCriteria");
+    apply(&client, NS, &exp).await;
+
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is(
+            "Completed",
+            "ExperimentSucceeded: Last Iteration Was Completed",
+            0,
+            100
+        ),
+        "{seen:#?}"
+    );
+    for step in [
+        "Progressing | IterationUpdate: Iteration 1 Started | 80/20",
+        "Progressing | IterationUpdate: Iteration 2 Started | 60/40",
+        "Progressing | IterationUpdate: Iteration 3 Started | 50/50",
+        "Progressing | IterationUpdate: Iteration 4 Started | 50/50",
+    ] {
+        assert!(seen.iter().any(|l| l == step), "{step}: {seen:#?}");
+    }
+    assert_eq!(core_experiment(&server, EXP).status.current_iteration, 4);
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("candidate", 100)]
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// `cleanup: delete` after a success: the loser is the baseline, whose Deployment is deleted
+/// by the time the experiment reports completion; the candidate keeps all traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_delete_removes_the_baseline_after_a_success() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(2);
+    exp["spec"]["cleanup"] = json!("delete");
+    apply(&client, NS, &exp).await;
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    assert!(
+        !deployment_exists(&server, "reviews-v2"),
+        "the loser is deleted"
+    );
+    assert!(deployment_exists(&server, "reviews-v3"), "the winner stays");
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("candidate", 100)]
+    );
+    // The deleted baseline does not reopen a completed experiment.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", SUCCEEDED, 0, 100)
+    );
+    let reasons = event_reasons(&server, EXP);
+    assert!(
+        !reasons.iter().any(|(_, r)| r == "CleanupFailed"),
+        "{reasons:?}"
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// `cleanup: delete` after a failure: the loser is the candidate; the baseline keeps all traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_delete_removes_the_candidate_after_a_failure() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 5000.0)).await;
+    let mut exp = reviews_experiment(2);
+    exp["spec"]["cleanup"] = json!("delete");
+    apply(&client, NS, &exp).await;
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is(
+            "Completed",
+            "ExperimentFailed: Not All Success Criteria Met",
+            100,
+            0
+        ),
+        "{seen:#?}"
+    );
+    assert!(
+        !deployment_exists(&server, "reviews-v3"),
+        "the loser is deleted"
+    );
+    assert!(deployment_exists(&server, "reviews-v2"), "the winner stays");
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("baseline", 100)]
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Created with `action: pause`: nothing starts and no traffic moves; `action: resume` starts
+/// the experiment, which then runs to completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_paused_holds_traffic_then_resumes_and_completes() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(2);
+    exp["action"] = json!("pause");
+    apply(&client, NS, &exp).await;
+    wait_for(&server, EXP, 10, message_is("Pause")).await;
+    // Two intervals later: still paused, not started, no traffic on the candidate.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let stored = experiment(&server, EXP).unwrap();
+    let s = &stored["status"];
+    assert_eq!(
+        (&s["phase"], &s["message"]),
+        (&json!("Pause"), &json!("Pause"))
+    );
+    assert_eq!(s["currentIteration"].as_u64().unwrap_or(0), 0, "{stored:#}");
+    assert!(s["startTimestamp"].is_null(), "{stored:#}");
+    assert!(
+        [0, -1].contains(&outcome(&server, EXP).3),
+        "the candidate gets no traffic: {stored:#}"
+    );
+    if let Some(vs) = virtual_service(&server, REVIEWS) {
+        assert_eq!(routes(&vs), [route("baseline", 100)]);
+    }
+    assert!(iteration_events(&server, EXP).is_empty());
+
+    let resumed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    exp["action"] = json!("resume");
+    apply(&client, NS, &exp).await;
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    let status = &experiment(&server, EXP).unwrap()["status"];
+    let started = status["startTimestamp"].as_str().unwrap();
+    assert!(
+        seconds_between(&resumed_at, started) >= 0.0,
+        "started at {started}, resumed at {resumed_at}"
+    );
+    assert_eq!(status["currentIteration"], 2);
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("candidate", 100)]
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// The baseline Deployment deleted mid-run: noticed through the watch (the interval is an hour)
+/// and the experiment finishes on the candidate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_deleted_mid_run_finishes_on_the_candidate() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(8);
+    exp["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        EXP,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("baseline", 80), route("candidate", 20)]
+    );
+
+    delete_deployment(&client, "reviews-v2").await;
+    let seen = wait_for(&server, EXP, 10, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", "ExperimentSucceeded: Aborted", 0, 100),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        condition(&server, EXP, "TargetsProvided"),
+        (
+            "False".into(),
+            "TargetsNotFound".into(),
+            "Baseline Deleted".into()
+        )
+    );
+    let vs = virtual_service(&server, REVIEWS).unwrap();
+    assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(role(&vs), "stable");
+    let dr = destination_rule(&server, REVIEWS).unwrap();
+    assert_eq!(
+        subsets(&dr),
+        [("candidate".to_string(), reviews_labels("v3"))]
+    );
+    assert!(deployment_exists(&server, "reviews-v3"));
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// The candidate Deployment deleted mid-run: the experiment aborts back to the baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_deleted_mid_run_aborts_to_the_baseline() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(8);
+    exp["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        EXP,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+
+    delete_deployment(&client, "reviews-v3").await;
+    let seen = wait_for(&server, EXP, 10, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", "ExperimentFailed: Aborted", 100, 0),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        condition(&server, EXP, "TargetsProvided"),
+        (
+            "False".into(),
+            "TargetsNotFound".into(),
+            "Candidate Deleted".into()
+        )
+    );
+    let vs = virtual_service(&server, REVIEWS).unwrap();
+    assert_eq!(routes(&vs), [route("baseline", 100)]);
+    let dr = destination_rule(&server, REVIEWS).unwrap();
+    assert_eq!(
+        subsets(&dr),
+        [("baseline".to_string(), reviews_labels("v2"))]
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Tutorial part 5's productpage experiment: extra hosts reached through a Gateway. The
+/// VirtualService binds the service's host and the Gateway's host, on the mesh and the
+/// Gateway, with the port on every destination; the roll forward ends on the candidate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_with_a_gateway_are_bound_and_roll_forward() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "productpage-gateway.yaml").await;
+    apply_file(&client, NS, "productpage-v2.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = example("canary_productpage-v1_to_productpage-v2.yaml").remove(0);
+    exp["spec"]["trafficControl"]["interval"] = json!("1s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    apply(&client, NS, &exp).await;
+    const NAME: &str = "productpage-v2-rollout";
+    wait_for(
+        &server,
+        NAME,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    let vs = virtual_service(&server, PRODUCTPAGE).expect("the VirtualService");
+    assert_eq!(
+        vs["spec"]["hosts"],
+        json!([PRODUCTPAGE, "productpage.deployment.com"])
+    );
+    assert_eq!(
+        vs["spec"]["gateways"],
+        json!(["mesh", "productpage-gateway"])
+    );
+    assert_eq!(routes(&vs), [route("baseline", 80), route("candidate", 20)]);
+    for r in vs["spec"]["http"][0]["route"].as_array().unwrap() {
+        assert_eq!(r["destination"]["host"], PRODUCTPAGE, "{vs:#}");
+        assert_eq!(r["destination"]["port"]["number"], 9080, "{vs:#}");
+    }
+    let dr = destination_rule(&server, PRODUCTPAGE).expect("the DestinationRule");
+    assert_eq!(dr["spec"]["host"], PRODUCTPAGE);
+    assert_eq!(
+        subsets(&dr),
+        [
+            (
+                "baseline".to_string(),
+                json!({"app": "productpage", "version": "v1"})
+            ),
+            (
+                "candidate".to_string(),
+                json!({"app": "productpage", "version": "v2"})
+            )
+        ]
+    );
+
+    let seen = wait_for(&server, NAME, 20, completed).await;
+    assert_eq!(
+        outcome(&server, NAME),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    let vs = virtual_service(&server, PRODUCTPAGE).unwrap();
+    assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(
+        vs["spec"]["hosts"],
+        json!([PRODUCTPAGE, "productpage.deployment.com"])
+    );
+    assert_eq!(
+        vs["spec"]["gateways"],
+        json!(["mesh", "productpage-gateway"])
+    );
+    assert_eq!(role(&vs), "stable");
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+const GATEWAY_HOST: &str = "productpage.example.com";
+
+fn service_host(name: &str) -> String {
+    format!("{name}.{NS}.svc.cluster.local")
+}
+
+/// The seed's Service-kind experiment (productpage-v1 → productpage-v2 as Services, reached
+/// through a Gateway host), with `apiVersion: v1` spelled out and a 1s interval.
+async fn service_kind_run(candidate_latency: f64) -> (FakeApiServer, Running, Vec<String>) {
+    let (server, client) = cluster().await;
+    for file in [
+        "service-kind/bookinfo-gateway.yaml",
+        "service-kind/productpage-v1.yaml",
+        "service-kind/productpage-v2.yaml",
+    ] {
+        apply_file(&client, NS, file).await;
+    }
+    let operator = Running::start(&client, FakeMetrics::new(120.0, candidate_latency)).await;
+    let mut exp = example("service-kind/canary_productpage-v1_to_productpage-v2.yaml").remove(0);
+    assert_eq!(exp["spec"]["targetService"]["kind"], "Service");
+    exp["spec"]["targetService"]["apiVersion"] = json!("v1");
+    exp["spec"]["trafficControl"]["interval"] = json!("1s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        "productpage-v2-rollout",
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    // Each version is its own Service: destinations by host, no subsets, no DestinationRule.
+    let vs = virtual_service(&server, GATEWAY_HOST).expect("the VirtualService");
+    assert_eq!(vs["spec"]["hosts"], json!([GATEWAY_HOST]));
+    assert_eq!(
+        vs["spec"]["gateways"],
+        json!(["mesh", "productpage-service"])
+    );
+    assert_eq!(
+        routes(&vs),
+        [
+            route(&service_host("productpage-v1"), 80),
+            route(&service_host("productpage-v2"), 20)
+        ]
+    );
+    assert!(destination_rule(&server, GATEWAY_HOST).is_none());
+    let seen = wait_for(&server, "productpage-v2-rollout", 20, completed).await;
+    (server, operator, seen)
+}
+
+/// Service kind, roll forward: all traffic ends on the candidate Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_kind_rolls_forward() {
+    let (server, operator, seen) = service_kind_run(100.0).await;
+    assert_eq!(
+        outcome(&server, "productpage-v2-rollout"),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    let vs = virtual_service(&server, GATEWAY_HOST).unwrap();
+    assert_eq!(routes(&vs), [route(&service_host("productpage-v2"), 100)]);
+    assert_eq!(role(&vs), "stable");
+    assert!(destination_rule(&server, GATEWAY_HOST).is_none());
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
+/// Service kind, roll back: a failing candidate Service gets no traffic in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_kind_rolls_back() {
+    let (server, operator, seen) = service_kind_run(5000.0).await;
+    assert_eq!(
+        outcome(&server, "productpage-v2-rollout"),
+        outcome_is(
+            "Completed",
+            "ExperimentFailed: Not All Success Criteria Met",
+            100,
+            0
+        ),
+        "{seen:#?}"
+    );
+    let vs = virtual_service(&server, GATEWAY_HOST).unwrap();
+    assert_eq!(routes(&vs), [route(&service_host("productpage-v1"), 100)]);
+    assert_eq!(role(&vs), "stable");
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
