@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use iter8_core::Strategy;
 use iter8_core::analytics::{
     AnalysisOutcome, AnalysisRequest, AnalyticsError, increment_without_check,
 };
 use iter8_core::ports::Analytics;
+use iter8_core::{Assessment, Strategy};
 use serde_json::{Map, Value, json};
 
 use crate::response::AnalyticsResponseWire;
@@ -170,6 +170,30 @@ fn service_message(body: &str) -> String {
     }
 }
 
+/// Each criterion's tolerance type, tolerance and sample size, from the request: the API does not
+/// echo them, and the built-in analytics reports them, so the status is the same either way.
+fn with_criteria(mut assessment: Assessment, request: &AnalysisRequest) -> Assessment {
+    for (i, a) in assessment.success_criteria.iter_mut().enumerate() {
+        let criterion = request
+            .criteria
+            .get(i)
+            .filter(|c| c.metric.name == a.metric_name)
+            .or_else(|| {
+                request
+                    .criteria
+                    .iter()
+                    .find(|c| c.metric.name == a.metric_name)
+            });
+        if let Some(c) = criterion {
+            a.tolerance_type
+                .get_or_insert_with(|| c.tolerance_type.as_str().to_string());
+            a.tolerance.get_or_insert(c.tolerance);
+            a.sample_size.get_or_insert(c.sample_size);
+        }
+    }
+    assessment
+}
+
 impl RemoteAnalytics {
     /// A client whose calls time out after `timeout` (installs rustls' ring provider if none is
     /// installed yet).
@@ -272,7 +296,7 @@ impl Analytics for RemoteAnalytics {
         };
         Ok(AnalysisOutcome {
             candidate_traffic_percentage: candidate,
-            assessment: response.assessment(),
+            assessment: with_criteria(response.assessment(), request),
             state,
         })
     }

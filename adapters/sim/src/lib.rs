@@ -9,9 +9,11 @@
 //!
 //! [`scenario::Sim`] is the entry point; [`tutorial`] replays the iter8 v0.2 canary tutorial,
 //! [`whatif`] runs one experiment against a profile (`iter8 simulate`), [`plot`] draws it.
+//! [`analytics`] runs experiments with another analytics port (e.g. a remote service).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod analytics;
 pub mod clock;
 pub mod cluster;
 pub mod fleet;

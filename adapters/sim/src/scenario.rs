@@ -6,6 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use iter8_core::driver::{self, BuiltinAnalytics, Ports};
 use iter8_core::engine::{Context, Decision, RETRY_AFTER};
 use iter8_core::{Experiment, MetricsConfig};
 
+use crate::analytics::ExternalAnalytics;
 use crate::clock::SimTime;
 use crate::cluster::{self, ManifestError, Object};
 use crate::metrics::SimMetrics;
@@ -65,7 +67,9 @@ fn block_on<F: Future>(future: F) -> Option<F::Output> {
 
 /// A simulated cluster with iter8 running in it.
 pub struct Sim {
-    world: World,
+    // Shared so that a server (remote analytics) can read the same world.
+    world: Arc<World>,
+    analytics: Option<ExternalAnalytics>,
     metrics: MetricsConfig,
     queue: BinaryHeap<Reverse<(SimTime, u64, ExperimentId)>>,
     latest: HashMap<ExperimentId, u64>,
@@ -85,7 +89,8 @@ impl Sim {
     /// Like [`Sim::new`]; `keep_events: false` drops recorded events (for large runs).
     pub fn with_options(seed: u64, keep_events: bool) -> Self {
         Sim {
-            world: World::new(seed, keep_events),
+            world: Arc::new(World::new(seed, keep_events)),
+            analytics: None,
             metrics: MetricsConfig::stock_telemetry_v2(),
             queue: BinaryHeap::new(),
             latest: HashMap::new(),
@@ -99,6 +104,23 @@ impl Sim {
     /// The world (cluster, routing, store, traffic).
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// The world, shared (e.g. with an analytics server over
+    /// [`crate::analytics::SharedMetrics`]).
+    pub fn shared_world(&self) -> Arc<World> {
+        self.world.clone()
+    }
+
+    /// Analyses experiments with `analytics` from now on instead of the built-in analytics over
+    /// the simulated Prometheus.
+    pub fn set_analytics(&mut self, analytics: ExternalAnalytics) {
+        self.analytics = Some(analytics);
+    }
+
+    /// Back to the built-in analytics.
+    pub fn use_builtin_analytics(&mut self) {
+        self.analytics = None;
     }
 
     /// The virtual time.
@@ -360,16 +382,22 @@ impl Sim {
             return;
         };
         self.reconciles += 1;
-        let analytics = BuiltinAnalytics::new(SimMetrics(&self.world));
-        let ports = Ports {
-            targets: &self.world,
-            router: &self.world,
-            analytics: &analytics,
-            store: &self.world,
-            events: &self.world,
-        };
         let ctx = Context::new(&self.metrics, now.to_datetime());
-        let outcome = block_on(driver::reconcile_once(&exp, &ports, &ctx));
+        let world: &World = &self.world;
+        let outcome = match &self.analytics {
+            None => {
+                let analytics = BuiltinAnalytics::new(SimMetrics(world));
+                let ports = Ports {
+                    targets: world,
+                    router: world,
+                    analytics: &analytics,
+                    store: world,
+                    events: world,
+                };
+                block_on(driver::reconcile_once(&exp, &ports, &ctx))
+            }
+            Some(external) => Some(external.reconcile(&exp, world, &ctx)),
+        };
         let retry = match outcome {
             Some(Ok(decision)) => {
                 observer(&Reconciled {
