@@ -118,11 +118,6 @@ impl Sim {
         self.analytics = Some(analytics);
     }
 
-    /// Back to the built-in analytics.
-    pub fn use_builtin_analytics(&mut self) {
-        self.analytics = None;
-    }
-
     /// The virtual time.
     pub fn now(&self) -> SimTime {
         self.now
