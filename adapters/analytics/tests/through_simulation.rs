@@ -1,8 +1,8 @@
 //! The remote adapter against our own server, end to end through the simulation: the tutorial's
 //! first three canaries run in the simulated cluster with [`RemoteAnalytics`] calling our
 //! analytics server (on 127.0.0.1, ephemeral port), whose metrics come from the same simulated
-//! world at virtual time. Compared with the built-in analytics on the same seed; and the server
-//! stopped mid-run.
+//! world at virtual time. Compared with the built-in analytics on the same seed (part 1 also
+//! under the other strategies); and the server stopped mid-run.
 //!
 //! The tests are plain `#[test]`s: the simulation steps on the test thread and hands each
 //! reconcile to a tokio runtime's `block_on`, while the server runs on the runtime's workers.
@@ -161,8 +161,9 @@ fn canary(
     let limit = sim.now().after(Duration::from_secs(3600));
     assert!(
         sim.run_until_completed(id, limit, &mut observe(history)),
-        "{} did not complete",
-        exp.name()
+        "{} did not complete: {:?}",
+        exp.name(),
+        history.last()
     );
     sim.get(id).unwrap().status
 }
@@ -329,4 +330,51 @@ fn a_service_stopped_mid_run_holds_traffic_until_it_is_back() {
             .status,
         ConditionStatus::True
     );
+}
+
+#[test]
+fn the_other_strategies_decide_through_our_server_as_built_in() {
+    let rt = runtime();
+    for strategy in [
+        "epsilon_greedy",
+        "posterior_bayesian_routing",
+        "optimistic_bayesian_routing",
+    ] {
+        let (file, text) = tutorial::manifests::CANARY_V2_V3;
+        let text = text.replace(
+            "strategy: check_and_increment",
+            &format!("strategy: {strategy}"),
+        );
+        assert!(text.contains(strategy));
+        let run = |remote: bool| {
+            let mut sim = cluster();
+            let mut server = Server::start(&rt, sim.shared_world(), "127.0.0.1:0".parse().unwrap());
+            if remote {
+                use_remote(&mut sim, &rt, Duration::from_secs(10));
+            }
+            let mut history = History::new();
+            let end = canary(
+                &mut sim,
+                &mut history,
+                &server.url(),
+                (file, &text),
+                tutorial::manifests::REVIEWS_V3,
+            );
+            server.stop(&rt);
+            (end, history)
+        };
+        let (end, remote) = run(true);
+        let (builtin_end, builtin) = run(false);
+        assert_eq!(end.phase, Some(Phase::Completed), "{strategy}");
+        assert!(
+            end.assessment.as_ref().unwrap().all_success_criteria_met,
+            "{strategy}"
+        );
+        assert!(
+            splits(&remote, "reviews-v3-rollout").len() > 1,
+            "{strategy}"
+        );
+        assert_eq!(end, builtin_end, "{strategy}");
+        assert_eq!(remote, builtin, "{strategy}");
+    }
 }
