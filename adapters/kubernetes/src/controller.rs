@@ -162,6 +162,11 @@ pub async fn reconcile_experiment(
         store: &ctx.store,
         events: &ctx.events,
     };
+    if exp.is_being_deleted() {
+        // Forget it before the finalizer goes: once the object is gone, /metrics no longer
+        // shows it.
+        ctx.metrics.forget(namespace, name);
+    }
     let decision = driver::reconcile_once(&exp, &ports, &ectx).await?;
     if decision.status.message != exp.status.message
         && let Some(message) = &decision.status.message
@@ -170,9 +175,7 @@ pub async fn reconcile_experiment(
     }
     let mut after = exp.clone();
     after.status = decision.status.clone();
-    if exp.is_being_deleted() {
-        ctx.metrics.forget(namespace, name);
-    } else {
+    if !exp.is_being_deleted() {
         ctx.metrics.observe(&after);
     }
     tracing::debug!(
@@ -214,6 +217,10 @@ async fn unreadable(
     if resource.metadata.deletion_timestamp.is_some() {
         // Nothing was ever routed for an experiment that could not be read.
         use iter8_core::ports::ExperimentStore;
+        ctx.metrics.forget(
+            resource.namespace().as_deref().unwrap_or_default(),
+            &resource.name_any(),
+        );
         ctx.store
             .remove_finalizer(&exp)
             .await
