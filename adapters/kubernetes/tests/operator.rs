@@ -284,8 +284,8 @@ async fn invalid_experiments_pause_with_the_field_named() {
     server.stop().await;
 }
 
-/// A restarted operator continues where the status says, on time, without restarting the
-/// iterations.
+/// A restarted operator continues where the status says, on time: every iteration runs
+/// exactly once, in order, and the experiment does not stall waiting for an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_continues_from_the_status() {
     let server = FakeApiServer::start().await.unwrap();
@@ -311,17 +311,61 @@ async fn a_restarted_operator_continues_from_the_status() {
     let seen = wait_for(&server, PART1, 20, |e| e["status"]["phase"] == "Completed").await;
     let after = core_experiment(&server, PART1).status;
     assert_eq!(after.start_timestamp, before.start_timestamp);
-    assert_eq!(after.current_iteration, 4);
-    assert!(
-        !seen.iter().any(|l| l.contains("Iteration 1 Started")),
-        "no restart from scratch: {seen:#?}"
-    );
     assert_eq!(
         after.message.as_deref(),
-        Some("ExperimentSucceeded: All Success Criteria Were Met")
+        Some("ExperimentSucceeded: All Success Criteria Were Met"),
+        "{seen:#?}"
     );
+    assert_each_iteration_ran_once(&server, &client, PART1, 4).await;
+    // No stall: 4 iterations 2s apart and the completion one interval after the last take 8s;
+    // a restart may cost a little, never a wait for some unrelated event.
+    let stored = experiment(&server, PART1).unwrap();
+    let took = seconds_between(
+        stored["status"]["startTimestamp"].as_str().unwrap(),
+        stored["status"]["endTimestamp"].as_str().unwrap(),
+    );
+    assert!(took <= 2.0 * (4.0 + 2.0), "took {took}s: {seen:#?}");
     operator.stop().await.unwrap();
     server.stop().await;
+}
+
+/// Every iteration 1..=`n` of an experiment ran exactly once and in order, judged from
+/// everything the API server stored: the status' history (each iteration number with one
+/// increment time, no gap, no repeat), the `IterationUpdate` messages, and the Events of every
+/// operator instance.
+async fn assert_each_iteration_ran_once(
+    server: &FakeApiServer,
+    client: &kube::Client,
+    name: &str,
+    n: u64,
+) {
+    let history = history(client, name).await;
+    let runs = iterations(&history);
+    assert_eq!(
+        runs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>(),
+        "{runs:#?}"
+    );
+    for pair in runs.windows(2) {
+        assert!(
+            seconds_between(&pair[0].1, &pair[1].1) > 0.0,
+            "increments in order: {runs:#?}"
+        );
+    }
+    let updates: Vec<String> = messages(&history)
+        .into_iter()
+        .filter(|m| m.starts_with("IterationUpdate"))
+        .collect();
+    let expected: Vec<String> = (1..=n)
+        .map(|i| format!("IterationUpdate: Iteration {i} Started"))
+        .collect();
+    assert_eq!(updates, expected);
+    let expected: Vec<(String, i64)> = (1..=n)
+        .map(|i| (format!("Iteration {i} Started"), 1))
+        .collect();
+    assert_eq!(iteration_events(server, name), expected);
+    let last = history.last().expect("a history");
+    assert_eq!(last["status"]["currentIteration"], n, "{last:#}");
 }
 
 /// The top-level `action`: pause holds traffic, resume continues, override_failure rolls back.
@@ -404,7 +448,8 @@ async fn one_running_experiment_per_target() {
     server.stop().await;
 }
 
-/// Two replicas with leader election: one reconciles; when it stops, the other takes over.
+/// Two replicas with leader election: one reconciles; when it stops, the other takes over
+/// without losing or repeating an iteration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_when_the_leader_stops() {
     let server = FakeApiServer::start().await.unwrap();
@@ -456,7 +501,21 @@ async fn a_standby_takes_over_when_the_leader_stops() {
     );
 
     first.stop().await.unwrap();
-    wait_for(&server, PART1, 30, |e| e["status"]["phase"] == "Completed").await;
+    let seen = wait_for(&server, PART1, 30, |e| e["status"]["phase"] == "Completed").await;
+    assert_eq!(
+        experiment(&server, PART1).unwrap()["status"]["message"],
+        "ExperimentSucceeded: All Success Criteria Were Met",
+        "{seen:#?}"
+    );
+    // The handover lost and repeated nothing.
+    assert_each_iteration_ran_once(&server, &client, PART1, 3).await;
+    let stored = experiment(&server, PART1).unwrap();
+    let took = seconds_between(
+        stored["status"]["startTimestamp"].as_str().unwrap(),
+        stored["status"]["endTimestamp"].as_str().unwrap(),
+    );
+    // The stopping leader releases the Lease, so the standby picks up without a stall.
+    assert!(took <= 2.0 * (3.0 + 2.0), "took {took}s: {seen:#?}");
     let lease = server
         .object("coordination.k8s.io", "leases", "iter8", "iter8-controller")
         .unwrap();
