@@ -329,6 +329,56 @@ async fn a_restarted_operator_continues_from_the_status() {
     server.stop().await;
 }
 
+/// An operator killed between two iterations (its task aborted, no graceful shutdown) and
+/// replaced by a new one: the experiment goes on from the status, each iteration once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_operator_is_replaced_without_losing_an_iteration() {
+    let server = FakeApiServer::start().await.unwrap();
+    let client = client(&server);
+    bookinfo(&client).await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let mut exp = part1_experiment();
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(4);
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        PART1,
+        10,
+        message_is("IterationUpdate: Iteration 2 Started"),
+    )
+    .await;
+    // Kill it mid-interval, once iteration 2's reconcile has recorded its event.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while iteration_events(&server, PART1).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event for iteration 2"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    drop(operator);
+
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let seen = wait_for(&server, PART1, 20, |e| e["status"]["phase"] == "Completed").await;
+    assert_eq!(
+        experiment(&server, PART1).unwrap()["status"]["message"],
+        "ExperimentSucceeded: All Success Criteria Were Met",
+        "{seen:#?}"
+    );
+    assert_each_iteration_ran_once(&server, &client, PART1, 4).await;
+    let stored = experiment(&server, PART1).unwrap();
+    let took = seconds_between(
+        stored["status"]["startTimestamp"].as_str().unwrap(),
+        stored["status"]["endTimestamp"].as_str().unwrap(),
+    );
+    assert!(took <= 2.0 * (4.0 + 2.0), "took {took}s: {seen:#?}");
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
+
 /// Every iteration 1..=`n` of an experiment ran exactly once and in order, judged from
 /// everything the API server stored: the status' history (each iteration number with one
 /// increment time, no gap, no repeat), the `IterationUpdate` messages, and the Events of every
