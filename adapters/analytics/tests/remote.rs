@@ -355,7 +355,7 @@ async fn a_service_error_names_the_status_and_message() {
     // The last state is passed on, and a strategy maps to its endpoint.
     let mut req = request();
     req.strategy = iter8_core::Strategy::EpsilonGreedy;
-    req.last_state = Some(json!({"effective_iteration_count": 1}));
+    req.last_state = Some(json!({"effective_iteration_count": 1}).into());
     let _ = remote.analyze(&req).await;
     let (path, body) = seen.lock().unwrap()[1].clone();
     assert_eq!(path, "/api/v1/experiment/epsilon_t_greedy");
