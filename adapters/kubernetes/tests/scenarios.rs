@@ -374,7 +374,8 @@ async fn created_paused_holds_traffic_then_resumes_and_completes() {
 }
 
 /// The baseline Deployment deleted mid-run: noticed through the watch (the interval is an hour)
-/// and the experiment finishes on the candidate.
+/// and the experiment finishes on the candidate. iter8 v0.2 handles it as `override_success`
+/// with `onSuccess: candidate`, hence `ExperimentSucceeded: Aborted` (docs/experiments.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baseline_deleted_mid_run_finishes_on_the_candidate() {
     let (server, client) = cluster().await;
