@@ -1,7 +1,7 @@
 //! Inputs shared by the benchmarks: the tutorial's part 3 experiment (two criteria) mid-run.
 
 use chrono::{DateTime, TimeZone, Utc};
-use iter8_core::analytics::AnalysisRequest;
+use iter8_core::analytics::{AnalysisRequest, AnalysisState};
 use iter8_core::manifest::parse_experiments;
 use iter8_core::measurement::Window;
 use iter8_core::metrics_config::{EXTENDED_TELEMETRY_V2, MetricsConfig};
@@ -29,13 +29,18 @@ pub fn t0() -> DateTime<Utc> {
         .expect("valid time")
 }
 
-/// An analysis request in the middle of a run (last state at 40 %).
+/// An analysis request in the middle of a run (last state at 40 %), its last state as the
+/// engine carries it from the previous outcome (typed, not JSON).
 pub fn request() -> AnalysisRequest {
     let p = plan(&experiment(), &metrics()).expect("valid experiment");
-    let last = serde_json::json!({
-        "baseline": {"traffic_percentage": 60.0, "success_criterion_information": [[90, 5.0], [90, 0.0]]},
-        "candidate": {"traffic_percentage": 40.0, "success_criterion_information": [[30, 6.0], [30, 0.0]]},
-    });
+    let last = AnalysisState::from(serde_json::json!({
+        "baseline": {"traffic_percentage": 60.0, "success_criterion_information": [[90.0, 5.0], [90.0, 0.0]]},
+        "candidate": {"traffic_percentage": 40.0, "success_criterion_information": [[30.0, 6.0], [30.0, 0.0]]},
+    }));
+    assert!(
+        matches!(last, AnalysisState::CheckAndIncrement(_)),
+        "check_and_increment's state is typed"
+    );
     AnalysisRequest::new(
         &p,
         Window {

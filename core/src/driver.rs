@@ -193,7 +193,7 @@ mod tests {
         Ok(AnalysisOutcome {
             candidate_traffic_percentage: 20.0,
             assessment: Default::default(),
-            state: serde_json::json!({"candidate": {"traffic_percentage": 20.0}}),
+            state: serde_json::json!({"candidate": {"traffic_percentage": 20.0}}).into(),
         })
     }
 

@@ -236,6 +236,17 @@ impl MetricsConfig {
         Self::from_configmap_yaml(STOCK_TELEMETRY_V1).unwrap_or_default()
     }
 
+    /// The definition of a metric whose two templates exist (what [`Self::metric`] would
+    /// build), without copying anything.
+    pub fn definition(&self, name: &str) -> Option<&MetricDefinition> {
+        let def = self.metrics.iter().find(|m| m.name == name)?;
+        (self.query_templates.contains_key(&def.name)
+            && self
+                .query_templates
+                .contains_key(&def.sample_size_query_template))
+        .then_some(def)
+    }
+
     /// A metric with its templates, if defined.
     pub fn metric(&self, name: &str) -> Option<Metric> {
         let def = self.metrics.iter().find(|m| m.name == name)?;

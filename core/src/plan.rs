@@ -84,6 +84,65 @@ impl Plan {
     }
 }
 
+/// The settings of a valid experiment that the engine steers by, defaults applied and nothing
+/// copied: a reconcile that does not ask for an analysis needs no [`Plan`] (whose criteria copy
+/// every metric's templates).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings<'a> {
+    pub service: &'a str,
+    pub baseline: &'a str,
+    pub candidate: &'a str,
+    pub strategy: Strategy,
+    pub interval: Duration,
+    pub max_iterations: u32,
+    pub step_size: f64,
+    pub max_traffic_percentage: f64,
+    pub on_success: OnSuccess,
+    pub confidence: f64,
+    pub cleanup: bool,
+    /// Whether there are success criteria.
+    pub has_criteria: bool,
+    /// Whether some criterion stops the experiment on failure.
+    pub stops_on_failure: bool,
+}
+
+impl<'a> Settings<'a> {
+    /// The settings of an experiment that passed validation.
+    pub fn of(exp: &'a Experiment) -> Self {
+        let spec = &exp.spec;
+        let ts = &spec.target_service;
+        let tc = &spec.traffic_control;
+        let criteria = &spec.analysis.success_criteria;
+        Settings {
+            service: ts.name.as_deref().unwrap_or(""),
+            baseline: ts.baseline(),
+            candidate: ts.candidate(),
+            strategy: spec.strategy(),
+            interval: tc
+                .interval
+                .as_ref()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(Duration::from_secs(60)),
+            max_iterations: u32::try_from(
+                tc.max_iterations
+                    .unwrap_or(crate::model::DEFAULT_MAX_ITERATIONS),
+            )
+            .unwrap_or(u32::MAX),
+            step_size: tc
+                .traffic_step_size
+                .unwrap_or(crate::model::DEFAULT_STEP_SIZE),
+            max_traffic_percentage: tc
+                .max_traffic_percentage
+                .unwrap_or(crate::model::DEFAULT_MAX_TRAFFIC_PERCENTAGE),
+            on_success: tc.on_success.clone().unwrap_or(OnSuccess::Candidate),
+            confidence: tc.confidence.unwrap_or(crate::model::DEFAULT_CONFIDENCE),
+            cleanup: spec.cleanup.is_some(),
+            has_criteria: !criteria.is_empty(),
+            stops_on_failure: criteria.iter().any(|c| c.stop_on_failure.unwrap_or(false)),
+        }
+    }
+}
+
 /// Where a plan came from, for messages.
 pub fn describe(exp: &Experiment) -> String {
     format!("{}.{}", exp.name(), exp.namespace())

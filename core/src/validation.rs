@@ -9,7 +9,7 @@ use crate::metrics_config::MetricsConfig;
 use crate::model::{
     API_VERSION, Experiment, OnSuccess, Strategy, TargetKind, ToleranceType, UserAction,
 };
-use crate::plan::{Criterion, Plan};
+use crate::plan::{Criterion, Plan, Settings};
 
 /// How serious a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,6 +47,15 @@ pub enum MetricCheck {
 }
 
 struct Problems(Vec<Problem>);
+
+/// A field path, formatted only when a problem names it.
+struct Path<'a>(fmt::Arguments<'a>);
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_fmt(self.0)
+    }
+}
 
 impl Problems {
     fn error(&mut self, path: impl Into<String>, rule: impl Into<String>) {
@@ -172,7 +181,8 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
     }
     let mut seen_hosts = BTreeSet::new();
     for (i, h) in ts.hosts.iter().enumerate() {
-        let path = format!("spec.targetService.hosts[{i}]");
+        // Paths are formatted only for a problem: validation runs on every reconcile.
+        let path = Path(format_args!("spec.targetService.hosts[{i}]"));
         match h.name.as_deref() {
             None | Some("") => p.error(format!("{path}.name"), "is required"),
             Some(name) => {
@@ -252,13 +262,13 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
     }
 
     for (i, c) in exp.spec.analysis.success_criteria.iter().enumerate() {
-        let path = format!("spec.analysis.successCriteria[{i}]");
+        let path = Path(format_args!("spec.analysis.successCriteria[{i}]"));
         let metric = match c.metric_name.as_deref() {
             None | Some("") => {
                 p.error(format!("{path}.metricName"), "is required");
                 None
             }
-            Some(name) => match metrics.metric(name) {
+            Some(name) => match metrics.definition(name) {
                 Some(m) => Some(m),
                 None => {
                     let rule = format!("metric `{name}` is not in the metrics configuration");
@@ -340,6 +350,12 @@ pub fn has_errors(problems: &[Problem]) -> bool {
 
 /// Validates strictly and builds the plan the engine runs.
 pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Problem>> {
+    check(exp, metrics)?;
+    Ok(build_plan(exp, metrics, &Settings::of(exp)))
+}
+
+/// Validates strictly: `Err` with the errors when there are any.
+pub(crate) fn check(exp: &Experiment, metrics: &MetricsConfig) -> Result<(), Vec<Problem>> {
     let problems = validate(exp, metrics, MetricCheck::Strict);
     if has_errors(&problems) {
         return Err(problems
@@ -347,11 +363,14 @@ pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Probl
             .filter(|p| p.severity == Severity::Error)
             .collect());
     }
+    Ok(())
+}
+
+/// The plan of an experiment that passed [`check`], from its settings.
+pub(crate) fn build_plan(exp: &Experiment, metrics: &MetricsConfig, s: &Settings) -> Plan {
     // Defaults are applied field by field: cloning the spec with `with_defaults` on every
     // reconcile would cost more than the rest of the plan.
     let spec = &exp.spec;
-    let ts = &spec.target_service;
-    let tc = &spec.traffic_control;
     let criteria = spec
         .analysis
         .success_criteria
@@ -375,34 +394,21 @@ pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Probl
         .reward
         .as_ref()
         .and_then(|r| Some((metrics.metric(&r.metric_name)?, r.min_max.clone())));
-    let interval = tc
-        .interval
-        .as_ref()
-        .and_then(|i| i.parse().ok())
-        .unwrap_or(std::time::Duration::from_secs(60));
-    Ok(Plan {
-        kind: ts.kind(),
-        service: ts.name.clone().unwrap_or_default(),
+    Plan {
+        kind: spec.target_service.kind(),
+        service: s.service.to_string(),
         namespace: exp.target_namespace().to_string(),
-        baseline: ts.baseline().to_string(),
-        candidate: ts.candidate().to_string(),
-        strategy: spec.strategy(),
-        interval,
-        max_iterations: u32::try_from(
-            tc.max_iterations
-                .unwrap_or(crate::model::DEFAULT_MAX_ITERATIONS),
-        )
-        .unwrap_or(u32::MAX),
-        step_size: tc
-            .traffic_step_size
-            .unwrap_or(crate::model::DEFAULT_STEP_SIZE),
-        max_traffic_percentage: tc
-            .max_traffic_percentage
-            .unwrap_or(crate::model::DEFAULT_MAX_TRAFFIC_PERCENTAGE),
-        on_success: tc.on_success.clone().unwrap_or(OnSuccess::Candidate),
-        confidence: tc.confidence.unwrap_or(crate::model::DEFAULT_CONFIDENCE),
+        baseline: s.baseline.to_string(),
+        candidate: s.candidate.to_string(),
+        strategy: s.strategy.clone(),
+        interval: s.interval,
+        max_iterations: s.max_iterations,
+        step_size: s.step_size,
+        max_traffic_percentage: s.max_traffic_percentage,
+        on_success: s.on_success.clone(),
+        confidence: s.confidence,
         criteria,
         reward,
-        cleanup: spec.cleanup.is_some(),
-    })
+        cleanup: s.cleanup,
+    }
 }

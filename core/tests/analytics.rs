@@ -4,7 +4,7 @@
 mod support;
 
 use iter8_core::analytics::{
-    self, AnalysisRequest, AnalyticsError, CheckAndIncrementState, conclusions,
+    self, AnalysisRequest, AnalysisState, AnalyticsError, CheckAndIncrementState, conclusions,
 };
 use iter8_core::measurement::Window;
 use iter8_core::validation::plan;
@@ -24,7 +24,7 @@ fn request(criteria: &str, last: Option<serde_json::Value>) -> AnalysisRequest {
             start: t0(),
             end: t0() + chrono::Duration::seconds(60),
         },
-        last,
+        last.map(AnalysisState::from),
     )
 }
 
@@ -363,22 +363,77 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
         &latency((10.5, 40.9), (12.25, 30.2)),
     )
     .unwrap();
-    assert_eq!(
-        out.state,
-        serde_json::json!({
-            "baseline": {"traffic_percentage": 80.0, "success_criterion_information": [[40.0, 10.5]]},
-            "candidate": {"traffic_percentage": 20.0, "success_criterion_information": [[30.0, 12.25]]},
-        })
-    );
-    let parsed = CheckAndIncrementState::from_last(Some(&out.state))
+    let expected = serde_json::json!({
+        "baseline": {"traffic_percentage": 80.0, "success_criterion_information": [[40.0, 10.5]]},
+        "candidate": {"traffic_percentage": 20.0, "success_criterion_information": [[30.0, 12.25]]},
+    });
+    // Carried typed, written as iter8-analytics' `_last_state`, to the byte.
+    assert!(matches!(out.state, AnalysisState::CheckAndIncrement(_)));
+    assert_eq!(out.state, expected);
+    let text = serde_json::to_string(&out.state).unwrap();
+    assert_eq!(text, serde_json::to_string(&expected).unwrap());
+    // Read back typed, equal, and written again identically.
+    let back: AnalysisState = serde_json::from_str(&text).unwrap();
+    assert!(matches!(back, AnalysisState::CheckAndIncrement(_)));
+    assert_eq!(back, out.state);
+    assert_eq!(serde_json::to_string(&back).unwrap(), text);
+    let parsed = CheckAndIncrementState::from_state(Some(&out.state))
         .unwrap()
         .unwrap();
-    assert_eq!(serde_json::to_value(parsed).unwrap(), out.state);
+    assert_eq!(serde_json::to_value(&*parsed).unwrap(), out.state);
     let bad = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({"candidate": 3}))),
         &latency((1.0, 1.0), (1.0, 1.0)),
     );
     assert!(matches!(bad, Err(AnalyticsError::Invalid(_))));
+}
+
+#[test]
+fn states_typed_or_not_are_written_back_exactly_as_read() {
+    for text in [
+        // As the Python iter8-analytics writes it: whole sample sizes as integers.
+        r#"{"baseline":{"success_criterion_information":[[90,5.0]],"traffic_percentage":60.0},"candidate":{"success_criterion_information":[[30,6.0]],"traffic_percentage":40.0}}"#,
+        // epsilon_t_greedy's: check_and_increment's plus a count.
+        r#"{"baseline":{"success_criterion_information":[[90.0,5.0]],"traffic_percentage":60.0},"candidate":{"success_criterion_information":[[30.0,6.0]],"traffic_percentage":40.0},"effective_iteration_count":2}"#,
+        // increment_without_check's: no criterion information.
+        r#"{"baseline":{"traffic_percentage":60.0},"candidate":{"traffic_percentage":40.0}}"#,
+        // check_and_increment's as this crate writes it, with a missing and a NaN value.
+        r#"{"baseline":{"success_criterion_information":[[90.0,null]],"traffic_percentage":60.0},"candidate":{"success_criterion_information":[[30.0,"NaN"]],"traffic_percentage":40.0}}"#,
+        "{}",
+        "null",
+    ] {
+        let state: AnalysisState = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&state).unwrap(), text, "{state:?}");
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(state, value, "{text}");
+    }
+    // Typed exactly when the JSON is check_and_increment's state as this crate writes it.
+    let typed: AnalysisState = serde_json::from_str(
+        r#"{"baseline":{"success_criterion_information":[[90.0,null]],"traffic_percentage":60.0},"candidate":{"success_criterion_information":[[30.0,6.0]],"traffic_percentage":40.0}}"#,
+    )
+    .unwrap();
+    assert!(matches!(typed, AnalysisState::CheckAndIncrement(_)));
+    let untyped: AnalysisState = serde_json::from_str(
+        r#"{"baseline":{"success_criterion_information":[[90,5.0]],"traffic_percentage":60.0},"candidate":{"success_criterion_information":[[30,6.0]],"traffic_percentage":40.0}}"#,
+    )
+    .unwrap();
+    assert!(matches!(untyped, AnalysisState::Json(_)));
+}
+
+#[test]
+fn a_json_state_and_its_typed_twin_decide_alike() {
+    let json = last(20.0, &[(5.0, Some(150.0))], &[(5.0, Some(160.0))]);
+    let typed = AnalysisState::from(json.clone());
+    assert!(matches!(typed, AnalysisState::CheckAndIncrement(_)));
+    let readings = latency((150.0, 40.0), (170.0, 30.0));
+    let mut as_json = request(LATENCY, None);
+    as_json.last_state = Some(AnalysisState::Json(json));
+    let mut as_typed = request(LATENCY, None);
+    as_typed.last_state = Some(typed);
+    assert_eq!(
+        analytics::analyze(&as_json, &readings).unwrap(),
+        analytics::analyze(&as_typed, &readings).unwrap()
+    );
 }
 
 #[test]

@@ -712,7 +712,7 @@ fn other_strategies_apply_their_recommendation_as_given() {
     let outcome = iter8_core::analytics::AnalysisOutcome {
         candidate_traffic_percentage: 7.9,
         assessment: iter8_core::Assessment::default(),
-        state: serde_json::json!({}),
+        state: serde_json::json!({}).into(),
     };
     let o = Observations {
         analysis: Some(Ok(outcome)),

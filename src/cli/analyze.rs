@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, analyze};
+use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, AnalysisState, analyze};
 use iter8_core::duration::parse_go;
 use iter8_core::measurement::{Measurement, Window};
 use iter8_core::model::{Experiment, Reading};
@@ -182,20 +182,18 @@ fn choose_window(args: &Args, exp: &Experiment, now: window::Time) -> anyhow::Re
 
 /// The state the engine would continue from: the status' analysis state, else the current
 /// split with no remembered readings (so the readings count as new data).
-fn last_state(args: &Args, exp: &Experiment) -> Option<serde_json::Value> {
+fn last_state(args: &Args, exp: &Experiment) -> Option<AnalysisState> {
     if args.first_iteration {
         return None;
     }
     match &exp.status.analysis_state {
-        Some(serde_json::Value::Object(m)) if !m.is_empty() => {
-            Some(serde_json::Value::Object(m.clone()))
-        }
+        Some(s) if s.as_json().as_object().is_some_and(|m| !m.is_empty()) => Some(s.clone()),
         _ => {
             let split = exp.status.split();
-            Some(serde_json::json!({
+            Some(AnalysisState::from(serde_json::json!({
                 "baseline": {"traffic_percentage": f64::from(split.baseline), "success_criterion_information": []},
                 "candidate": {"traffic_percentage": f64::from(split.candidate), "success_criterion_information": []},
-            }))
+            })))
         }
     }
 }

@@ -134,10 +134,14 @@ pub fn payload(request: &AnalysisRequest) -> Value {
         tc.insert("step_size".into(), go_number(request.step_size));
     }
     tc.insert("success_criteria".into(), Value::Array(criteria));
+    let last_state = match &request.last_state {
+        None => json!({}),
+        Some(s) => s.as_json().into_owned(),
+    };
     json!({
         "baseline": version(&request.baseline),
         "candidate": version(&request.candidate),
-        "_last_state": request.last_state.clone().unwrap_or_else(|| json!({})),
+        "_last_state": last_state,
         "traffic_control": tc,
     })
 }
@@ -293,7 +297,8 @@ impl Analytics for RemoteAnalytics {
         let state = match &response.last_state {
             None | Some(Value::Null) => json!({}),
             Some(s) => s.clone(),
-        };
+        }
+        .into();
         Ok(AnalysisOutcome {
             candidate_traffic_percentage: candidate,
             assessment: with_criteria(response.assessment(), request),

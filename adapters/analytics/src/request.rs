@@ -287,7 +287,7 @@ impl AnalyticsRequestWire {
         let last_state = match &self.last_state {
             serde_json::Value::Object(m) if m.is_empty() => None,
             serde_json::Value::Null => None,
-            other => Some(other.clone()),
+            other => Some(other.clone().into()),
         };
         Ok(Prepared {
             request: AnalysisRequest {

@@ -234,8 +234,9 @@ pub fn bayesian_routing(
     };
     let criteria: Vec<CriterionAssessment> = assessed.success_criteria;
 
-    let last = match &request.last_state {
-        Some(serde_json::Value::Object(m)) if !m.is_empty() => request.last_state.as_ref(),
+    let last_json = request.last_state.as_ref().map(|s| s.as_json());
+    let last = match last_json.as_deref() {
+        Some(v @ serde_json::Value::Object(m)) if !m.is_empty() => Some(v),
         _ => None,
     };
     let iteration = match last {

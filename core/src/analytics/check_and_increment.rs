@@ -14,9 +14,12 @@
 //! moves traffic), and NaN or -Inf are "no value" (they neither pass nor fall back to
 //! `absent_value`); +Inf is a value (it fails any finite tolerance).
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
 use serde::{Deserialize, Serialize};
 
-use super::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
+use super::{AnalysisOutcome, AnalysisRequest, AnalysisState, AnalyticsError};
 use crate::measurement::{Measurement, MetricReadings, VersionReading};
 use crate::model::{Assessment, CriterionAssessment, Reading, ToleranceType};
 use crate::plan::Criterion;
@@ -56,13 +59,16 @@ pub struct CriterionInfo(
 );
 
 /// Per-version part of the state: the share and, per criterion, `[sample_size, value]`.
+///
+/// Fields are in alphabetical order so that the typed state is written exactly as the same
+/// state held as JSON (whose object keys are sorted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct VersionState {
-    /// The version's share after the decision.
-    pub traffic_percentage: f64,
     /// Per criterion, in order.
     #[serde(default)]
     pub success_criterion_information: Vec<CriterionInfo>,
+    /// The version's share after the decision.
+    pub traffic_percentage: f64,
 }
 
 /// The state carried between calls: iter8-analytics' `_last_state`, same JSON shape.
@@ -83,6 +89,18 @@ impl CheckAndIncrementState {
             Some(v) => Self::deserialize(v).map(Some).map_err(|e| {
                 AnalyticsError::Invalid(format!("last state is not check_and_increment's: {e}"))
             }),
+        }
+    }
+
+    /// Reads a last state as a request carries it: borrowed when it is already typed (no JSON
+    /// is parsed); `None`, `null` and `{}` mean "first call".
+    pub fn from_state(
+        last: Option<&AnalysisState>,
+    ) -> Result<Option<Cow<'_, Self>>, AnalyticsError> {
+        match last {
+            None => Ok(None),
+            Some(AnalysisState::CheckAndIncrement(s)) => Ok(Some(Cow::Borrowed(s))),
+            Some(AnalysisState::Json(v)) => Self::from_last(Some(v)).map(|s| s.map(Cow::Owned)),
         }
     }
 }
@@ -126,13 +144,30 @@ fn resolve(reading: &VersionReading, criterion: &Criterion) -> Result<Resolved, 
     Ok(Resolved { value, sample })
 }
 
-/// Formats a tolerance as Python's `str()` of the JSON number Go sends (`10`, `0.02`).
-fn python_number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e16 {
-        format!("{}", x as i64)
+/// Appends a tolerance as Python's `str()` of the JSON number Go sends (`10`, `0.02`).
+fn push_python_number(out: &mut String, x: f64) {
+    // Writing to a String cannot fail.
+    let _ = if x.fract() == 0.0 && x.abs() < 1e16 {
+        write!(out, "{}", x as i64)
     } else {
-        format!("{x}")
-    }
+        write!(out, "{x}")
+    };
+}
+
+/// `{name} of the candidate {is|is not} within {threshold|delta} {tolerance} {|of the
+/// baseline}. `, built in one allocation.
+fn verdict_conclusion(name: &str, met: bool, delta: bool, tolerance: f64) -> String {
+    let mut s = String::with_capacity(name.len() + 64);
+    s.push_str(name);
+    s.push_str(if met {
+        " of the candidate is within "
+    } else {
+        " of the candidate is not within "
+    });
+    s.push_str(if delta { "delta " } else { "threshold " });
+    push_python_number(&mut s, tolerance);
+    s.push_str(if delta { " of the baseline. " } else { " . " });
+    s
 }
 
 /// Whether the sample is sufficient and whether the criterion is met.
@@ -154,18 +189,13 @@ fn judge(criterion: &Criterion, b: Resolved, c: Resolved) -> CriterionAssessment
     let delta = criterion.tolerance_type == ToleranceType::Delta;
     let (sufficient, met) = verdict(criterion, b, c);
     let name = &criterion.metric.name;
-    let mut conclusions = vec![if sufficient {
-        format!(
-            "{name} of the candidate {} within {} {} {}. ",
-            if met { "is" } else { "is not" },
-            if delta { "delta" } else { "threshold" },
-            python_number(criterion.tolerance),
-            if delta { "of the baseline" } else { "" },
-        )
+    let counter_exceeded = criterion.metric.is_counter && sufficient && !delta && !met;
+    let mut conclusions = Vec::with_capacity(1 + usize::from(counter_exceeded));
+    conclusions.push(if sufficient {
+        verdict_conclusion(name, met, delta, criterion.tolerance)
     } else {
         conclusions::INSUFFICIENT_SAMPLE.to_string()
-    }];
-    let counter_exceeded = criterion.metric.is_counter && sufficient && !delta && !met;
+    });
     if counter_exceeded {
         conclusions.push(conclusions::COUNTER_EXCEEDED.to_string());
     }
@@ -214,6 +244,19 @@ pub fn check_and_increment(
     request: &AnalysisRequest,
     readings: &[MetricReadings],
 ) -> Result<AnalysisOutcome, AnalyticsError> {
+    let (candidate, assessment, state) = decide(request, readings)?;
+    Ok(AnalysisOutcome {
+        candidate_traffic_percentage: candidate,
+        assessment,
+        state: AnalysisState::CheckAndIncrement(state),
+    })
+}
+
+/// check_and_increment's decision with its state typed (epsilon_t_greedy builds on it).
+pub(super) fn decide(
+    request: &AnalysisRequest,
+    readings: &[MetricReadings],
+) -> Result<(f64, Assessment, CheckAndIncrementState), AnalyticsError> {
     if readings.len() != request.criteria.len() {
         return Err(AnalyticsError::Invalid(format!(
             "expected readings for {} criteria, got {}",
@@ -221,20 +264,26 @@ pub fn check_and_increment(
             readings.len()
         )));
     }
-    let last = CheckAndIncrementState::from_last(request.last_state.as_ref())?;
+    let last = CheckAndIncrementState::from_state(request.last_state.as_ref())?;
     let first = last.is_none();
-    let mut state = last.unwrap_or(CheckAndIncrementState {
+    let mut state = last.map(Cow::into_owned).unwrap_or(CheckAndIncrementState {
         baseline: VersionState {
             traffic_percentage: 100.0,
-            success_criterion_information: Vec::new(),
+            success_criterion_information: Vec::with_capacity(readings.len()),
         },
-        candidate: VersionState::default(),
+        candidate: VersionState {
+            traffic_percentage: 0.0,
+            success_criterion_information: Vec::with_capacity(readings.len()),
+        },
     });
 
     let mut changed = false;
     let mut criteria = Vec::with_capacity(readings.len());
     let mut all_samples_sufficient = true;
-    let mut baseline_meets = Vec::with_capacity(readings.len());
+    // The baseline judged on its own (a delta criterion counts as met): are all its samples
+    // sufficient, and does it meet every criterion?
+    let mut baseline_samples_ok = true;
+    let mut baseline_all_met = true;
     for (i, (criterion, r)) in request.criteria.iter().zip(readings).enumerate() {
         if criterion.tolerance_type == ToleranceType::Delta && criterion.metric.is_counter {
             return Err(AnalyticsError::Invalid(
@@ -245,19 +294,17 @@ pub fn check_and_increment(
         let c = resolve(&r.candidate, criterion)?;
         changed |= observe_change(&mut state.baseline.success_criterion_information, i, b);
         changed |= observe_change(&mut state.candidate.success_criterion_information, i, c);
-        // The baseline judged on its own: a delta criterion counts as met.
         let needed = criterion.sample_size as f64;
         let delta = criterion.tolerance_type == ToleranceType::Delta;
         all_samples_sufficient &= c.sample >= needed && (!delta || b.sample >= needed);
-        let b_sufficient = b.sample >= needed;
-        let b_met = delta || verdict(criterion, b, b).1;
-        baseline_meets.push((b_sufficient, b_met));
+        baseline_samples_ok &= b.sample >= needed;
+        baseline_all_met &= delta || verdict(criterion, b, b).1;
         criteria.push(judge(criterion, b, c));
     }
 
     let all_met = criteria.iter().all(|c| c.success_criterion_met);
     let abort = criteria.iter().any(|c| c.abort_experiment);
-    let mut summary = Vec::new();
+    let mut summary = Vec::with_capacity(3);
     if first {
         summary.push(conclusions::STARTED.to_string());
     } else {
@@ -283,10 +330,7 @@ pub fn check_and_increment(
     } else if first || all_met {
         (last_share + request.step_size).min(request.max_traffic_percentage)
     } else {
-        let (b_samples_ok, b_all_met) = baseline_meets
-            .iter()
-            .fold((true, true), |(s, m), (bs, bm)| (s && *bs, m && *bm));
-        if all_samples_sufficient && b_samples_ok && !b_all_met {
+        if all_samples_sufficient && baseline_samples_ok && !baseline_all_met {
             summary.push(conclusions::BASELINE_FAILED.to_string());
         }
         last_share
@@ -295,7 +339,7 @@ pub fn check_and_increment(
     state.candidate.traffic_percentage = candidate;
     state.baseline.traffic_percentage = 100.0 - candidate;
 
-    AnalysisOutcome::with_state(
+    Ok((
         candidate,
         Assessment {
             conclusions: summary,
@@ -303,8 +347,8 @@ pub fn check_and_increment(
             abort_experiment: abort,
             success_criteria: criteria,
         },
-        &state,
-    )
+        state,
+    ))
 }
 
 #[cfg(test)]

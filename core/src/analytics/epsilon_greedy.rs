@@ -14,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::check_and_increment::{CheckAndIncrementState, check_and_increment, conclusions};
-use super::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
+use super::check_and_increment::{CheckAndIncrementState, conclusions, decide};
+use super::{AnalysisOutcome, AnalysisRequest, AnalysisState, AnalyticsError};
 use crate::measurement::MetricReadings;
 
 /// The state key holding how many times the traffic was recomputed.
@@ -68,17 +68,18 @@ pub fn epsilon_t_greedy(
     request: &AnalysisRequest,
     readings: &[MetricReadings],
 ) -> Result<AnalysisOutcome, AnalyticsError> {
-    let last = CheckAndIncrementState::from_last(request.last_state.as_ref())?;
+    let last = CheckAndIncrementState::from_state(request.last_state.as_ref())?;
     let first = last.is_none();
     let count = if first {
         0
     } else {
-        last_count(request.last_state.as_ref())?
+        let json = request.last_state.as_ref().map(AnalysisState::as_json);
+        last_count(json.as_deref())?
     };
     let last_share = last.map_or(0.0, |s| s.candidate.traffic_percentage);
 
-    let mut outcome = check_and_increment(request, readings)?;
-    let summary = &outcome.assessment;
+    let (_, assessment, mut versions) = decide(request, readings)?;
+    let summary = &assessment;
     let changed = !summary
         .conclusions
         .iter()
@@ -102,18 +103,13 @@ pub fn epsilon_t_greedy(
     };
     let candidate = candidate.clamp(0.0, 100.0);
 
-    let mut versions = CheckAndIncrementState::deserialize(&outcome.state)
-        .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?;
     versions.candidate.traffic_percentage = candidate;
     versions.baseline.traffic_percentage = 100.0 - candidate;
     let state = EpsilonGreedyState {
         versions,
         effective_iteration_count: count,
     };
-    outcome.candidate_traffic_percentage = candidate;
-    outcome.state =
-        serde_json::to_value(&state).map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?;
-    Ok(outcome)
+    AnalysisOutcome::with_state(candidate, assessment, &state)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
+use super::{AnalysisOutcome, AnalysisRequest, AnalysisState, AnalyticsError};
 use crate::model::Assessment;
 
 /// The conclusion recorded when no criteria are checked.
@@ -15,6 +15,7 @@ pub fn increment_without_check(
     let last = match &request.last_state {
         None => 0.0,
         Some(state) => state
+            .as_json()
             .get("candidate")
             .and_then(|c| c.get("traffic_percentage"))
             .and_then(|t| t.as_f64())
@@ -35,9 +36,9 @@ pub fn increment_without_check(
             abort_experiment: false,
             success_criteria: Vec::new(),
         },
-        state: json!({
+        state: AnalysisState::Json(json!({
             "baseline": {"traffic_percentage": 100.0 - next},
             "candidate": {"traffic_percentage": next},
-        }),
+        })),
     })
 }

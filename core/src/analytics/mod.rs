@@ -8,6 +8,7 @@ mod check_and_increment;
 mod epsilon_greedy;
 mod increment_without_check;
 pub mod prng;
+mod state;
 
 pub use bayesian::{
     BayesianState, BayesianVersionState, Belief, Flavor, TRIALS, bayesian_routing,
@@ -21,6 +22,7 @@ pub use epsilon_greedy::{
     exploration_rate,
 };
 pub use increment_without_check::increment_without_check;
+pub use state::AnalysisState;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +51,7 @@ pub struct AnalysisRequest {
     /// Bayesian confidence.
     pub confidence: f64,
     /// The state the previous analysis returned (`None` on the first call).
-    pub last_state: Option<serde_json::Value>,
+    pub last_state: Option<AnalysisState>,
     /// Where a remote analytics service would be (`spec.analysis.analyticsService`).
     pub analytics_service: String,
     /// Seed of the Bayesian strategies' draws: the same seed and inputs give the same decision.
@@ -60,7 +62,7 @@ pub struct AnalysisRequest {
 
 impl AnalysisRequest {
     /// The request for a plan over a window, continuing from `last_state`.
-    pub fn new(plan: &Plan, window: Window, last_state: Option<serde_json::Value>) -> Self {
+    pub fn new(plan: &Plan, window: Window, last_state: Option<AnalysisState>) -> Self {
         AnalysisRequest {
             strategy: plan.strategy.clone(),
             window,
@@ -110,11 +112,11 @@ pub struct AnalysisOutcome {
     /// The verdicts.
     pub assessment: Assessment,
     /// State to pass to the next analysis.
-    pub state: serde_json::Value,
+    pub state: AnalysisState,
 }
 
 impl AnalysisOutcome {
-    /// An outcome whose state is a strategy's typed state, carried as JSON.
+    /// An outcome whose state is a strategy's own typed state, carried as JSON.
     pub fn with_state<S: Serialize>(
         candidate_traffic_percentage: f64,
         assessment: Assessment,
@@ -123,8 +125,10 @@ impl AnalysisOutcome {
         Ok(AnalysisOutcome {
             candidate_traffic_percentage,
             assessment,
-            state: serde_json::to_value(state)
-                .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
+            state: AnalysisState::Json(
+                serde_json::to_value(state)
+                    .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
+            ),
         })
     }
 }

@@ -8,25 +8,58 @@ use chrono::{DateTime, Utc};
 use super::Decision;
 use super::messages::{self, compose};
 use crate::action::{Action, Event, EventType, RoutingAction};
-use crate::model::{ConditionType, Experiment, ExperimentStatus, Phase};
+use crate::analytics::AnalysisState;
+use crate::model::{Assessment, ConditionType, Experiment, ExperimentStatus, Phase};
 
+/// The status being decided. Its `assessment` and `analysis_state` start empty and are copied
+/// from the experiment's in [`Draft::finish`] unless a decision replaced them: an iteration
+/// replaces both, and copying them first would be wasted.
 pub(super) struct Draft<'a> {
     pub exp: &'a Experiment,
     pub now: DateTime<Utc>,
     pub status: ExperimentStatus,
     pub actions: Vec<Action>,
+    assessment_set: bool,
+    analysis_state_set: bool,
 }
 
 impl<'a> Draft<'a> {
     pub fn new(exp: &'a Experiment, now: DateTime<Utc>) -> Self {
-        let mut status = exp.status.clone();
-        status.create_timestamp.get_or_insert(now);
+        let s = &exp.status;
+        let status = ExperimentStatus {
+            phase: s.phase.clone(),
+            message: s.message.clone(),
+            conditions: s.conditions.clone(),
+            create_timestamp: Some(s.create_timestamp.unwrap_or(now)),
+            start_timestamp: s.start_timestamp,
+            end_timestamp: s.end_timestamp,
+            last_increment_time: s.last_increment_time,
+            current_iteration: s.current_iteration,
+            traffic_split_percentage: s.traffic_split_percentage,
+            assessment: None,
+            analysis_state: None,
+            grafana_url: s.grafana_url.clone(),
+        };
         Draft {
             exp,
             now,
             status,
             actions: Vec::new(),
+            assessment_set: false,
+            analysis_state_set: false,
         }
+    }
+
+    /// Records an analysis' verdict.
+    pub fn set_assessment(&mut self, assessment: Assessment) {
+        self.status.assessment = Some(assessment);
+        self.assessment_set = true;
+    }
+
+    /// Records the state the next analysis continues from.
+    pub fn set_analysis_state(&mut self, state: AnalysisState) {
+        self.status.analysis_state = Some(state);
+        self.analysis_state_set = true;
     }
 
     pub fn route(&mut self, action: RoutingAction) {
@@ -53,6 +86,12 @@ impl<'a> Draft<'a> {
 
     /// Finishes the decision: `Ready`, events for a changed message, the wake-up.
     pub fn finish(mut self, requeue_after: Option<Duration>) -> Decision {
+        if !self.assessment_set {
+            self.status.assessment = self.exp.status.assessment.clone();
+        }
+        if !self.analysis_state_set {
+            self.status.analysis_state = self.exp.status.analysis_state.clone();
+        }
         let ready = [
             ConditionType::TargetsProvided,
             ConditionType::MetricsSynced,

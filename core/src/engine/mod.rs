@@ -25,7 +25,7 @@ use crate::model::{
     UserAction,
 };
 use crate::observation::Observations;
-use crate::plan::Plan;
+use crate::plan::Settings;
 use crate::ports::DashboardLink;
 use crate::validation;
 use draft::Draft;
@@ -143,8 +143,10 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
         );
         return Step::Decided(d.finish(Some(RETRY_AFTER)));
     }
-    let plan = match validation::plan(exp, ctx.metrics) {
-        Ok(plan) => plan,
+    // Only the settings: the full plan (criteria with their metrics) is built when an analysis
+    // is asked for.
+    let plan = match validation::check(exp, ctx.metrics) {
+        Ok(()) => Settings::of(exp),
         Err(problems) => {
             let text = problems
                 .iter()
@@ -274,11 +276,11 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
             // have seen without the check. Errors here are left to the boundary's analysis.
             match &obs.analysis {
                 None if d.status.current_iteration > 0 => {
-                    let request = analysis_request(exp, &plan, &d.status, ctx.now);
+                    let request = analysis_request(exp, &plan, &d.status, ctx);
                     return Step::Analyze(request);
                 }
                 Some(Ok(o)) if o.assessment.abort_experiment => {
-                    d.status.assessment = Some(o.assessment.clone());
+                    d.set_assessment(o.assessment.clone());
                     return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
                 }
                 _ => {}
@@ -288,32 +290,38 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
         return Step::Decided(d.finish(Some(wait)));
     }
 
-    let request = analysis_request(exp, &plan, &d.status, ctx.now);
-    let outcome: AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
+    // The request is built only when it is needed: on the second call of an iteration the
+    // outcome is already here.
+    let computed;
+    let outcome: &AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
+        let request = analysis_request(exp, &plan, &d.status, ctx);
         match analytics::increment_without_check(&request) {
-            Ok(o) => o,
+            Ok(o) => {
+                computed = o;
+                &computed
+            }
             Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
         }
     } else {
         match &obs.analysis {
-            None => return Step::Analyze(request),
+            None => return Step::Analyze(analysis_request(exp, &plan, &d.status, ctx)),
             Some(Err(e)) => return Step::Decided(analytics_failed(d, &e.to_string())),
-            Some(Ok(o)) => o.clone(),
+            Some(Ok(o)) => o,
         }
     };
     d.condition(ConditionType::AnalyticsServiceNormal, true, "", "");
     let all_met = outcome.assessment.all_success_criteria_met;
     let abort = outcome.assessment.abort_experiment;
     let first = d.status.current_iteration == 0;
-    d.status.analysis_state = Some(outcome.state.clone());
+    d.set_analysis_state(outcome.state.clone());
     let candidate_share = outcome.candidate_traffic_percentage;
-    d.status.assessment = Some(outcome.assessment);
+    d.set_assessment(outcome.assessment.clone());
 
     if abort {
         return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
     }
     if d.status.current_iteration >= plan.max_iterations {
-        let decision = if plan.criteria.is_empty() {
+        let decision = if !plan.has_criteria {
             complete(d, &plan, ctx, true, LAST_ITERATION_COMPLETED, None)
         } else if all_met {
             complete(d, &plan, ctx, true, ALL_CRITERIA_MET, None)
@@ -358,27 +366,38 @@ fn experiment_seed(exp: &Experiment) -> u64 {
 }
 
 /// How often to check for an abort between boundaries, if at all.
-fn abort_check_every(plan: &Plan, ctx: &Context) -> Option<Duration> {
-    let stop_criteria = plan.criteria.iter().any(|c| c.stop_on_failure);
+fn abort_check_every(plan: &Settings, ctx: &Context) -> Option<Duration> {
     ctx.abort_check_every
-        .filter(|_| stop_criteria && plan.strategy != Strategy::IncrementWithoutCheck)
+        .filter(|_| plan.stops_on_failure && plan.strategy != Strategy::IncrementWithoutCheck)
 }
 
 /// The analysis over `[start, now]`, continuing from the status' last state.
 fn analysis_request(
     exp: &Experiment,
-    plan: &Plan,
+    settings: &Settings,
     status: &ExperimentStatus,
-    now: DateTime<Utc>,
+    ctx: &Context,
 ) -> AnalysisRequest {
     let window = crate::measurement::Window {
-        start: status.start_timestamp.unwrap_or(now),
-        end: now,
+        start: status.start_timestamp.unwrap_or(ctx.now),
+        end: ctx.now,
     };
-    let mut request = AnalysisRequest::new(plan, window, status.analysis_state.clone());
-    request.analytics_service = exp.spec.analytics_service().to_string();
-    request.seed = experiment_seed(exp);
-    request
+    let plan = validation::build_plan(exp, ctx.metrics, settings);
+    // As `AnalysisRequest::new`, moving the plan's criteria instead of copying them.
+    AnalysisRequest {
+        baseline: plan.baseline_tags(),
+        candidate: plan.candidate_tags(),
+        strategy: plan.strategy,
+        window,
+        criteria: plan.criteria,
+        step_size: plan.step_size,
+        max_traffic_percentage: plan.max_traffic_percentage,
+        confidence: plan.confidence,
+        last_state: exp.status.analysis_state.clone(),
+        analytics_service: exp.spec.analytics_service().to_string(),
+        seed: experiment_seed(exp),
+        reward: plan.reward,
+    }
 }
 
 /// The status to write when a routing action of `decision` failed: nothing of the decision is
@@ -413,7 +432,7 @@ fn winner_of(split: TrafficSplit) -> Winner {
 /// Ends the experiment: final split, stable routing, cleanup, message and conditions.
 fn complete(
     mut d: Draft,
-    plan: &Plan,
+    plan: &Settings,
     ctx: &Context,
     succeeded: bool,
     text: &str,
@@ -438,10 +457,12 @@ fn complete(
         d.route(RoutingAction::Finalize { winner, split });
         if plan.cleanup {
             match winner {
-                Winner::Baseline => d.actions.push(Action::DeleteTarget(plan.candidate.clone())),
-                Winner::Candidate if forced_winner.is_none() => {
-                    d.actions.push(Action::DeleteTarget(plan.baseline.clone()))
-                }
+                Winner::Baseline => d
+                    .actions
+                    .push(Action::DeleteTarget(plan.candidate.to_string())),
+                Winner::Candidate if forced_winner.is_none() => d
+                    .actions
+                    .push(Action::DeleteTarget(plan.baseline.to_string())),
                 _ => {}
             }
         }

@@ -255,9 +255,10 @@ pub struct ExperimentStatus {
     /// The last analysis' verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assessment: Option<Assessment>,
-    /// Opaque state carried between analytics calls.
+    /// State carried between analytics calls (typed for check_and_increment, JSON otherwise;
+    /// written as the same JSON either way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis_state: Option<serde_json::Value>,
+    pub analysis_state: Option<crate::analytics::AnalysisState>,
     /// Link to the experiment's Grafana dashboard.
     #[serde(
         default,
