@@ -477,8 +477,9 @@ async fn hosts_with_a_gateway_are_bound_and_roll_forward() {
     apply_file(&client, NS, "productpage-v2.yaml").await;
     let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = example("canary_productpage-v1_to_productpage-v2.yaml").remove(0);
-    exp["spec"]["trafficControl"]["interval"] = json!("1s");
-    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    // 2s: time to read the rules while iteration 1's split is served.
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(2);
     apply(&client, NS, &exp).await;
     const NAME: &str = "productpage-v2-rollout";
     wait_for(
@@ -546,7 +547,7 @@ fn service_host(name: &str) -> String {
 }
 
 /// The seed's Service-kind experiment (productpage-v1 → productpage-v2 as Services, reached
-/// through a Gateway host), with `apiVersion: v1` spelled out and a 1s interval.
+/// through a Gateway host), with `apiVersion: v1` spelled out and a 2s interval.
 async fn service_kind_run(candidate_latency: f64) -> (FakeApiServer, Running, Vec<String>) {
     let (server, client) = cluster().await;
     for file in [
@@ -560,8 +561,9 @@ async fn service_kind_run(candidate_latency: f64) -> (FakeApiServer, Running, Ve
     let mut exp = example("service-kind/canary_productpage-v1_to_productpage-v2.yaml").remove(0);
     assert_eq!(exp["spec"]["targetService"]["kind"], "Service");
     exp["spec"]["targetService"]["apiVersion"] = json!("v1");
-    exp["spec"]["trafficControl"]["interval"] = json!("1s");
-    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    // 2s: time to read the rules while iteration 1's split is served.
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(2);
     apply(&client, NS, &exp).await;
     wait_for(
         &server,
