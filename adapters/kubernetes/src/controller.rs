@@ -333,6 +333,38 @@ fn experiments_naming_service(
         .collect()
 }
 
+/// The experiments (from the controller's cache) waiting for `other`'s targets, once `other`
+/// has completed or is being deleted: a second experiment on the same service, baseline or
+/// candidate pauses until then and has no other change to wake it.
+fn experiments_waiting_for(
+    store: &Store<ExperimentResource>,
+    other: &ExperimentResource,
+) -> Vec<ObjectRef<ExperimentResource>> {
+    let released = other.metadata.deletion_timestamp.is_some()
+        || crd::core_status(other).phase == Some(Phase::Completed);
+    if !released {
+        return Vec::new();
+    }
+    let namespace = crd::target_namespace(other);
+    let shares = |e: &ExperimentResource, field: &str| {
+        crd::target_field(other, field)
+            .is_some_and(|v| !v.is_empty() && crd::target_field(e, field) == Some(v))
+    };
+    store
+        .state()
+        .iter()
+        .filter(|e| e.namespace() == other.namespace() && e.name_any() != other.name_any())
+        .filter(|e| crd::target_namespace(e) == namespace)
+        .filter(|e| crd::core_status(e).start_timestamp.is_none())
+        .filter(|e| {
+            ["name", "baseline", "candidate"]
+                .iter()
+                .any(|f| shares(e, f))
+        })
+        .map(|e| ObjectRef::from_obj(&**e))
+        .collect()
+}
+
 /// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
 pub async fn run(
     client: Client,
@@ -353,9 +385,10 @@ pub async fn run(
             Api::<Service>::all(client.clone()),
         ),
     };
-    let controller = Controller::new(experiments, watcher::Config::default());
+    let controller = Controller::new(experiments.clone(), watcher::Config::default());
     let by_deployment = controller.store();
     let by_service = controller.store();
+    let by_experiment = controller.store();
     let ctx = Arc::new(Context::new(client, settings, adapters, metrics));
     controller
         .watches(
@@ -376,6 +409,11 @@ pub async fn run(
                 &s.name_any(),
             )
         })
+        .watches(
+            experiments,
+            watcher::Config::default(),
+            move |e: ExperimentResource| experiments_waiting_for(&by_experiment, &e),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
