@@ -628,3 +628,56 @@ async fn service_kind_rolls_back() {
     operator.stop().await.unwrap();
     server.stop().await;
 }
+
+/// A second experiment on the same service waits while the first runs, and starts as soon as
+/// the first completes (no stall until some unrelated change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_experiment_starts_when_the_running_one_completes() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    apply(&client, NS, &reviews_experiment(2)).await;
+    wait_for(
+        &server,
+        EXP,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    let mut second = reviews_experiment(2);
+    second["metadata"]["name"] = json!("reviews-v3-again");
+    apply(&client, NS, &second).await;
+    wait_for(
+        &server,
+        "reviews-v3-again",
+        10,
+        message_is("TargetsNotFound: reviews is being involved in other experiment"),
+    )
+    .await;
+    wait_for(&server, EXP, 20, completed).await;
+    let first_end = experiment(&server, EXP).unwrap()["status"]["endTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let seen = wait_for(&server, "reviews-v3-again", 20, completed).await;
+    assert_eq!(
+        outcome(&server, "reviews-v3-again"),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    let status = &experiment(&server, "reviews-v3-again").unwrap()["status"];
+    let waited = seconds_between(&first_end, status["startTimestamp"].as_str().unwrap());
+    assert!(
+        (0.0..5.0).contains(&waited),
+        "started {waited}s after the first completed"
+    );
+    let vs = virtual_service(&server, REVIEWS).unwrap();
+    assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(
+        vs["metadata"]["labels"]["iter8-tools/experiment"],
+        "reviews-v3-again.bookinfo-iter8"
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
