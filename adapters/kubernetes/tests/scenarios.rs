@@ -681,3 +681,49 @@ async fn a_waiting_experiment_starts_when_the_running_one_completes() {
     operator.stop().await.unwrap();
     server.stop().await;
 }
+
+/// A second experiment waiting for the service starts as soon as the running one is deleted
+/// (after its rollback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_experiment_starts_when_the_running_one_is_deleted() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut first = reviews_experiment(2);
+    first["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &first).await;
+    wait_for(
+        &server,
+        EXP,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+    let mut second = reviews_experiment(2);
+    second["metadata"]["name"] = json!("reviews-v3-again");
+    apply(&client, NS, &second).await;
+    wait_for(
+        &server,
+        "reviews-v3-again",
+        10,
+        message_is("TargetsNotFound: reviews is being involved in other experiment"),
+    )
+    .await;
+
+    delete_experiment(&client, EXP).await;
+    wait_gone(&server, EXP, 10).await;
+    let seen = wait_for(&server, "reviews-v3-again", 10, completed).await;
+    assert_eq!(
+        outcome(&server, "reviews-v3-again"),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    let vs = virtual_service(&server, REVIEWS).unwrap();
+    assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(
+        vs["metadata"]["labels"]["iter8-tools/experiment"],
+        "reviews-v3-again.bookinfo-iter8"
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
