@@ -729,3 +729,48 @@ async fn a_waiting_experiment_starts_when_the_running_one_is_deleted() {
     operator.stop().await.unwrap();
     server.stop().await;
 }
+
+/// The Service deleted mid-run: the experiment aborts back to the baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_deleted_mid_run_aborts_to_the_baseline() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(8);
+    exp["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        EXP,
+        10,
+        message_is("IterationUpdate: Iteration 1 Started"),
+    )
+    .await;
+
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client.clone(), NS);
+    services
+        .delete("reviews", &Default::default())
+        .await
+        .unwrap();
+    let seen = wait_for(&server, EXP, 10, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", "ExperimentFailed: Aborted", 100, 0),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        condition(&server, EXP, "TargetsProvided"),
+        (
+            "False".into(),
+            "TargetsNotFound".into(),
+            "Service Deleted".into()
+        )
+    );
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("baseline", 100)]
+    );
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
