@@ -1,9 +1,9 @@
-//! The scenarios iter8 v0.2's own end-to-end suite checks, run through the operator: a real
-//! `kube::Client` against the fake API server, Istio routing through iter8-istio, metrics from a
-//! scripted source and 1s intervals. Each checks the outcome, the status message and phase, and
-//! the routing objects as the API server stores them. Expected behaviour is that of
-//! `docs/experiments.md` and the iter8 v0.2 behaviour guide (status messages, final splits,
-//! `cleanup: delete`, deleted targets).
+//! The scenarios iter8 v0.2's own end-to-end suite checks, and a few more, run through the
+//! operator: a real `kube::Client` against the fake API server, Istio routing through
+//! iter8-istio, metrics from a scripted source, 1–2 s intervals. Each checks the outcome, the
+//! status message and phase, and the routing objects as the API server stores them. Expected
+//! behaviour is that of `docs/experiments.md` and the iter8 v0.2 behaviour guide (status
+//! messages, final splits, `cleanup: delete`, deleted targets).
 
 mod support;
 
