@@ -583,3 +583,36 @@ async fn a_standby_takes_over_when_the_leader_stops() {
     second.stop().await.unwrap();
     server.stop().await;
 }
+
+/// The iteration count the restart and handover tests rely on sees a repeated iteration (same
+/// number, new increment time) and a lost one (a gap).
+#[test]
+fn iteration_history_shows_repeats_and_gaps() {
+    let at = |n: u64, t: &str| json!({"status": {"currentIteration": n, "lastIncrementTime": t}});
+    let clean = [
+        json!({"status": {}}),
+        at(1, "10:00:00Z"),
+        at(1, "10:00:00Z"),
+        at(2, "10:00:02Z"),
+    ];
+    assert_eq!(
+        iterations(&clean),
+        [(1, "10:00:00Z".to_string()), (2, "10:00:02Z".to_string())]
+    );
+    let repeated = [at(1, "10:00:00Z"), at(2, "10:00:02Z"), at(2, "10:00:03Z")];
+    assert_eq!(
+        iterations(&repeated)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>(),
+        [1, 2, 2]
+    );
+    let lost = [at(1, "10:00:00Z"), at(3, "10:00:04Z")];
+    assert_eq!(
+        iterations(&lost)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+}
