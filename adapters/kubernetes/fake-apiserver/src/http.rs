@@ -94,12 +94,7 @@ pub async fn handle(
         );
     }
     let Some(target) = parse_path(uri.path()) else {
-        return error_response(&ApiError {
-            code: 404,
-            reason: "NotFound",
-            message: "the server could not find the requested resource".into(),
-            details: None,
-        });
+        return error_response(&ApiError::path_not_found());
     };
     match run(&shared, &method, &target, &query, &headers, &body) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
@@ -119,6 +114,9 @@ enum WatchStart {
     Now { bookmark: bool },
     /// Changes after this resource version.
     After(u64),
+    /// One `ERROR` event and the end: once a watch request is accepted, the real server
+    /// reports a resource version it cannot serve inside the stream (HTTP 200).
+    Fail(ApiError),
 }
 
 fn run(
@@ -140,12 +138,8 @@ fn run(
     let status_only = match t.subresource.as_deref() {
         None => false,
         Some("status") if t.res.status_subresource => true,
-        Some(other) => {
-            return Err(ApiError::method_not_allowed(&format!(
-                "subresource {other} of {}",
-                t.res.qualified()
-            )));
-        }
+        // The real server has no route for a subresource a resource lacks.
+        Some(_) => return Err(ApiError::path_not_found()),
     };
     let mut st = shared.lock();
     match (method.clone(), &t.name) {
@@ -165,8 +159,10 @@ fn run(
                     let rv: u64 = rv.parse().map_err(|_| {
                         ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
                     })?;
-                    st.changes_since(rv)?;
-                    WatchStart::After(rv)
+                    match st.changes_since(rv) {
+                        Ok(_) => WatchStart::After(rv),
+                        Err(e) => WatchStart::Fail(e),
+                    }
                 };
                 return Ok(Reply::Watch(start, filter));
             }
@@ -229,9 +225,7 @@ fn run(
             let patch = parse_body(body)?;
             let write = if kind == "apply" {
                 if manager.is_empty() {
-                    return Err(ApiError::bad_request(
-                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                    ));
+                    return Err(ApiError::apply_needs_field_manager());
                 }
                 Write::Apply {
                     manager,
@@ -252,10 +246,7 @@ fn run(
             shared.notify();
             Ok(Reply::Json(200, out))
         }
-        (m, _) => Err(ApiError::method_not_allowed(&format!(
-            "{m} on {}",
-            t.res.qualified()
-        ))),
+        _ => Err(ApiError::method_not_allowed()),
     }
 }
 
@@ -311,10 +302,19 @@ fn watch(
                 }
                 (lines, rv)
             }
+            WatchStart::Fail(e) => {
+                let line = event_line("ERROR", &e.body());
+                let stream = futures::stream::iter([Ok::<Bytes, Infallible>(line)]);
+                return (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    Body::from_stream(stream),
+                )
+                    .into_response();
+            }
             WatchStart::After(since) => {
                 let lines = st
-                    .changes_since(since)
-                    .unwrap_or_default()
+                    .changes_after(since)
                     .iter()
                     .filter(|c| matches(c, &t.res, t.namespace.as_deref(), &filter))
                     .map(|c| event_line(c.kind, &c.object))
@@ -327,7 +327,7 @@ fn watch(
     let live = BroadcastStream::new(receiver).flat_map(move |_| {
         // Each notification: send what changed since the last line sent.
         let st = state.lock();
-        let changes = st.changes_since(last_rv).unwrap_or_default();
+        let changes = st.changes_after(last_rv);
         last_rv = st.resource_version();
         let lines: Vec<Result<Bytes, Infallible>> = changes
             .iter()

@@ -12,10 +12,15 @@
 //! built-in types; 415 for custom resources as the real server), server-side apply (field
 //! ownership per manager, 409 conflicts without `force`, removal of fields a manager stops
 //! applying), the status subresource, `metadata.generation`, delete with finalizers and
-//! `deletionTimestamp`, and 404/409/410/422 `Status` objects shaped as the real server's.
+//! `deletionTimestamp`, and 404/405/409/410/415/422/504 `Status` objects shaped as the real
+//! server's. [`FakeApiServer::compact`] forgets the change history as etcd's compaction does,
+//! so that a watch from an old resource version gets 410 `Expired`.
 //!
 //! Not implemented: schema validation and defaulting, admission, strategic merge patch list
-//! merge keys, `deletecollection`, protobuf, discovery, authentication.
+//! merge keys, `managedFields` in objects (ownership is tracked, not shown), `DELETED`
+//! events for objects that stop matching a watch's selector, waiting for a too-new resource
+//! version, namespace existence checks, `deletecollection`, protobuf, discovery,
+//! authentication.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -155,6 +160,12 @@ impl FakeApiServer {
         );
         self.shared.notify();
         out
+    }
+
+    /// Compacts the change history (as etcd does): watches from an older resource version
+    /// then get a 410 `Expired` error event; watches already running go on.
+    pub fn compact(&self) {
+        self.shared.lock().compact();
     }
 
     /// The requests served so far (`METHOD /path?query`).

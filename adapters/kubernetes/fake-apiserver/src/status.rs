@@ -69,34 +69,49 @@ impl ApiError {
         }
     }
 
-    /// A server-side apply conflict with another field manager (409).
-    pub fn apply_conflict(res: &Resource, name: &str, fields: &[(String, String)]) -> ApiError {
+    /// A server-side apply conflict with other field managers (409), worded as the real
+    /// server's (`Apply failed with 1 conflict: conflict with "m": .spec.x`); `fields` are
+    /// (field path, manager as printed). As there, `details` holds only the causes.
+    pub fn apply_conflict(fields: &[(String, String)]) -> ApiError {
         let causes: Vec<Value> = fields
             .iter()
             .map(|(field, manager)| {
                 json!({
                     "reason": "FieldManagerConflict",
-                    "message": format!("conflict with \"{manager}\""),
+                    "message": format!("conflict with {manager}"),
                     "field": field,
                 })
             })
             .collect();
-        let mut d = details(res, name);
-        d["causes"] = Value::Array(causes);
+        let message = match fields {
+            [(field, manager)] => {
+                format!("Apply failed with 1 conflict: conflict with {manager}: {field}")
+            }
+            _ => {
+                let mut by_manager: std::collections::BTreeMap<&str, Vec<&str>> =
+                    std::collections::BTreeMap::new();
+                for (field, manager) in fields {
+                    by_manager.entry(manager).or_default().push(field);
+                }
+                let lines: Vec<String> = by_manager
+                    .iter()
+                    .flat_map(|(manager, paths)| {
+                        std::iter::once(format!("conflicts with {manager}:"))
+                            .chain(paths.iter().map(|p| format!("- {p}")))
+                    })
+                    .collect();
+                format!(
+                    "Apply failed with {} conflicts: {}",
+                    fields.len(),
+                    lines.join("\n")
+                )
+            }
+        };
         ApiError {
             code: 409,
             reason: "Conflict",
-            message: format!(
-                "Apply failed with {} conflict{}: {}",
-                fields.len(),
-                if fields.len() == 1 { "" } else { "s" },
-                fields
-                    .iter()
-                    .map(|(f, m)| format!("conflict with \"{m}\": {f}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            details: Some(d),
+            message,
+            details: Some(json!({ "causes": causes })),
         }
     }
 
@@ -120,15 +135,41 @@ impl ApiError {
         }
     }
 
-    /// A verb this server does not implement (405).
-    pub fn method_not_allowed(what: &str) -> ApiError {
+    /// A verb the resource does not serve (405), as the real server words it.
+    pub fn method_not_allowed() -> ApiError {
         ApiError {
             code: 405,
             reason: "MethodNotAllowed",
-            message: format!(
-                "the server does not allow this method on the requested resource ({what})"
-            ),
-            details: None,
+            message: "the server does not allow this method on the requested resource".into(),
+            details: Some(json!({})),
+        }
+    }
+
+    /// A path the server does not serve (an unknown resource, or a subresource it lacks).
+    pub fn path_not_found() -> ApiError {
+        ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: "the server could not find the requested resource".into(),
+            details: Some(json!({})),
+        }
+    }
+
+    /// Apply without `fieldManager` (422, about the `PatchOptions`, not the object).
+    pub fn apply_needs_field_manager() -> ApiError {
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+            details: Some(json!({
+                "group": "meta.k8s.io",
+                "kind": "PatchOptions",
+                "causes": [{
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: is required for apply patch",
+                    "field": "fieldManager"
+                }]
+            })),
         }
     }
 
@@ -144,13 +185,28 @@ impl ApiError {
         }
     }
 
-    /// The resource version asked for is no longer available (410).
-    pub fn gone(rv: u64) -> ApiError {
+    /// The resource version asked for was compacted away (410 `Expired`); `oldest` is the
+    /// oldest one still available.
+    pub fn expired(rv: u64, oldest: u64) -> ApiError {
         ApiError {
             code: 410,
             reason: "Expired",
-            message: format!("too old resource version: {rv}"),
+            message: format!("too old resource version: {rv} ({oldest})"),
             details: None,
+        }
+    }
+
+    /// A resource version the server has not reached (504 `Timeout`, with the
+    /// `ResourceVersionTooLarge` cause clients look for).
+    pub fn too_large(rv: u64, current: u64) -> ApiError {
+        ApiError {
+            code: 504,
+            reason: "Timeout",
+            message: format!("Timeout: Too large resource version: {rv}, current: {current}"),
+            details: Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1
+            })),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Resource {
     pub status_subresource: bool,
     /// `metadata.generation` is kept and bumped on every change outside metadata and status.
     pub generation: bool,
+    /// A delete that removes the object at once answers with the object (Services, Pods,
+    /// ServiceAccounts: `ReturnDeletedObject` in the real registry), not a `Status`.
+    pub returns_deleted_object: bool,
 }
 
 impl Resource {
@@ -88,6 +91,8 @@ pub fn resource(group: &str, version: &str, plural: &str) -> Resource {
         namespaced,
         status_subresource: status,
         generation,
+        returns_deleted_object: group.is_empty()
+            && matches!(plural, "services" | "pods" | "serviceaccounts"),
     }
 }
 
@@ -125,14 +130,41 @@ pub enum Write<'a> {
     },
 }
 
+/// Who set a field last, and how: enough to word a conflict as the real server does.
+#[derive(Debug, Clone, PartialEq)]
+struct Owner {
+    manager: String,
+    /// Set by an update (create, replace, patch) rather than by apply.
+    update: bool,
+    api_version: String,
+    time: String,
+}
+
+impl Owner {
+    /// The manager as the real server prints it in conflicts: `"m"` for apply,
+    /// `"m" using v1 at <time>` for an update.
+    fn printed(&self) -> String {
+        if self.update {
+            format!(
+                "{:?} using {} at {}",
+                self.manager, self.api_version, self.time
+            )
+        } else {
+            format!("{:?}", self.manager)
+        }
+    }
+}
+
 /// Every object, the change history, and field ownership.
 #[derive(Debug, Default)]
 pub struct Store {
     rv: u64,
     uids: u64,
+    /// New watches from before this resource version are refused (compaction).
+    compacted: u64,
     objects: BTreeMap<Key, Value>,
     history: Vec<Change>,
-    owners: HashMap<Key, BTreeMap<String, String>>,
+    owners: HashMap<Key, BTreeMap<String, Owner>>,
     applied: HashMap<(Key, String), BTreeSet<String>>,
 }
 
@@ -186,13 +218,30 @@ impl Store {
         self.rv
     }
 
-    /// The changes after `rv`, oldest first; `Err` when `rv` is in the future.
+    /// The changes after `rv`, oldest first: 410 `Expired` when `rv` was compacted away,
+    /// 504 when the server has not reached it.
     pub fn changes_since(&self, rv: u64) -> Result<Vec<Change>, ApiError> {
         if rv > self.rv {
-            return Err(ApiError::gone(rv));
+            return Err(ApiError::too_large(rv, self.rv));
         }
+        if rv < self.compacted {
+            return Err(ApiError::expired(rv, self.compacted));
+        }
+        Ok(self.changes_after(rv))
+    }
+
+    /// The changes after `rv` still in the history (for watches already running, which
+    /// compaction does not end).
+    pub fn changes_after(&self, rv: u64) -> Vec<Change> {
         let start = self.history.partition_point(|c| c.rv <= rv);
-        Ok(self.history[start..].to_vec())
+        self.history[start..].to_vec()
+    }
+
+    /// Compacts the change history, as etcd does: new watches from an older resource version
+    /// fail with 410 `Expired`, and clients must list again. The entries stay for the watches
+    /// already running, which compaction does not end.
+    pub fn compact(&mut self) {
+        self.compacted = self.rv;
     }
 
     /// One object.
@@ -362,7 +411,7 @@ impl Store {
         let mut next = current.clone();
         match (kind, &write) {
             ("apply", Write::Apply { manager, force }) => {
-                self.apply(res, &k, &mut next, body, manager, *force)?
+                self.apply(&k, &mut next, body, manager, *force)?
             }
             ("merge" | "strategic", _) => patch::merge(&mut next, body),
             ("json", _) => {
@@ -384,7 +433,6 @@ impl Store {
     /// manager applied before and no longer applies are removed.
     fn apply(
         &mut self,
-        res: &Resource,
         k: &Key,
         next: &mut Value,
         body: &Value,
@@ -398,16 +446,12 @@ impl Store {
                 .iter()
                 .filter_map(|(path, v)| {
                     let owner = owners.get(path)?;
-                    (owner != manager && next.pointer(path) != Some(v)).then(|| {
-                        (
-                            path.trim_start_matches('/').replace('/', "."),
-                            owner.clone(),
-                        )
-                    })
+                    (owner.manager != manager && next.pointer(path) != Some(v))
+                        .then(|| (field_path(path), owner.printed()))
                 })
                 .collect();
             if !conflicts.is_empty() {
-                return Err(ApiError::apply_conflict(res, &k.3, &conflicts));
+                return Err(ApiError::apply_conflict(&conflicts));
             }
         }
         let before = self
@@ -416,7 +460,7 @@ impl Store {
             .cloned()
             .unwrap_or_default();
         for path in before.iter().filter(|p| !wanted.contains_key(*p)) {
-            if owners.get(path).is_none_or(|o| o == manager) {
+            if owners.get(path).is_none_or(|o| o.manager == manager) {
                 patch::remove_path(next, path);
             }
         }
@@ -519,7 +563,10 @@ impl Store {
             self.objects.remove(&k);
             self.owners.remove(&k);
             self.applied.retain(|(key, _), _| *key != k);
-            self.record("DELETED", &k, gone);
+            self.record("DELETED", &k, gone.clone());
+            if res.returns_deleted_object {
+                return Ok(gone);
+            }
             return Ok(status::deleted(res, name, &uid));
         }
         if current["metadata"].get("deletionTimestamp").is_some() {
@@ -559,9 +606,15 @@ impl Store {
         }
         self.rv += 1;
         next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        let manager = match write {
-            Write::Update(m) => *m,
-            Write::Apply { manager, .. } => *manager,
+        let (manager, update) = match write {
+            Write::Update(m) => (*m, true),
+            Write::Apply { manager, .. } => (*manager, false),
+        };
+        let owner = Owner {
+            manager: manager.to_string(),
+            update,
+            api_version: res.api_version(),
+            time: now(),
         };
         let before = old.as_ref().map(patch::leaves).unwrap_or_default();
         let after = patch::leaves(&next);
@@ -570,7 +623,7 @@ impl Store {
         if !manager.is_empty() {
             for (path, v) in &after {
                 if before.get(path) != Some(v) {
-                    owners.insert(path.clone(), manager.to_string());
+                    owners.insert(path.clone(), owner.clone());
                 }
             }
         }
@@ -603,6 +656,15 @@ impl Store {
     pub fn body_name(obj: &Value) -> String {
         name_of(obj)
     }
+}
+
+/// A JSON pointer as a field path of the real server's messages: `/spec/x` -> `.spec.x`.
+fn field_path(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|seg| format!(".{}", seg.replace("~1", "/").replace("~0", "~")))
+        .collect()
 }
 
 fn finalizers(obj: &Value) -> impl Iterator<Item = &str> {
