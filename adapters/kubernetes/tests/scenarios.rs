@@ -774,3 +774,52 @@ async fn a_service_deleted_mid_run_aborts_to_the_baseline() {
     operator.stop().await.unwrap();
     server.stop().await;
 }
+
+/// Invalid experiments next to a valid one on the same service: they pause with the field
+/// named, claim nothing, and the valid one runs to completion undisturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_experiments_do_not_disturb_a_valid_one() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut unknown_metric = reviews_experiment(2);
+    unknown_metric["metadata"]["name"] = json!("unknown-metric");
+    unknown_metric["spec"]["analysis"]["successCriteria"][0]["metricName"] =
+        json!("iter8_latencyy");
+    apply(&client, NS, &unknown_metric).await;
+    let mut wrong_type = reviews_experiment(2);
+    wrong_type["metadata"]["name"] = json!("wrong-type");
+    wrong_type["spec"]["trafficControl"]["trafficStepSize"] = json!("twenty");
+    apply(&client, NS, &wrong_type).await;
+    apply(&client, NS, &reviews_experiment(2)).await;
+
+    let seen = wait_for(&server, EXP, 20, completed).await;
+    assert_eq!(
+        outcome(&server, EXP),
+        outcome_is("Completed", SUCCEEDED, 0, 100),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        [route("candidate", 100)]
+    );
+    for (name, field) in [
+        (
+            "unknown-metric",
+            "spec.analysis.successCriteria[0].metricName",
+        ),
+        ("wrong-type", "spec.trafficControl.trafficStepSize"),
+    ] {
+        let stored = experiment(&server, name).unwrap();
+        let s = &stored["status"];
+        let message = s["message"].as_str().unwrap_or("");
+        assert_eq!(s["phase"], "Pause", "{stored:#}");
+        assert!(
+            message.starts_with("ValidationError: ") && message.contains(field),
+            "{name}: {message}"
+        );
+        assert!(s["startTimestamp"].is_null(), "{stored:#}");
+    }
+    operator.stop().await.unwrap();
+    server.stop().await;
+}
