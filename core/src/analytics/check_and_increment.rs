@@ -184,7 +184,7 @@ fn push_python_number(out: &mut String, x: f64) {
 fn short_decimal(x: f64) -> Option<(i64, u32)> {
     // Below 1e9 two numbers with at most 6 decimals never read back as the same float, so the
     // first that reads back is the shortest representation.
-    if !(x.abs() < 1e9) {
+    if x.is_nan() || x.abs() >= 1e9 {
         return None;
     }
     let mut scale = 1.0;
