@@ -316,7 +316,7 @@ async fn a_restarted_operator_continues_from_the_status() {
         Some("ExperimentSucceeded: All Success Criteria Were Met"),
         "{seen:#?}"
     );
-    assert_each_iteration_ran_once(&server, &client, PART1, 4).await;
+    assert_each_iteration_ran_once(&server, &client, PART1, 4, 2.0).await;
     // No stall: 4 iterations 2s apart and the completion one interval after the last take 8s;
     // a restart may cost a little, never a wait for some unrelated event.
     let stored = experiment(&server, PART1).unwrap();
@@ -368,7 +368,7 @@ async fn a_killed_operator_is_replaced_without_losing_an_iteration() {
         "ExperimentSucceeded: All Success Criteria Were Met",
         "{seen:#?}"
     );
-    assert_each_iteration_ran_once(&server, &client, PART1, 4).await;
+    assert_each_iteration_ran_once(&server, &client, PART1, 4, 2.0).await;
     let stored = experiment(&server, PART1).unwrap();
     let took = seconds_between(
         stored["status"]["startTimestamp"].as_str().unwrap(),
@@ -379,15 +379,16 @@ async fn a_killed_operator_is_replaced_without_losing_an_iteration() {
     server.stop().await;
 }
 
-/// Every iteration 1..=`n` of an experiment ran exactly once and in order, judged from
-/// everything the API server stored: the status' history (each iteration number with one
-/// increment time, no gap, no repeat), the `IterationUpdate` messages, and the Events of every
-/// operator instance.
+/// Every iteration 1..=`n` of an experiment ran exactly once, in order and `interval` seconds
+/// or more apart, judged from everything the API server stored: the status' history (each
+/// iteration number with one increment time, no gap, no repeat), the `IterationUpdate`
+/// messages, and the Events of every operator instance.
 async fn assert_each_iteration_ran_once(
     server: &FakeApiServer,
     client: &kube::Client,
     name: &str,
     n: u64,
+    interval: f64,
 ) {
     let history = history(client, name).await;
     let runs = iterations(&history);
@@ -397,9 +398,10 @@ async fn assert_each_iteration_ran_once(
         "{runs:#?}"
     );
     for pair in runs.windows(2) {
+        // Never early either: each iteration one interval or more after the previous one.
         assert!(
-            seconds_between(&pair[0].1, &pair[1].1) > 0.0,
-            "increments in order: {runs:#?}"
+            seconds_between(&pair[0].1, &pair[1].1) >= interval,
+            "increments in order, an interval apart: {runs:#?}"
         );
     }
     let updates: Vec<String> = messages(&history)
@@ -558,7 +560,7 @@ async fn a_standby_takes_over_when_the_leader_stops() {
         "{seen:#?}"
     );
     // The handover lost and repeated nothing.
-    assert_each_iteration_ran_once(&server, &client, PART1, 3).await;
+    assert_each_iteration_ran_once(&server, &client, PART1, 3, 2.0).await;
     let stored = experiment(&server, PART1).unwrap();
     let took = seconds_between(
         stored["status"]["startTimestamp"].as_str().unwrap(),

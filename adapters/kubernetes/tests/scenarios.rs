@@ -85,6 +85,15 @@ async fn roll_forward_ends_with_all_traffic_on_the_candidate() {
         assert!(seen.iter().any(|l| l == step), "{step}: {seen:#?}");
     }
     assert_eq!(core_experiment(&server, EXP).status.current_iteration, 3);
+    let status = &experiment(&server, EXP).unwrap()["status"];
+    let after_last = seconds_between(
+        status["lastIncrementTime"].as_str().unwrap(),
+        status["endTimestamp"].as_str().unwrap(),
+    );
+    assert!(
+        after_last >= 1.0,
+        "completed {after_last}s after the last iteration, not one interval"
+    );
     assert_eq!(
         condition(&server, EXP, "ExperimentSucceeded"),
         (
