@@ -261,7 +261,7 @@ async fn tutorial_decision_sends_three_queries_and_the_core_decides() {
         Some(serde_json::json!({
             "baseline": {"traffic_percentage": 80.0, "success_criterion_information": [[3000, 50.0], [3000, 0.0]]},
             "candidate": {"traffic_percentage": 20.0, "success_criterion_information": [[1500, 60.0], [1500, 0.1]]},
-        })),
+        }).into()),
     );
     let readings = src.measure(&request.metrics_query()).await.unwrap();
     // iter8-analytics would send 2 criteria x 2 versions x (value + sample size) = 8.
