@@ -76,16 +76,25 @@ impl Problems {
 
 /// Whether `s` is a DNS-1123 subdomain (what Kubernetes accepts as an object name).
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    // One pass over the bytes (validation runs on every reconcile): dot-separated labels, none
+    // empty, of lower-case letters, digits and '-', none starting or ending with '-'.
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    let mut prev = b'.';
+    for &c in s.as_bytes() {
+        let ok = match c {
+            b'a'..=b'z' | b'0'..=b'9' => true,
+            b'-' => prev != b'.',
+            b'.' => prev != b'.' && prev != b'-',
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        prev = c;
+    }
+    prev != b'-' && prev != b'.'
 }
 
 fn check_name(p: &mut Problems, path: &str, value: Option<&str>, required: bool) {
@@ -410,5 +419,44 @@ pub(crate) fn build_plan(exp: &Experiment, metrics: &MetricsConfig, s: &Settings
         criteria,
         reward,
         cleanup: s.cleanup,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dns1123_subdomain;
+
+    /// The rule as written: split into labels, then check each.
+    fn by_labels(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn names_are_judged_as_kubernetes_does() {
+        for ok in ["reviews", "reviews-v3", "a.b-c.d", "0", "a-1.b"] {
+            assert!(is_dns1123_subdomain(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "a.", ".a", "a..b", "-a", "a-", "a-.b", "a.-b", "Reviews", "a_b",
+        ] {
+            assert!(!is_dns1123_subdomain(bad), "{bad}");
+        }
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_agrees_with_the_rule_by_labels(s in "[a-z0-9.\\-A_]{0,12}") {
+            proptest::prop_assert_eq!(is_dns1123_subdomain(&s), by_labels(&s));
+        }
     }
 }

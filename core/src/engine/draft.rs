@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Decision;
-use super::messages::{self, compose};
+use super::messages::{self, compose, compose_into};
 use crate::action::{Action, Event, EventType, RoutingAction};
 use crate::analytics::AnalysisState;
 use crate::model::{Assessment, ConditionType, Experiment, ExperimentStatus, Phase};
@@ -68,7 +68,11 @@ impl<'a> Draft<'a> {
 
     pub fn set_message(&mut self, phase: Phase, reason: &str, text: &str) {
         self.status.phase = Some(phase);
-        self.status.message = Some(compose(reason, text));
+        match &mut self.status.message {
+            // Reuse the old message's buffer.
+            Some(m) => compose_into(m, reason, text),
+            None => self.status.message = Some(compose(reason, text)),
+        }
     }
 
     pub fn condition(&mut self, type_: ConditionType, ok: bool, reason: &str, message: &str) {

@@ -305,8 +305,13 @@ impl ExperimentStatus {
                     c.last_transition_time = Some(now);
                     c.status = status;
                 }
-                c.reason = reason.to_string();
-                c.message = message.to_string();
+                // Most reconciles set what is already there: keep the strings then.
+                if c.reason != reason {
+                    reason.clone_into(&mut c.reason);
+                }
+                if c.message != message {
+                    message.clone_into(&mut c.message);
+                }
             }
             None => self.conditions.push(Condition {
                 type_,
