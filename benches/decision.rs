@@ -1,5 +1,7 @@
-//! One decision with two criteria: the check_and_increment analysis alone, and a whole engine
-//! reconcile (analysis request, analysis, decision with status, conditions and events).
+//! One decision with two criteria: the check_and_increment analysis alone, the engine's
+//! reconcile that applies an analysis outcome (status, conditions, events), and a whole
+//! iteration as the driver runs it (reconcile asking for the analysis, the analysis, reconcile
+//! deciding).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iter8_benches::{experiment, metrics, readings, request, t0};
@@ -46,6 +48,21 @@ fn analysis(c: &mut Criterion) {
     };
     g.bench_function("engine_reconcile_two_criteria", |b| {
         b.iter(|| engine::reconcile(black_box(&exp), black_box(&with_outcome), &later))
+    });
+
+    // A whole iteration as the driver runs it: reconcile (asks for the analysis), analysis,
+    // reconcile with the outcome (decides).
+    g.bench_function("engine_iteration_two_criteria", |b| {
+        b.iter(|| {
+            let Step::Analyze(r) = engine::reconcile(black_box(&exp), &obs, &later) else {
+                panic!("an iteration is due")
+            };
+            let o = Observations {
+                analysis: Some(analytics::analyze(&r, black_box(&readings))),
+                ..obs.clone()
+            };
+            engine::reconcile(&exp, &o, &later)
+        })
     });
     g.finish();
 }

@@ -703,6 +703,13 @@ fn other_strategies_apply_their_recommendation_as_given() {
         panic!("due")
     };
     assert_ne!(req.seed, 0, "a per-experiment seed");
+    // FNV-1a of `namespace/name`: what every version of the controller draws with.
+    let fnv1a = format!("{}/{}", exp.namespace(), exp.name())
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    assert_eq!(req.seed, fnv1a);
     let mut other = exp.clone();
     other.metadata.name = Some("another".into());
     let Step::Analyze(req2) = engine::reconcile(&other, &o, &ctx) else {

@@ -358,11 +358,10 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
 /// A seed for the strategies' draws that is stable for an experiment (FNV-1a of
 /// `namespace/name`), so a restarted controller draws what the first one would have.
 fn experiment_seed(exp: &Experiment) -> u64 {
-    format!("{}/{}", exp.namespace(), exp.name())
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+    let fnv = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    // The bytes of `namespace/name`, hashed without building the string.
+    let h = exp.namespace().bytes().fold(0xcbf2_9ce4_8422_2325, fnv);
+    exp.name().bytes().fold(fnv(h, b'/'), fnv)
 }
 
 /// How often to check for an abort between boundaries, if at all.
