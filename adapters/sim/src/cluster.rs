@@ -239,7 +239,9 @@ pub fn parse_objects(text: &str, namespace: &str) -> Result<Vec<Object>, Manifes
 }
 
 /// Objects by namespace, then name (looked up without allocating).
-type ByName<T> = BTreeMap<String, BTreeMap<String, T>>;
+/// Hashed rather than ordered: large simulations look names up on every reconcile, and
+/// ordered maps of similar names compare many bytes per lookup.
+type ByName<T> = HashMap<String, HashMap<String, T>>;
 
 fn put<T>(map: &mut ByName<T>, namespace: &str, name: &str, value: T) {
     map.entry(namespace.to_string())
@@ -340,8 +342,14 @@ impl Cluster {
     }
 
     /// Every Deployment, by namespace and name.
-    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
-        self.deployments.values().flat_map(BTreeMap::values)
+    pub fn deployments(&self) -> Vec<&Deployment> {
+        let mut all: Vec<&Deployment> = self
+            .deployments
+            .values()
+            .flat_map(HashMap::values)
+            .collect();
+        all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        all
     }
 
     /// The Deployments a Service selects (none for an empty selector), by name.

@@ -8,8 +8,6 @@
 //! with `$interval` the whole seconds from the experiment's start (at least 1), as iter8 fills
 //! the templates in. No series gives `NoData`; `0/0` gives NaN.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricErrorKind, MetricReadings, MetricsQuery, VersionReading,
@@ -201,24 +199,31 @@ fn given(traffic: &Traffic, tags: &VersionTags, metric: &str, to: SimTime) -> Me
         .map_or(Measurement::NoData, |v| Measurement::from_f64(*v))
 }
 
-/// Template -> what it computes, remembered (templates repeat on every decision).
+/// Template -> what it computes, remembered (templates repeat on every decision). A list, not a
+/// hash map: a run has a handful of templates, and comparing one costs less than hashing it.
 #[derive(Debug, Clone, Default)]
-pub struct KindCache(HashMap<String, Option<MetricKind>>);
+pub struct KindCache(Vec<(String, Option<MetricKind>)>);
 
 impl KindCache {
     /// [`classify`], remembered.
     pub fn classify(&mut self, template: &str) -> Option<MetricKind> {
-        if let Some(k) = self.0.get(template) {
+        if let Some((_, k)) = self.0.iter().find(|(t, _)| t == template) {
             return *k;
         }
         let k = classify(template);
-        self.0.insert(template.to_string(), k);
+        self.0.push((template.to_string(), k));
         k
     }
 }
 
+/// What a metric's two templates compute (classified once per query, not per version).
+struct MetricKinds {
+    value: Option<MetricKind>,
+    sample_size: Option<MetricKind>,
+}
+
 fn reading(
-    kinds: &mut KindCache,
+    kinds: &MetricKinds,
     traffic: &Traffic,
     tags: &VersionTags,
     observed: &Observed,
@@ -234,12 +239,12 @@ fn reading(
     let value = if traffic.profile_gives(&metric.name) {
         given(traffic, tags, &metric.name, to)
     } else {
-        match kinds.classify(&metric.query_template) {
+        match kinds.value {
             Some(kind) => evaluate(kind, observed),
             None => error(metric),
         }
     };
-    let sample_size = match kinds.classify(&metric.sample_size_query_template) {
+    let sample_size = match kinds.sample_size {
         Some(kind) => evaluate(kind, observed),
         None => error(metric),
     };
@@ -258,10 +263,16 @@ pub fn measure(
     query
         .metrics
         .iter()
-        .map(|m| MetricReadings {
-            metric: m.name.clone(),
-            baseline: reading(kinds, traffic, &query.baseline, &b, m, to),
-            candidate: reading(kinds, traffic, &query.candidate, &c, m, to),
+        .map(|m| {
+            let k = MetricKinds {
+                value: kinds.classify(&m.query_template),
+                sample_size: kinds.classify(&m.sample_size_query_template),
+            };
+            MetricReadings {
+                metric: m.name.clone(),
+                baseline: reading(&k, traffic, &query.baseline, &b, m, to),
+                candidate: reading(&k, traffic, &query.candidate, &c, m, to),
+            }
         })
         .collect()
 }

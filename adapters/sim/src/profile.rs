@@ -34,7 +34,7 @@ pub enum ProfileError {
 }
 
 /// A latency distribution, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Latency {
     /// A fixed latency with uniform jitter: `ms ± jitter_ms`.
@@ -84,11 +84,62 @@ impl Latency {
     }
 }
 
-/// One standard normal draw (Box-Muller).
+/// One standard normal draw: the inverse normal CDF of one uniform draw in (0, 1). One draw
+/// per latency and no trigonometry keeps request generation cheap (the simulator draws
+/// millions per run).
 fn standard_normal<R: rand::Rng + ?Sized>(rng: &mut R) -> f64 {
-    let u1 = 1.0 - rng.random::<f64>(); // (0, 1]: ln is finite
-    let u2 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    // 53 random bits, centred in their interval: never 0 or 1, so the tails stay finite.
+    let u = ((rng.random::<u64>() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
+    normal_quantile(u)
+}
+
+/// The standard normal quantile `Φ⁻¹(p)` for `p` in (0, 1), by Acklam's rational
+/// approximation (relative error below 1.2e-9).
+pub fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    const LOW: f64 = 0.02425;
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < LOW {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p <= 1.0 - LOW {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    }
 }
 
 /// How one version answers requests.
@@ -116,15 +167,21 @@ impl VersionProfile {
         }
     }
 
-    /// Draws whether one request fails (consumes randomness only when the outcome is uncertain).
+    /// Draws whether one request fails.
     pub fn sample_error<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> bool {
-        if self.error_rate <= 0.0 {
-            false
-        } else if self.error_rate >= 1.0 {
-            true
-        } else {
-            rng.random::<f64>() < self.error_rate
-        }
+        sample_error(self.error_rate, rng)
+    }
+}
+
+/// Draws whether one request fails with probability `error_rate` (consumes randomness only
+/// when the outcome is uncertain).
+pub fn sample_error<R: rand::Rng + ?Sized>(error_rate: f64, rng: &mut R) -> bool {
+    if error_rate <= 0.0 {
+        false
+    } else if error_rate >= 1.0 {
+        true
+    } else {
+        rng.random::<f64>() < error_rate
     }
 }
 
@@ -290,5 +347,24 @@ mod tests {
         let mut xs: Vec<f64> = (0..10_001).map(|_| l.sample(&mut rng)).collect();
         xs.sort_by(f64::total_cmp);
         assert!((xs[5000] - 40.0).abs() < 2.0, "{}", xs[5000]);
+        // About 10% above the p90, median × e^(0.5 × 1.2816).
+        let p90 = 40.0 * (0.5f64 * 1.281_551_565_5).exp();
+        let above = xs.iter().filter(|&&x| x > p90).count();
+        assert!((900..1100).contains(&above), "{above}");
+    }
+
+    #[test]
+    fn normal_quantile_matches_the_tables() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.9, 1.281_551_565_545),
+            (0.975, 1.959_963_984_540),
+            (0.001, -3.090_232_306_168),
+            (0.02, -2.053_748_910_631),
+            (0.999_999, 4.753_424_308_823),
+        ] {
+            let got = normal_quantile(p);
+            assert!((got - z).abs() < 1e-8, "Φ⁻¹({p}) = {got}, not {z}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! VirtualService and DestinationRule hold), with weighted destinations, the experiment that
 //! owns them and their role.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::observation::RoutingObservation;
@@ -113,7 +113,8 @@ fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
 /// Every rules set, by primary host.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    rules: BTreeMap<String, Rules>,
+    /// Hashed: looked up on every reconcile; [`Router::all`] sorts.
+    rules: HashMap<String, Rules>,
     /// Host -> the primary hosts of the rules that route it.
     by_host: HashMap<String, Vec<String>>,
     /// Host -> bumped when the routing of that host changes.
@@ -127,9 +128,11 @@ impl Router {
         self.generation
     }
 
-    /// Every rules set.
+    /// Every rules set, by primary host.
     pub fn all(&self) -> impl Iterator<Item = &Rules> {
-        self.rules.values()
+        let mut all: Vec<(&String, &Rules)> = self.rules.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().map(|(_, r)| r)
     }
 
     /// Bumped whenever the routing of `host` changes.
@@ -148,17 +151,27 @@ impl Router {
 
     fn touch(&mut self, primary: &str) {
         self.generation += 1;
-        let hosts = self
-            .rules
-            .get(primary)
-            .map(|r| r.hosts.clone())
-            .unwrap_or_default();
-        for h in hosts {
-            let primaries = self.by_host.entry(h.clone()).or_default();
-            if !primaries.iter().any(|p| p == primary) {
-                primaries.push(primary.to_string());
+        let Some(rules) = self.rules.get(primary) else {
+            return;
+        };
+        // Looked up before inserting: the hosts are known after the first change.
+        for h in &rules.hosts {
+            match self.by_host.get_mut(h) {
+                Some(primaries) => {
+                    if !primaries.iter().any(|p| p == primary) {
+                        primaries.push(primary.to_string());
+                    }
+                }
+                None => {
+                    self.by_host.insert(h.clone(), vec![primary.to_string()]);
+                }
             }
-            *self.host_generations.entry(h).or_default() += 1;
+            match self.host_generations.get_mut(h) {
+                Some(g) => *g += 1,
+                None => {
+                    self.host_generations.insert(h.clone(), 1);
+                }
+            }
         }
     }
 

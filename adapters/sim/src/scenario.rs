@@ -372,7 +372,7 @@ impl Sim {
         let Some(exp) = ({
             let mut s = self.world.lock();
             s.settle();
-            s.store.get(id).cloned()
+            s.store.check_out(id)
         }) else {
             return;
         };
@@ -421,6 +421,7 @@ impl Sim {
                 Some(RETRY_AFTER)
             }
         };
+        self.world.lock().store.check_in(id, exp);
         if let Some(d) = retry {
             let at = now.after(d.max(Duration::from_millis(1)));
             self.schedule(id, at);

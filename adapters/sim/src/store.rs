@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use iter8_core::action::Event;
-use iter8_core::{Experiment, ExperimentStatus};
+use iter8_core::{Experiment, ExperimentStatus, FINALIZER};
 
 use crate::clock::SimTime;
 
@@ -23,6 +23,8 @@ pub struct RecordedEvent {
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     experiments: Vec<Option<Experiment>>,
+    /// The experiment being reconciled ([`Store::check_out`]) and what was written to it since.
+    out: Option<(ExperimentId, Pending)>,
     index: HashMap<String, HashMap<String, usize>>,
     by_service: HashMap<String, HashMap<String, Vec<usize>>>,
     events: Vec<RecordedEvent>,
@@ -31,6 +33,14 @@ pub struct Store {
 
 /// An experiment's handle in the store (stable for its life).
 pub type ExperimentId = usize;
+
+/// What the ports wrote to a checked-out experiment, applied when it is checked in.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    status: Option<ExperimentStatus>,
+    add_finalizer: bool,
+    remove_finalizer: bool,
+}
 
 /// The namespace and service (or first host) an experiment works on.
 fn service_key(exp: &Experiment) -> (&str, &str) {
@@ -108,10 +118,87 @@ impl Store {
             .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
     }
 
+    /// Takes an experiment out for a reconcile, instead of cloning it: until
+    /// [`Store::check_in`], [`Store::get`] does not see it and the writes below wait aside.
+    pub fn check_out(&mut self, id: ExperimentId) -> Option<Experiment> {
+        let exp = self.experiments.get_mut(id)?.take()?;
+        self.out = Some((id, Pending::default()));
+        Some(exp)
+    }
+
+    /// Puts a checked-out experiment back with what was written meanwhile; removes it if its
+    /// last finalizer went while it was being deleted.
+    pub fn check_in(&mut self, id: ExperimentId, mut exp: Experiment) {
+        let pending = match self.out.take() {
+            Some((out, pending)) if out == id => pending,
+            other => {
+                self.out = other;
+                Pending::default()
+            }
+        };
+        if let Some(status) = pending.status {
+            exp.status = status;
+        }
+        if pending.add_finalizer && !exp.has_finalizer() {
+            exp.metadata.finalizers.push(FINALIZER.to_string());
+        }
+        if pending.remove_finalizer {
+            exp.metadata.finalizers.retain(|f| f != FINALIZER);
+        }
+        let gone = pending.remove_finalizer
+            && exp.is_being_deleted()
+            && exp.metadata.finalizers.is_empty();
+        if let Some(slot) = self.experiments.get_mut(id) {
+            *slot = Some(exp);
+        }
+        if gone {
+            self.remove(id);
+        }
+    }
+
+    fn pending(&mut self, id: ExperimentId) -> Option<&mut Pending> {
+        self.out
+            .as_mut()
+            .and_then(|(out, p)| (*out == id).then_some(p))
+    }
+
     /// Writes an experiment's status.
     pub fn write_status(&mut self, id: ExperimentId, status: &ExperimentStatus) {
-        if let Some(e) = self.get_mut(id) {
+        if let Some(p) = self.pending(id) {
+            p.status = Some(status.clone());
+        } else if let Some(e) = self.get_mut(id) {
             e.status = status.clone();
+        }
+    }
+
+    /// Adds iter8's finalizer.
+    pub fn add_finalizer(&mut self, id: ExperimentId) {
+        if let Some(p) = self.pending(id) {
+            p.add_finalizer = true;
+            p.remove_finalizer = false;
+        } else if let Some(e) = self.get_mut(id)
+            && !e.has_finalizer()
+        {
+            e.metadata.finalizers.push(FINALIZER.to_string());
+        }
+    }
+
+    /// Removes iter8's finalizer; the experiment goes if it was being deleted and has no other.
+    pub fn remove_finalizer(&mut self, id: ExperimentId) {
+        if let Some(p) = self.pending(id) {
+            p.remove_finalizer = true;
+            p.add_finalizer = false;
+            return;
+        }
+        let gone = match self.get_mut(id) {
+            Some(e) => {
+                e.metadata.finalizers.retain(|f| f != FINALIZER);
+                e.is_being_deleted() && e.metadata.finalizers.is_empty()
+            }
+            None => false,
+        };
+        if gone {
+            self.remove(id);
         }
     }
 
@@ -157,5 +244,54 @@ impl Store {
     /// The events recorded so far.
     pub fn events(&self) -> &[RecordedEvent] {
         &self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn experiment(name: &str) -> Experiment {
+        let text = format!(
+            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  targetService: {{name: reviews, baseline: v1, candidate: v2}}\n"
+        );
+        match iter8_core::manifest::parse_experiments(&text)
+            .unwrap()
+            .pop()
+        {
+            Some(Ok(d)) => d.experiment,
+            _ => panic!("not an experiment"),
+        }
+    }
+
+    #[test]
+    fn writes_to_a_checked_out_experiment_land_at_check_in() {
+        let mut store = Store::new(false);
+        let id = store.apply(experiment("a"), SimTime::ZERO);
+        let exp = store.check_out(id).unwrap();
+        assert!(store.get(id).is_none(), "out while reconciled");
+        let status = ExperimentStatus {
+            message: Some("written".into()),
+            ..Default::default()
+        };
+        store.write_status(id, &status);
+        store.add_finalizer(id);
+        store.check_in(id, exp);
+        let e = store.get(id).unwrap();
+        assert_eq!(e.status.message.as_deref(), Some("written"));
+        assert!(e.has_finalizer());
+    }
+
+    #[test]
+    fn the_last_finalizer_removed_while_checked_out_deletes_at_check_in() {
+        let mut store = Store::new(false);
+        let id = store.apply(experiment("a"), SimTime::ZERO);
+        store.add_finalizer(id);
+        store.get_mut(id).unwrap().metadata.deletion_timestamp = Some(SimTime::ZERO.to_datetime());
+        let exp = store.check_out(id).unwrap();
+        store.remove_finalizer(id);
+        store.check_in(id, exp);
+        assert!(store.get(id).is_none());
+        assert_eq!(store.id("ns", "a"), None);
     }
 }

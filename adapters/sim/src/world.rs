@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use iter8_core::action::{Event, RoutingAction};
 use iter8_core::observation::{RoutingObservation, Targets};
 use iter8_core::ports::{EventRecorder, ExperimentStore, PortError, TargetLocator, TrafficRouter};
-use iter8_core::{Experiment, ExperimentStatus, FINALIZER, TargetKind};
+use iter8_core::{Experiment, ExperimentStatus, TargetKind};
 
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
@@ -165,11 +165,7 @@ impl ExperimentStore for World {
             .store
             .id_of(experiment)
             .ok_or_else(|| not_found(experiment))?;
-        if let Some(e) = s.store.get_mut(id)
-            && !e.has_finalizer()
-        {
-            e.metadata.finalizers.push(FINALIZER.to_string());
-        }
+        s.store.add_finalizer(id);
         Ok(())
     }
 
@@ -179,16 +175,7 @@ impl ExperimentStore for World {
             .store
             .id_of(experiment)
             .ok_or_else(|| not_found(experiment))?;
-        let gone = match s.store.get_mut(id) {
-            Some(e) => {
-                e.metadata.finalizers.retain(|f| f != FINALIZER);
-                e.is_being_deleted() && e.metadata.finalizers.is_empty()
-            }
-            None => false,
-        };
-        if gone {
-            s.store.remove(id);
-        }
+        s.store.remove_finalizer(id);
         Ok(())
     }
 }
