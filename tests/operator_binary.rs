@@ -1,0 +1,421 @@
+//! `iter8 operator`, the binary, end to end: against the fake API server (through a kubeconfig
+//! file) and a fake Prometheus on 127.0.0.1 answering the stock telemetry-v2 queries. Tutorial
+//! part 1 with a 1 s interval and 3 iterations runs to `ExperimentSucceeded`; the endpoints
+//! answer; SIGTERM stops the process cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use iter8_fake_apiserver::FakeApiServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const NS: &str = "bookinfo-iter8";
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo");
+const EXPERIMENT: &str = "reviews-v3-rollout";
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "iter8-operator-binary-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The operator process; killed by its PID if the test ends before it exits.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM to the process (by its PID).
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
+    /// Waits for the exit, at most `secs`.
+    async fn wait(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A free port of 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kubeconfig(dir: &Path, server: &FakeApiServer) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: {}
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: fake
+    namespace: default
+current-context: fake
+users:
+- name: fake
+  user: {{}}
+",
+            server.url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The answer of the stock telemetry-v2 templates, `secs` after the fake started: per version,
+/// requests at 10/s (a count that grows, so that each decision sees new data, as
+/// iter8-analytics requires to move traffic), a mean latency of 100 ms (the part 1 threshold
+/// is 200 ms) and no errors.
+fn prometheus_answer(query: &str, secs: f64) -> Value {
+    let value = if query.contains("response_code") {
+        "0".to_string()
+    } else if query.contains("istio_request_duration") {
+        "100".to_string()
+    } else {
+        format!("{}", 10 + (secs * 10.0) as u64)
+    };
+    let series = |workload: &str| {
+        json!({
+            "metric": {"destination_workload": workload, "destination_workload_namespace": NS},
+            "value": [1_700_000_000.0, value]
+        })
+    };
+    json!({
+        "status": "success",
+        "data": {"resultType": "vector", "result": [series("reviews-v2"), series("reviews-v3")]}
+    })
+}
+
+/// A fake Prometheus: `GET /api/v1/query` answered by [`prometheus_answer`], one request per
+/// connection; the request lines are recorded.
+async fn fake_prometheus() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let line = head.lines().next().unwrap_or("").to_string();
+                log.lock().unwrap().push(line.clone());
+                let (status, body) = if line.starts_with("GET /api/v1/query?") {
+                    (
+                        "200 OK",
+                        prometheus_answer(&line, started.elapsed().as_secs_f64()).to_string(),
+                    )
+                } else {
+                    ("404 Not Found", "{}".to_string())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (url, seen, task)
+}
+
+/// GET on the operator's endpoints: (status code, body); code 0 if nothing answers.
+async fn get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The documents of an example manifest.
+fn example(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{EXAMPLES}/{file}")).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .filter(Value::is_object)
+        .collect()
+}
+
+/// `kubectl apply -n <ns>` straight into the fake's store.
+fn apply(server: &FakeApiServer, ns: &str, mut doc: Value) {
+    doc["metadata"]["namespace"] = json!(ns);
+    server
+        .apply(&doc, "kubectl")
+        .unwrap_or_else(|e| panic!("applying {doc}: {e:?}"));
+}
+
+fn experiment(server: &FakeApiServer) -> Value {
+    server
+        .object("iter8.tools", "experiments", NS, EXPERIMENT)
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
+    let server = FakeApiServer::start().await.unwrap();
+    let (prometheus, queries, prometheus_task) = fake_prometheus().await;
+    let dir = TempDir::new();
+    let config = kubeconfig(&dir.0, &server);
+    let port = free_port();
+    let log = dir.0.join("operator.log");
+
+    for doc in example("namespace.yaml") {
+        apply(&server, "", doc);
+    }
+    let stock = iter8_core::metrics_config::STOCK_TELEMETRY_V2;
+    for doc in serde_saphyr::from_multiple::<Value>(stock).unwrap() {
+        apply(&server, "iter8", doc);
+    }
+    for doc in example("bookinfo-tutorial.yaml") {
+        apply(&server, NS, doc);
+    }
+    apply(&server, NS, example("reviews-v3.yaml").remove(0));
+
+    let mut operator = Operator {
+        child: Command::new(env!("CARGO_BIN_EXE_iter8"))
+            .args([
+                "operator",
+                "--kubeconfig",
+                config.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--prometheus-url",
+                &prometheus,
+                "--metrics-namespace",
+                "iter8",
+                "--retry-after",
+                "500ms",
+                "--log-format",
+                "json",
+            ])
+            .env_remove("KUBECONFIG")
+            .env_remove("ITER8_WATCH_NAMESPACE")
+            .env_remove("ITER8_LEADER_ELECT")
+            .env_remove("ITER8_GRAFANA_PUSH_URL")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the iter8 binary starts"),
+        log,
+    };
+
+    // Up and ready once it has reached the API server.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while get(port, "/readyz").await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready; log:\n{}",
+            operator.log()
+        );
+        assert!(
+            operator.child.try_wait().unwrap().is_none(),
+            "exited early; log:\n{}",
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(port, "/healthz").await, (200, "ok\n".to_string()));
+
+    let mut exp = example("canary_reviews-v2_to_reviews-v3.yaml").remove(0);
+    exp["spec"]["trafficControl"]["interval"] = json!("1s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
+    apply(&server, NS, exp);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut trail: Vec<String> = Vec::new();
+    loop {
+        let exp = experiment(&server);
+        let step = format!(
+            "{} {}/{}",
+            exp["status"]["message"].as_str().unwrap_or("-"),
+            exp["status"]["trafficSplitPercentage"]["baseline"],
+            exp["status"]["trafficSplitPercentage"]["candidate"]
+        );
+        if trail.last() != Some(&step) {
+            trail.push(step);
+        }
+        if exp["status"]["phase"] == "Completed" {
+            assert_eq!(
+                exp["status"]["message"],
+                "ExperimentSucceeded: All Success Criteria Were Met",
+                "{exp:#}\nlog:\n{}",
+                operator.log()
+            );
+            assert_eq!(exp["status"]["currentIteration"], 3, "{exp:#}");
+            assert_eq!(
+                exp["status"]["trafficSplitPercentage"],
+                json!({"baseline": 0, "candidate": 100})
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not completed: {exp:#}\nlog:\n{}",
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let vs = server
+        .object(
+            "networking.istio.io",
+            "virtualservices",
+            NS,
+            "reviews.bookinfo-iter8.svc.cluster.local.iter8-experiment",
+        )
+        .expect("the operator's VirtualService");
+    let routes = vs["spec"]["http"][0]["route"].as_array().unwrap();
+    assert_eq!(routes.len(), 1, "{vs:#}");
+    assert_eq!(routes[0]["destination"]["subset"], "candidate");
+    assert_eq!(routes[0]["weight"], 100);
+    // The decisions were made on what Prometheus answered.
+    let asked = queries.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.contains("istio_request_duration_milliseconds_sum")),
+        "{asked:#?}"
+    );
+
+    // Traffic moved 20 points per iteration while the criterion held.
+    for step in [
+        "Iteration 1 Started 80/20",
+        "Iteration 2 Started 60/40",
+        "Iteration 3 Started 40/60",
+    ] {
+        assert!(
+            trail.iter().any(|t| t.ends_with(step)),
+            "{step}: {trail:#?}"
+        );
+    }
+
+    // The metrics follow the status write within the same reconcile (after its events).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let (code, metrics) = get(port, "/metrics").await;
+        assert_eq!(code, 200);
+        if metrics.contains("iter8_experiments{phase=\"Completed\"} 1")
+            || tokio::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        metrics.contains("iter8_experiments{phase=\"Completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "iter8_candidate_weight_percent{namespace=\"bookinfo-iter8\",experiment=\"reviews-v3-rollout\"} 100"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "OpenMetrics text: {metrics}");
+
+    operator.terminate();
+    let status = operator.wait(20).await;
+    let log = operator.log();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit on SIGTERM: {status:?}; log:\n{log}"
+    );
+    assert!(log.contains("operator stopped"), "{log}");
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "--log-format json: every line is JSON:\n{log}"
+    );
+    assert_eq!(get(port, "/healthz").await.0, 0, "the endpoints are closed");
+
+    prometheus_task.abort();
+    server.stop().await;
+}
