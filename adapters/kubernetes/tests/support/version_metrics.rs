@@ -171,10 +171,7 @@ impl MetricSource for VersionMetrics {
 }
 
 /// Starts the operator over `client` with `source` behind the built-in analytics.
-pub async fn start_over(
-    client: &kube::Client,
-    source: impl MetricSource + 'static,
-) -> Running {
+pub async fn start_over(client: &kube::Client, source: impl MetricSource + 'static) -> Running {
     let adapters = Adapters {
         router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
         analytics: Arc::new(BuiltinAnalytics::new(source)),
