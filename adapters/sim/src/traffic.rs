@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
-use crate::profile::{self, Latency, Profile, VersionProfile};
+use crate::profile::{self, Latency, Profile, Sampler, VersionProfile};
 use crate::router::{MESH, Router, fqdn};
 
 /// Width of a counting bucket, in milliseconds.
@@ -262,12 +262,15 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// 2^32, to turn 32 random bits into a uniform number.
+const TWO_32: f64 = 4_294_967_296.0;
+
 /// One weighted way out of a source: a series and how the version answers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Way {
     upto: f64,
     series: usize,
-    latency: Latency,
+    sampler: Sampler,
     error_rate: f64,
 }
 
@@ -305,6 +308,10 @@ pub struct Traffic {
     by_workload: HashMap<String, HashMap<String, Vec<usize>>>,
     by_service: HashMap<String, HashMap<String, Vec<usize>>>,
     profiles: HashMap<String, VersionProfile>,
+    /// The profiles' latencies, prepared once (routes change often).
+    samplers: HashMap<String, Sampler>,
+    prepared: HashMap<(u8, u64, u64), Sampler>,
+    default_sampler: Sampler,
     given: BTreeSet<String>,
     default_profile: VersionProfile,
     horizon: SimTime,
@@ -320,6 +327,9 @@ impl Traffic {
             by_workload: HashMap::new(),
             by_service: HashMap::new(),
             profiles: HashMap::new(),
+            samplers: HashMap::new(),
+            prepared: HashMap::new(),
+            default_sampler: Sampler::new(&VersionProfile::fixed(10.0).latency),
             given: BTreeSet::new(),
             default_profile: VersionProfile::fixed(10.0),
             horizon: SimTime::ZERO,
@@ -357,6 +367,20 @@ impl Traffic {
         for (name, v) in &profile.versions {
             self.given.extend(v.metrics.keys().cloned());
             self.profiles.insert(name.clone(), v.clone());
+            // Versions with the same distribution share one sampler (and its table).
+            let l = v.latency;
+            let key = match l {
+                Latency::Fixed { ms, jitter_ms } => (0, ms.to_bits(), jitter_ms.to_bits()),
+                Latency::Lognormal { median_ms, sigma } => {
+                    (1, median_ms.to_bits(), sigma.to_bits())
+                }
+            };
+            let sampler = self
+                .prepared
+                .entry(key)
+                .or_insert_with(|| Sampler::new(&l))
+                .clone();
+            self.samplers.insert(name.clone(), sampler);
         }
         for s in &mut self.sources {
             s.route = None;
@@ -368,6 +392,21 @@ impl Traffic {
         self.profiles
             .get(workload)
             .or_else(|| self.profiles.get(service))
+    }
+
+    /// How a version answers: its latency sampler and error rate (by Deployment, then Service
+    /// name; the default profile when none was given).
+    fn answer(&self, workload: &str, service: &str) -> (Sampler, f64) {
+        [workload, service]
+            .into_iter()
+            .find_map(|name| Some((self.samplers.get(name)?, self.profiles.get(name)?)))
+            .map_or(
+                (
+                    self.default_sampler.clone(),
+                    self.default_profile.error_rate,
+                ),
+                |(s, p)| (s.clone(), p.error_rate),
+            )
     }
 
     /// Whether some version's profile gives a value for this metric.
@@ -471,11 +510,16 @@ impl Traffic {
                     break;
                 }
                 src.sent += 1;
+                // One 64-bit draw serves both the routing (high half) and the latency (low
+                // half) of a request; none is drawn when neither is random.
+                let mut draw = None;
                 let way = match route.ways.len() {
                     0 => None,
                     1 if route.total >= 100.0 => Some(&route.ways[0]),
                     _ => {
-                        let u = src.rng.random::<f64>() * 100.0;
+                        let r = src.rng.random::<u64>();
+                        draw = Some(r);
+                        let u = (r >> 32) as f64 * (100.0 / TWO_32);
                         route.ways.iter().find(|w| u < w.upto)
                     }
                 };
@@ -483,7 +527,12 @@ impl Traffic {
                     src.dropped += 1;
                     continue;
                 };
-                let latency = way.latency.sample(&mut src.rng);
+                let latency = if way.sampler.is_random() {
+                    let low = draw.unwrap_or_else(|| src.rng.random::<u64>()) & 0xFFFF_FFFF;
+                    way.sampler.at((low as f64 + 0.5) / TWO_32)
+                } else {
+                    way.sampler.at(0.5)
+                };
                 let error = profile::sample_error(way.error_rate, &mut src.rng);
                 series[way.series].record(at + latency, latency, error);
             }
@@ -559,16 +608,13 @@ impl Traffic {
             };
             let n = pods.len() as f64;
             for pod in pods {
-                let profile = self
-                    .profile(&pod, &service)
-                    .unwrap_or(&self.default_profile);
-                let (latency, error_rate) = (profile.latency, profile.error_rate);
+                let (sampler, error_rate) = self.answer(&pod, &service);
                 let series = self.series_index(&ns, &pod, &service, at);
                 route.total += weight / n;
                 route.ways.push(Way {
                     upto: route.total,
                     series,
-                    latency,
+                    sampler,
                     error_rate,
                 });
             }
