@@ -67,10 +67,11 @@ impl Plan {
             TargetKind::Service => ("destination_service_name", "destination_service_namespace"),
             _ => ("destination_workload", "destination_workload_namespace"),
         };
-        VersionTags::from([
-            (name_key.to_string(), version.to_string()),
-            (ns_key.to_string(), self.namespace.clone()),
-        ])
+        // Two inserts: `From<[_; 2]>` sorts and deduplicates first, on every analysis request.
+        let mut tags = VersionTags::new();
+        tags.insert(name_key.to_string(), version.to_string());
+        tags.insert(ns_key.to_string(), self.namespace.clone());
+        tags
     }
 
     /// The baseline's labels.
