@@ -1,7 +1,8 @@
 //! `iter8 operator`, the binary, end to end: against the fake API server (through a kubeconfig
 //! file) and a fake Prometheus on 127.0.0.1 answering the stock telemetry-v2 queries. Tutorial
-//! part 1 with a 1 s interval and 3 iterations runs to `ExperimentSucceeded`; the endpoints
-//! answer; SIGTERM stops the process cleanly.
+//! part 1 with a 1 s interval and 3 iterations runs to `ExperimentSucceeded` (after the
+//! operator's watches were ended and had to relist on 410 Expired); the endpoints answer;
+//! SIGTERM stops the process cleanly.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -305,12 +306,46 @@ async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
     }
     assert_eq!(get(port, "/healthz").await, (200, "ok\n".to_string()));
 
+    // Watches that end and come back with a compacted resourceVersion get 410 Expired (in the
+    // stream, as from the real server); the operator must list again and go on watching. The
+    // controller's watches share one exponential backoff (kube-runtime's trigger backoff: 0.8 s
+    // doubling per error), so with four watchers failing the recovery takes 10-20 s.
+    let before = server.requests().len();
+    apply(
+        &server,
+        NS,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}}),
+    );
+    server.compact();
+    server.end_watches();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let requests = server.requests();
+        let relisted = |path: &str| {
+            requests[before..]
+                .iter()
+                .any(|r| r.starts_with(&format!("GET {path}?")) && !r.contains("watch=true"))
+        };
+        if relisted("/apis/iter8.tools/v1alpha1/experiments")
+            && relisted("/apis/apps/v1/deployments")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no relist after 410: {:#?}\nlog:\n{}",
+            &requests[before..],
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let mut exp = example("canary_reviews-v2_to_reviews-v3.yaml").remove(0);
     exp["spec"]["trafficControl"]["interval"] = json!("1s");
     exp["spec"]["trafficControl"]["maxIterations"] = json!(3);
     apply(&server, NS, exp);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut trail: Vec<String> = Vec::new();
     loop {
         let exp = experiment(&server);

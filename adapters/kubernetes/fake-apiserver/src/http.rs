@@ -277,6 +277,8 @@ fn watch(
         .unwrap_or(1800);
     let receiver = shared.changes.subscribe();
     let mut stopping = shared.stopping.subscribe();
+    let mut restarts = shared.watch_restarts.subscribe();
+    restarts.borrow_and_update();
     let (initial, mut last_rv) = {
         let st = shared.lock();
         let rv = st.resource_version();
@@ -340,6 +342,7 @@ fn watch(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(timeout)) => {}
             _ = stopping.wait_for(|s| *s) => {}
+            _ = restarts.changed() => {}
         }
     };
     let stream = futures::stream::iter(initial.into_iter().map(Ok::<Bytes, Infallible>))

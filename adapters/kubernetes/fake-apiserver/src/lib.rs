@@ -44,6 +44,8 @@ pub struct Shared {
     store: Mutex<Store>,
     changes: broadcast::Sender<()>,
     stopping: watch::Sender<bool>,
+    /// Bumped to end every running watch (clients then watch again, or list and watch).
+    watch_restarts: watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
 }
 
@@ -78,10 +80,12 @@ impl FakeApiServer {
         let addr = listener.local_addr()?;
         let (changes, _) = broadcast::channel(4096);
         let (stopping, _) = watch::channel(false);
+        let (watch_restarts, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             changes,
             stopping,
+            watch_restarts,
             requests: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
@@ -166,6 +170,11 @@ impl FakeApiServer {
     /// then get a 410 `Expired` error event; watches already running go on.
     pub fn compact(&self) {
         self.shared.lock().compact();
+    }
+
+    /// Ends every running watch, as an API server restart (or a watch's timeout) does.
+    pub fn end_watches(&self) {
+        self.shared.watch_restarts.send_modify(|n| *n += 1);
     }
 
     /// The requests served so far (`METHOD /path?query`).

@@ -179,3 +179,24 @@ async fn delete_without_finalizers_is_one_deleted_event() {
         assert_ne!(again["metadata"]["uid"], a["metadata"]["uid"], "{k:?}");
     }
 }
+
+#[tokio::test]
+async fn end_watches_closes_running_streams_and_new_ones_work() {
+    let server = FakeApiServer::start().await.unwrap();
+    let api = Api::new(&server);
+    let k = KINDS[0];
+    let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
+    let mut watch = api
+        .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
+        .await;
+    server.end_watches();
+    // The stream ends (not merely goes quiet): `next` returns at once, well before WAIT.
+    let started = tokio::time::Instant::now();
+    assert_eq!(watch.next(WAIT).await, None);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let mut again = api
+        .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
+        .await;
+    let (_, b) = api.post(&k.collection(), &k.object("b", "one")).await;
+    assert_eq!(again.next(WAIT).await, Some(("ADDED".to_string(), b)));
+}
