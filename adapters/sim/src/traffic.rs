@@ -165,7 +165,11 @@ impl Series {
         }
         let b = &mut self.buckets[i];
         b.latency_sum_ms += latency_ms;
-        let le = LATENCY_BOUNDS_MS.partition_point(|bound| *bound < latency_ms);
+        // Counted without branches: latencies are random, a binary search mispredicts.
+        let le = LATENCY_BOUNDS_MS
+            .iter()
+            .map(|bound| usize::from(*bound < latency_ms))
+            .sum();
         if !b.histogram.add(le) {
             let full = self.spilled.entry(i).or_insert([0; HISTOGRAM_LEN]);
             if !b.histogram.spilled() {
@@ -520,7 +524,10 @@ impl Traffic {
                         let r = src.rng.random::<u64>();
                         draw = Some(r);
                         let u = (r >> 32) as f64 * (100.0 / TWO_32);
-                        route.ways.iter().find(|w| u < w.upto)
+                        // The first way whose upper end is above `u` (ends increase), found
+                        // without branching on the random number.
+                        let i: usize = route.ways.iter().map(|w| usize::from(w.upto <= u)).sum();
+                        route.ways.get(i)
                     }
                 };
                 let Some(way) = way else {
