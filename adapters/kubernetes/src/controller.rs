@@ -24,6 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
+use crate::backoff::WatchBackoff;
 use crate::config::MetricsConfigSource;
 use crate::crd::{self, ExperimentResource};
 use crate::error::KubeError;
@@ -391,6 +392,7 @@ pub async fn run(
     let by_experiment = controller.store();
     let ctx = Arc::new(Context::new(client, settings, adapters, metrics));
     controller
+        .trigger_backoff(WatchBackoff::new())
         .watches(
             deployments,
             watcher::Config::default(),

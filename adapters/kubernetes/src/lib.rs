@@ -11,6 +11,7 @@
 
 mod schema;
 
+pub mod backoff;
 pub mod config;
 pub mod controller;
 pub mod crd;
