@@ -2,12 +2,14 @@
 //! deleted on cleanup. Only what routing and traffic need is kept (names, labels, selectors,
 //! gateway hosts).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use iter8_core::manifest;
 use iter8_core::metrics_config::CONFIGMAP_NAME;
 use iter8_core::{Experiment, MetricsConfig};
 use serde_json::Value;
+
+use crate::names::Map;
 
 /// Labels or a label selector.
 pub type Labels = BTreeMap<String, String>;
@@ -241,7 +243,7 @@ pub fn parse_objects(text: &str, namespace: &str) -> Result<Vec<Object>, Manifes
 /// Objects by namespace, then name (looked up without allocating).
 /// Hashed rather than ordered: large simulations look names up on every reconcile, and
 /// ordered maps of similar names compare many bytes per lookup.
-type ByName<T> = HashMap<String, HashMap<String, T>>;
+type ByName<T> = Map<String, Map<String, T>>;
 
 fn put<T>(map: &mut ByName<T>, namespace: &str, name: &str, value: T) {
     map.entry(namespace.to_string())
@@ -262,7 +264,7 @@ fn find<'a, T>(map: &'a ByName<T>, namespace: &str, name: &str) -> Option<&'a T>
 pub struct Cluster {
     deployments: ByName<Deployment>,
     /// (namespace, label, value) -> names of the Deployments whose pods carry it.
-    by_label: HashMap<(String, String, String), BTreeSet<String>>,
+    by_label: Map<(String, String, String), BTreeSet<String>>,
     services: ByName<Service>,
     gateways: ByName<Gateway>,
     generation: u64,
@@ -343,11 +345,7 @@ impl Cluster {
 
     /// Every Deployment, by namespace and name.
     pub fn deployments(&self) -> Vec<&Deployment> {
-        let mut all: Vec<&Deployment> = self
-            .deployments
-            .values()
-            .flat_map(HashMap::values)
-            .collect();
+        let mut all: Vec<&Deployment> = self.deployments.values().flat_map(Map::values).collect();
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }

@@ -2,11 +2,11 @@
 //! VirtualService and DestinationRule hold), with weighted destinations, the experiment that
 //! owns them and their role.
 
-use std::collections::HashMap;
-
 use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::{Experiment, TargetKind, TrafficSplit};
+
+use crate::names::Map;
 
 /// The gateway name that stands for traffic inside the mesh.
 pub const MESH: &str = "mesh";
@@ -114,11 +114,11 @@ fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     /// Hashed: looked up on every reconcile; [`Router::all`] sorts.
-    rules: HashMap<String, Rules>,
+    rules: Map<String, Rules>,
     /// Host -> the primary hosts of the rules that route it.
-    by_host: HashMap<String, Vec<String>>,
+    by_host: Map<String, Vec<String>>,
     /// Host -> bumped when the routing of that host changes.
-    host_generations: HashMap<String, u64>,
+    host_generations: Map<String, u64>,
     generation: u64,
 }
 

@@ -1,12 +1,11 @@
 //! The simulated API server's share for experiments: the Experiment objects (spec, status,
 //! finalizers) and the events recorded on them.
 
-use std::collections::HashMap;
-
 use iter8_core::action::Event;
 use iter8_core::{Experiment, ExperimentStatus, FINALIZER};
 
 use crate::clock::SimTime;
+use crate::names::Map;
 
 /// An event recorded on an experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +24,8 @@ pub struct Store {
     experiments: Vec<Option<Experiment>>,
     /// The experiment being reconciled ([`Store::check_out`]) and what was written to it since.
     out: Option<(ExperimentId, Pending)>,
-    index: HashMap<String, HashMap<String, usize>>,
-    by_service: HashMap<String, HashMap<String, Vec<usize>>>,
+    index: Map<String, Map<String, usize>>,
+    by_service: Map<String, Map<String, Vec<usize>>>,
     events: Vec<RecordedEvent>,
     keep_events: bool,
 }

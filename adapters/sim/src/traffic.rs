@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
+use crate::names::Map;
 use crate::profile::{self, Latency, Profile, Sampler, VersionProfile};
 use crate::router::{MESH, Router, fqdn};
 
@@ -309,11 +310,11 @@ pub struct Traffic {
     seed: u64,
     sources: Vec<Source>,
     series: Vec<Series>,
-    by_workload: HashMap<String, HashMap<String, Vec<usize>>>,
-    by_service: HashMap<String, HashMap<String, Vec<usize>>>,
-    profiles: HashMap<String, VersionProfile>,
+    by_workload: Map<String, Map<String, Vec<usize>>>,
+    by_service: Map<String, Map<String, Vec<usize>>>,
+    profiles: Map<String, VersionProfile>,
     /// The profiles' latencies, prepared once (routes change often).
-    samplers: HashMap<String, Sampler>,
+    samplers: Map<String, Sampler>,
     prepared: HashMap<(u8, u64, u64), Sampler>,
     default_sampler: Sampler,
     given: BTreeSet<String>,
@@ -328,10 +329,10 @@ impl Traffic {
             seed,
             sources: Vec::new(),
             series: Vec::new(),
-            by_workload: HashMap::new(),
-            by_service: HashMap::new(),
-            profiles: HashMap::new(),
-            samplers: HashMap::new(),
+            by_workload: Map::default(),
+            by_service: Map::default(),
+            profiles: Map::default(),
+            samplers: Map::default(),
             prepared: HashMap::new(),
             default_sampler: Sampler::new(&VersionProfile::fixed(10.0).latency),
             given: BTreeSet::new(),
