@@ -2,7 +2,9 @@
 //! file) and a fake Prometheus on 127.0.0.1 answering the stock telemetry-v2 queries. Tutorial
 //! part 1 with a 1 s interval and 3 iterations runs to `ExperimentSucceeded` (after the
 //! operator's watches were ended and had to relist on 410 Expired); the endpoints answer;
-//! SIGTERM stops the process cleanly.
+//! SIGTERM stops the process cleanly. Two binaries with `--leader-elect`: the leader killed
+//! with SIGKILL (its Lease not released) is replaced once the Lease expires, and the
+//! experiment goes on with no iteration lost or repeated.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,6 +51,60 @@ struct Operator {
 }
 
 impl Operator {
+    /// Starts `iter8 operator` against the fake API server and the fake Prometheus, with
+    /// `extra` flags, its endpoints on `port` and its log in `log`.
+    fn spawn(config: &Path, prometheus: &str, port: u16, log: PathBuf, extra: &[&str]) -> Operator {
+        let child = Command::new(env!("CARGO_BIN_EXE_iter8"))
+            .args([
+                "operator",
+                "--kubeconfig",
+                config.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--prometheus-url",
+                prometheus,
+                "--metrics-namespace",
+                "iter8",
+                "--retry-after",
+                "500ms",
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .env_remove("ITER8_WATCH_NAMESPACE")
+            .env_remove("ITER8_LEADER_ELECT")
+            .env_remove("ITER8_LEASE_DURATION")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("ITER8_GRAFANA_PUSH_URL")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the iter8 binary starts");
+        Operator { child, log }
+    }
+
+    /// Waits until `/readyz` answers 200 on `port` (it has reached the API server).
+    async fn wait_ready(&mut self, port: u16) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while get(port, "/readyz").await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never ready; log:\n{}",
+                self.log()
+            );
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "exited early; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -232,6 +288,22 @@ fn apply(server: &FakeApiServer, ns: &str, mut doc: Value) {
         .unwrap_or_else(|e| panic!("applying {doc}: {e:?}"));
 }
 
+/// The tutorial's namespace, the stock metrics ConfigMap in `iter8`, bookinfo and reviews-v3
+/// (part 1's candidate).
+fn bookinfo_with_reviews_v3(server: &FakeApiServer) {
+    for doc in example("namespace.yaml") {
+        apply(server, "", doc);
+    }
+    let stock = iter8_core::metrics_config::STOCK_TELEMETRY_V2;
+    for doc in serde_saphyr::from_multiple::<Value>(stock).unwrap() {
+        apply(server, "iter8", doc);
+    }
+    for doc in example("bookinfo-tutorial.yaml") {
+        apply(server, NS, doc);
+    }
+    apply(server, NS, example("reviews-v3.yaml").remove(0));
+}
+
 fn experiment(server: &FakeApiServer) -> Value {
     server
         .object("iter8.tools", "experiments", NS, EXPERIMENT)
@@ -247,63 +319,11 @@ async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
     let port = free_port();
     let log = dir.0.join("operator.log");
 
-    for doc in example("namespace.yaml") {
-        apply(&server, "", doc);
-    }
-    let stock = iter8_core::metrics_config::STOCK_TELEMETRY_V2;
-    for doc in serde_saphyr::from_multiple::<Value>(stock).unwrap() {
-        apply(&server, "iter8", doc);
-    }
-    for doc in example("bookinfo-tutorial.yaml") {
-        apply(&server, NS, doc);
-    }
-    apply(&server, NS, example("reviews-v3.yaml").remove(0));
+    bookinfo_with_reviews_v3(&server);
 
-    let mut operator = Operator {
-        child: Command::new(env!("CARGO_BIN_EXE_iter8"))
-            .args([
-                "operator",
-                "--kubeconfig",
-                config.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--prometheus-url",
-                &prometheus,
-                "--metrics-namespace",
-                "iter8",
-                "--retry-after",
-                "500ms",
-                "--log-format",
-                "json",
-            ])
-            .env_remove("KUBECONFIG")
-            .env_remove("ITER8_WATCH_NAMESPACE")
-            .env_remove("ITER8_LEADER_ELECT")
-            .env_remove("ITER8_GRAFANA_PUSH_URL")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the iter8 binary starts"),
-        log,
-    };
-
+    let mut operator = Operator::spawn(&config, &prometheus, port, log, &[]);
     // Up and ready once it has reached the API server.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while get(port, "/readyz").await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready; log:\n{}",
-            operator.log()
-        );
-        assert!(
-            operator.child.try_wait().unwrap().is_none(),
-            "exited early; log:\n{}",
-            operator.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    operator.wait_ready(port).await;
     assert_eq!(get(port, "/healthz").await, (200, "ok\n".to_string()));
 
     // Watches that end and come back with a compacted resourceVersion get 410 Expired (in the
@@ -453,6 +473,282 @@ async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
     );
     assert_eq!(get(port, "/healthz").await.0, 0, "the endpoints are closed");
 
+    prometheus_task.abort();
+    server.stop().await;
+}
+
+/// Every version of the experiment the fake API server stored, oldest first: its change
+/// history replayed by a watch from the first resourceVersion (the watch ends after a second).
+async fn history(server: &FakeApiServer) -> Vec<Value> {
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let path = format!(
+        "/apis/iter8.tools/v1alpha1/namespaces/{NS}/experiments?watch=true&resourceVersion=1\
+         &fieldSelector=metadata.name%3D{EXPERIMENT}&timeoutSeconds=1"
+    );
+    // HTTP/1.0: the body is not chunked; it ends when the server closes the connection.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") && !head.to_ascii_lowercase().contains("chunked"),
+        "{head}"
+    );
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let event: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert!(
+                ["ADDED", "MODIFIED", "DELETED"].contains(&event["type"].as_str().unwrap_or("")),
+                "{event}"
+            );
+            event["object"].clone()
+        })
+        .collect()
+}
+
+/// The iterations a history went through, in order: each distinct (`currentIteration`,
+/// `lastIncrementTime`) after the first increment. An iteration run twice shows as a
+/// repeated number, a lost one as a gap.
+fn iterations(history: &[Value]) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for exp in history {
+        let s = &exp["status"];
+        let Some(n) = s["currentIteration"].as_u64().filter(|n| *n > 0) else {
+            continue;
+        };
+        let at = s["lastIncrementTime"].as_str().unwrap_or("").to_string();
+        if out.last() != Some(&(n, at.clone())) {
+            out.push((n, at));
+        }
+    }
+    out
+}
+
+/// How often each `IterationUpdate` event message was recorded on the experiment (summing the
+/// `count` of aggregated Events and Events of different operator instances).
+fn iteration_events(server: &FakeApiServer) -> Vec<(String, i64)> {
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for e in server.objects("", "events", NS) {
+        if e["involvedObject"]["name"] == EXPERIMENT && e["reason"] == "IterationUpdate" {
+            *counts
+                .entry(e["message"].as_str().unwrap_or("").to_string())
+                .or_default() += e["count"].as_i64().unwrap_or(1);
+        }
+    }
+    counts.into_iter().collect()
+}
+
+/// Seconds between two RFC 3339 timestamps.
+fn seconds_between(from: &str, to: &str) -> f64 {
+    let from = chrono::DateTime::parse_from_rfc3339(from).expect("a timestamp");
+    let to = chrono::DateTime::parse_from_rfc3339(to).expect("a timestamp");
+    (to - from).as_seconds_f64()
+}
+
+fn lease_holder(server: &FakeApiServer) -> Option<String> {
+    server
+        .object("coordination.k8s.io", "leases", "iter8", "iter8-controller")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_process_is_replaced_after_its_lease_expires() {
+    const LEASE: f64 = 3.0;
+    const INTERVAL: f64 = 2.0;
+    const ITERATIONS: u64 = 4;
+    // Room for process scheduling and the new leader's first list on a loaded machine.
+    const SLACK: f64 = 4.0;
+    let server = FakeApiServer::start().await.unwrap();
+    let (prometheus, _queries, prometheus_task) = fake_prometheus().await;
+    let dir = TempDir::new();
+    let config = kubeconfig(&dir.0, &server);
+    bookinfo_with_reviews_v3(&server);
+
+    let names = ["iter8-a", "iter8-b"];
+    let first_port = free_port();
+    let ports = [
+        first_port,
+        (0..)
+            .map(|_| free_port())
+            .find(|p| *p != first_port)
+            .unwrap(),
+    ];
+    let mut operators: Vec<Operator> = names
+        .iter()
+        .zip(ports)
+        .map(|(name, port)| {
+            Operator::spawn(
+                &config,
+                &prometheus,
+                port,
+                dir.0.join(format!("{name}.log")),
+                &[
+                    "--leader-elect",
+                    "--identity",
+                    name,
+                    "--lease-duration",
+                    "3s",
+                ],
+            )
+        })
+        .collect();
+    for (operator, port) in operators.iter_mut().zip(ports) {
+        operator.wait_ready(port).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        if let Some(holder) = lease_holder(&server) {
+            break holder;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody leads; logs:\n{}\n{}",
+            operators[0].log(),
+            operators[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let leader = names
+        .iter()
+        .position(|n| *n == holder)
+        .unwrap_or_else(|| panic!("the Lease is held by {holder}"));
+    let standby = 1 - leader;
+
+    let mut exp = example("canary_reviews-v2_to_reviews-v3.yaml").remove(0);
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(ITERATIONS);
+    apply(&server, NS, exp);
+
+    // Kill in the middle of iteration 2: its reconcile is over once its Event is recorded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !iteration_events(&server)
+        .iter()
+        .any(|(m, _)| m == "Iteration 2 Started")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "iteration 2 never started: {:#}\nlog:\n{}",
+            experiment(&server),
+            operators[leader].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, standby_metrics) = get(ports[standby], "/metrics").await;
+    assert_eq!(code, 200, "the standby serves its endpoints");
+    assert!(
+        !standby_metrics.contains("experiment=\"reviews-v3-rollout\""),
+        "the standby does not reconcile: {standby_metrics}"
+    );
+    assert_eq!(experiment(&server)["status"]["currentIteration"], 2);
+
+    // SIGKILL: no chance to release the Lease.
+    operators[leader].child.kill().unwrap();
+    let killed = std::time::Instant::now();
+    let status = operators[leader].child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+    assert_eq!(
+        lease_holder(&server).as_deref(),
+        Some(names[leader]),
+        "the killed leader still holds the Lease until it expires"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (mut new_holder, mut next_iteration) = (None, None);
+    while new_holder.is_none() || next_iteration.is_none() {
+        if new_holder.is_none() && lease_holder(&server).as_deref() == Some(names[standby]) {
+            new_holder = Some(killed.elapsed());
+        }
+        if next_iteration.is_none()
+            && experiment(&server)["status"]["currentIteration"].as_u64() > Some(2)
+        {
+            next_iteration = Some(killed.elapsed());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no takeover: lease {:?}, {:#}\nlog:\n{}",
+            lease_holder(&server),
+            experiment(&server),
+            operators[standby].log()
+        );
+        assert!(
+            operators[standby].child.try_wait().unwrap().is_none(),
+            "the standby exited; log:\n{}",
+            operators[standby].log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (new_holder, next_iteration) = (new_holder.unwrap(), next_iteration.unwrap());
+    eprintln!("kill -> new Lease holder {new_holder:?}, kill -> iteration 3 {next_iteration:?}");
+    assert!(
+        next_iteration.as_secs_f64() <= LEASE + INTERVAL + SLACK,
+        "no stall: iteration 3 came {next_iteration:?} after the kill"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while experiment(&server)["status"]["phase"] != "Completed" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not completed: {:#}\nlog:\n{}",
+            experiment(&server),
+            operators[standby].log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exp = experiment(&server);
+    assert_eq!(
+        exp["status"]["message"], "ExperimentSucceeded: All Success Criteria Were Met",
+        "{exp:#}"
+    );
+    assert_eq!(
+        exp["status"]["trafficSplitPercentage"],
+        json!({"baseline": 0, "candidate": 100})
+    );
+
+    // The handover lost and repeated nothing: every iteration once, in order, an interval or
+    // more after the previous one, and the one across the kill within the Lease's expiry.
+    let history = history(&server).await;
+    let runs = iterations(&history);
+    assert_eq!(
+        runs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (1..=ITERATIONS).collect::<Vec<_>>(),
+        "{runs:#?}"
+    );
+    for pair in runs.windows(2) {
+        assert!(
+            seconds_between(&pair[0].1, &pair[1].1) >= INTERVAL,
+            "increments in order, an interval apart: {runs:#?}"
+        );
+    }
+    // Whole seconds in the timestamps: one more of slack.
+    let across_kill = seconds_between(&runs[1].1, &runs[2].1);
+    assert!(
+        across_kill <= LEASE + INTERVAL + SLACK + 1.0,
+        "iteration 2 -> 3 took {across_kill}s: {runs:#?}"
+    );
+    let expected: Vec<(String, i64)> = (1..=ITERATIONS)
+        .map(|i| (format!("Iteration {i} Started"), 1))
+        .collect();
+    assert_eq!(iteration_events(&server), expected);
+    assert_eq!(
+        history.last().unwrap()["status"]["currentIteration"],
+        ITERATIONS
+    );
+    assert_eq!(lease_holder(&server).as_deref(), Some(names[standby]));
+
+    operators[standby].terminate();
+    let status = operators[standby].wait(20).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit on SIGTERM: {status:?}; log:\n{}",
+        operators[standby].log()
+    );
     prometheus_task.abort();
     server.stop().await;
 }
