@@ -24,19 +24,6 @@ fn reviews_experiment(iterations: u32) -> Value {
     exp
 }
 
-fn completed(exp: &Value) -> bool {
-    exp["status"]["phase"] == "Completed"
-}
-
-fn outcome_is(
-    phase: &str,
-    message: &str,
-    baseline: i64,
-    candidate: i64,
-) -> (String, String, i64, i64) {
-    (phase.to_string(), message.to_string(), baseline, candidate)
-}
-
 fn route(to: &str, weight: i64) -> (String, i64) {
     (to.to_string(), weight)
 }
@@ -58,6 +45,30 @@ fn condition(server: &FakeApiServer, name: &str, type_: &str) -> (String, String
     (text("status"), text("reason"), text("message"))
 }
 
+/// Fails unless the experiment's `TargetsProvided` condition is False, `TargetsNotFound`, with
+/// this message.
+fn assert_targets_not_found(server: &FakeApiServer, message: &str) {
+    assert_eq!(
+        condition(server, EXP, "TargetsProvided"),
+        (
+            "False".into(),
+            "TargetsNotFound".into(),
+            message.to_string()
+        )
+    );
+}
+
+/// Part 1's experiment with `iterations` iterations an hour apart, applied over
+/// [`reviews_v3_cluster`] and at iteration 1: whatever happens next, the test makes happen.
+async fn held_at_iteration_1(iterations: u32) -> (FakeApiServer, kube::Client, Running) {
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = reviews_experiment(iterations);
+    exp["spec"]["trafficControl"]["interval"] = json!("1h");
+    apply(&client, NS, &exp).await;
+    wait_for(&server, EXP, 10, iteration_started(1)).await;
+    (server, client, operator)
+}
+
 fn deployment_exists(server: &FakeApiServer, name: &str) -> bool {
     server.object("apps", "deployments", NS, name).is_some()
 }
@@ -66,17 +77,10 @@ fn deployment_exists(server: &FakeApiServer, name: &str) -> bool {
 /// the end; the rules are left stable, pointing at the candidate only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roll_forward_ends_with_all_traffic_on_the_candidate() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
     apply(&client, NS, &reviews_experiment(3)).await;
 
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
+    let seen = completes_with(&server, EXP, 20, ("Completed", SUCCEEDED, 0, 100)).await;
     for step in [
         "Progressing | IterationUpdate: Iteration 1 Started | 80/20",
         "Progressing | IterationUpdate: Iteration 2 Started | 60/40",
@@ -123,18 +127,11 @@ async fn roll_forward_ends_with_all_traffic_on_the_candidate() {
 /// `onSuccess: both`, 40/60), removes the finalizer and lets the object go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_completed_experiment_leaves_routing_untouched() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = reviews_experiment(3);
     exp["spec"]["trafficControl"]["onSuccess"] = json!("both");
     apply(&client, NS, &exp).await;
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", SUCCEEDED, 40, 60),
-        "{seen:#?}"
-    );
+    completes_with(&server, EXP, 20, ("Completed", SUCCEEDED, 40, 60)).await;
     let vs_at_completion = virtual_service(&server, REVIEWS).unwrap();
     let dr_at_completion = destination_rule(&server, REVIEWS).unwrap();
     assert_eq!(
@@ -167,11 +164,9 @@ async fn deleting_a_completed_experiment_leaves_routing_untouched() {
 /// well before `maxIterations`, with all traffic back on the baseline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_stop_on_failure_criterion_aborts_to_the_baseline() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
     let metrics = FakeMetrics::new(120.0, 100.0);
     let latency = metrics.control();
-    let operator = Running::start(&client, metrics).await;
+    let (server, client, operator) = reviews_v3_cluster(metrics).await;
     let mut exp = reviews_experiment(10);
     exp["spec"]["analysis"]["successCriteria"][0]["stopOnFailure"] = json!(true);
     apply(&client, NS, &exp).await;
@@ -181,12 +176,13 @@ async fn a_failing_stop_on_failure_criterion_aborts_to_the_baseline() {
     .await;
     latency.set_candidate_latency(5000.0);
 
-    let seen = wait_for(&server, EXP, 10, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", "ExperimentFailed: Aborted", 100, 0),
-        "{seen:#?}"
-    );
+    completes_with(
+        &server,
+        EXP,
+        10,
+        ("Completed", "ExperimentFailed: Aborted", 100, 0),
+    )
+    .await;
     let stored = experiment(&server, EXP).unwrap();
     let iterations = stored["status"]["currentIteration"].as_u64().unwrap();
     assert!((2..10).contains(&iterations), "aborted at {iterations}");
@@ -215,10 +211,8 @@ async fn a_failing_stop_on_failure_criterion_aborts_to_the_baseline() {
 /// cap without analysis, and the experiment succeeds after its last iteration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_criteria_traffic_steps_up_to_the_cap_and_succeeds() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
     // A candidate this slow would fail any latency criterion: nothing may look at it.
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 5000.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 5000.0)).await;
     let mut exp = reviews_experiment(4);
     // A cap that is a multiple of the step: iter8 v0.2 holds below a cap the next step would
     // pass, where this project clamps to the cap; both reach 60 here.
@@ -229,17 +223,18 @@ async fn without_criteria_traffic_steps_up_to_the_cap_and_succeeds() {
         .remove("successCriteria");
     apply(&client, NS, &exp).await;
 
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is(
+    let seen = completes_with(
+        &server,
+        EXP,
+        20,
+        (
             "Completed",
             "ExperimentSucceeded: Last Iteration Was Completed",
             0,
-            100
+            100,
         ),
-        "{seen:#?}"
-    );
+    )
+    .await;
     for step in [
         "Progressing | IterationUpdate: Iteration 1 Started | 80/20",
         "Progressing | IterationUpdate: Iteration 2 Started | 60/40",
@@ -261,18 +256,11 @@ async fn without_criteria_traffic_steps_up_to_the_cap_and_succeeds() {
 /// by the time the experiment reports completion; the candidate keeps all traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_delete_removes_the_baseline_after_a_success() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = reviews_experiment(2);
     exp["spec"]["cleanup"] = json!("delete");
     apply(&client, NS, &exp).await;
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
+    completes_with(&server, EXP, 20, ("Completed", SUCCEEDED, 0, 100)).await;
     assert!(
         !deployment_exists(&server, "reviews-v2"),
         "the loser is deleted"
@@ -300,23 +288,22 @@ async fn cleanup_delete_removes_the_baseline_after_a_success() {
 /// `cleanup: delete` after a failure: the loser is the candidate; the baseline keeps all traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_delete_removes_the_candidate_after_a_failure() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 5000.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 5000.0)).await;
     let mut exp = reviews_experiment(2);
     exp["spec"]["cleanup"] = json!("delete");
     apply(&client, NS, &exp).await;
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is(
+    completes_with(
+        &server,
+        EXP,
+        20,
+        (
             "Completed",
             "ExperimentFailed: Not All Success Criteria Met",
             100,
-            0
+            0,
         ),
-        "{seen:#?}"
-    );
+    )
+    .await;
     assert!(
         !deployment_exists(&server, "reviews-v3"),
         "the loser is deleted"
@@ -334,9 +321,7 @@ async fn cleanup_delete_removes_the_candidate_after_a_failure() {
 /// the experiment, which then runs to completion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_paused_holds_traffic_then_resumes_and_completes() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = reviews_experiment(2);
     exp["action"] = json!("pause");
     apply(&client, NS, &exp).await;
@@ -363,12 +348,7 @@ async fn created_paused_holds_traffic_then_resumes_and_completes() {
     let resumed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     exp["action"] = json!("resume");
     apply(&client, NS, &exp).await;
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
+    completes_with(&server, EXP, 20, ("Completed", SUCCEEDED, 0, 100)).await;
     let status = &experiment(&server, EXP).unwrap()["status"];
     let started = status["startTimestamp"].as_str().unwrap();
     assert!(
@@ -389,39 +369,21 @@ async fn created_paused_holds_traffic_then_resumes_and_completes() {
 /// with `onSuccess: candidate`, hence `ExperimentSucceeded: Aborted` (docs/experiments.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baseline_deleted_mid_run_finishes_on_the_candidate() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
-    let mut exp = reviews_experiment(8);
-    exp["spec"]["trafficControl"]["interval"] = json!("1h");
-    apply(&client, NS, &exp).await;
-    wait_for(
-        &server,
-        EXP,
-        10,
-        message_is("IterationUpdate: Iteration 1 Started"),
-    )
-    .await;
+    let (server, client, operator) = held_at_iteration_1(8).await;
     assert_eq!(
         routes(&virtual_service(&server, REVIEWS).unwrap()),
         [route("baseline", 80), route("candidate", 20)]
     );
 
     delete_deployment(&client, "reviews-v2").await;
-    let seen = wait_for(&server, EXP, 10, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", "ExperimentSucceeded: Aborted", 0, 100),
-        "{seen:#?}"
-    );
-    assert_eq!(
-        condition(&server, EXP, "TargetsProvided"),
-        (
-            "False".into(),
-            "TargetsNotFound".into(),
-            "Baseline Deleted".into()
-        )
-    );
+    completes_with(
+        &server,
+        EXP,
+        10,
+        ("Completed", "ExperimentSucceeded: Aborted", 0, 100),
+    )
+    .await;
+    assert_targets_not_found(&server, "Baseline Deleted");
     let vs = virtual_service(&server, REVIEWS).unwrap();
     assert_eq!(routes(&vs), [route("candidate", 100)]);
     assert_eq!(role(&vs), "stable");
@@ -438,35 +400,17 @@ async fn a_baseline_deleted_mid_run_finishes_on_the_candidate() {
 /// The candidate Deployment deleted mid-run: the experiment aborts back to the baseline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_deleted_mid_run_aborts_to_the_baseline() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
-    let mut exp = reviews_experiment(8);
-    exp["spec"]["trafficControl"]["interval"] = json!("1h");
-    apply(&client, NS, &exp).await;
-    wait_for(
+    let (server, client, operator) = held_at_iteration_1(8).await;
+
+    delete_deployment(&client, "reviews-v3").await;
+    completes_with(
         &server,
         EXP,
         10,
-        message_is("IterationUpdate: Iteration 1 Started"),
+        ("Completed", "ExperimentFailed: Aborted", 100, 0),
     )
     .await;
-
-    delete_deployment(&client, "reviews-v3").await;
-    let seen = wait_for(&server, EXP, 10, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", "ExperimentFailed: Aborted", 100, 0),
-        "{seen:#?}"
-    );
-    assert_eq!(
-        condition(&server, EXP, "TargetsProvided"),
-        (
-            "False".into(),
-            "TargetsNotFound".into(),
-            "Candidate Deleted".into()
-        )
-    );
+    assert_targets_not_found(&server, "Candidate Deleted");
     let vs = virtual_service(&server, REVIEWS).unwrap();
     assert_eq!(routes(&vs), [route("baseline", 100)]);
     let dr = destination_rule(&server, REVIEWS).unwrap();
@@ -493,13 +437,7 @@ async fn hosts_with_a_gateway_are_bound_and_roll_forward() {
     exp["spec"]["trafficControl"]["maxIterations"] = json!(2);
     apply(&client, NS, &exp).await;
     const NAME: &str = "productpage-v2-rollout";
-    wait_for(
-        &server,
-        NAME,
-        10,
-        message_is("IterationUpdate: Iteration 1 Started"),
-    )
-    .await;
+    wait_for(&server, NAME, 10, iteration_started(1)).await;
     let vs = virtual_service(&server, PRODUCTPAGE).expect("the VirtualService");
     assert_eq!(
         vs["spec"]["hosts"],
@@ -530,12 +468,7 @@ async fn hosts_with_a_gateway_are_bound_and_roll_forward() {
         ]
     );
 
-    let seen = wait_for(&server, NAME, 20, completed).await;
-    assert_eq!(
-        outcome(&server, NAME),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
+    completes_with(&server, NAME, 20, ("Completed", SUCCEEDED, 0, 100)).await;
     let vs = virtual_service(&server, PRODUCTPAGE).unwrap();
     assert_eq!(routes(&vs), [route("candidate", 100)]);
     assert_eq!(
@@ -576,13 +509,7 @@ async fn service_kind_run(candidate_latency: f64) -> (FakeApiServer, Running, Ve
     exp["spec"]["trafficControl"]["interval"] = json!("2s");
     exp["spec"]["trafficControl"]["maxIterations"] = json!(2);
     apply(&client, NS, &exp).await;
-    wait_for(
-        &server,
-        "productpage-v2-rollout",
-        10,
-        message_is("IterationUpdate: Iteration 1 Started"),
-    )
-    .await;
+    wait_for(&server, "productpage-v2-rollout", 10, iteration_started(1)).await;
     // Each version is its own Service: destinations by host, no subsets, no DestinationRule.
     let vs = virtual_service(&server, GATEWAY_HOST).expect("the VirtualService");
     assert_eq!(vs["spec"]["hosts"], json!([GATEWAY_HOST]));
@@ -644,40 +571,18 @@ async fn service_kind_rolls_back() {
 /// the first completes (no stall until some unrelated change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_experiment_starts_when_the_running_one_completes() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
     apply(&client, NS, &reviews_experiment(2)).await;
-    wait_for(
-        &server,
-        EXP,
-        10,
-        message_is("IterationUpdate: Iteration 1 Started"),
-    )
-    .await;
-    let mut second = reviews_experiment(2);
-    second["metadata"]["name"] = json!("reviews-v3-again");
-    apply(&client, NS, &second).await;
-    wait_for(
-        &server,
-        "reviews-v3-again",
-        10,
-        message_is("TargetsNotFound: reviews is being involved in other experiment"),
-    )
-    .await;
+    wait_for(&server, EXP, 10, iteration_started(1)).await;
+    apply_second(&server, &client, reviews_experiment(2)).await;
     wait_for(&server, EXP, 20, completed).await;
     let first_end = experiment(&server, EXP).unwrap()["status"]["endTimestamp"]
         .as_str()
         .unwrap()
         .to_string();
 
-    let seen = wait_for(&server, "reviews-v3-again", 20, completed).await;
-    assert_eq!(
-        outcome(&server, "reviews-v3-again"),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
-    let status = &experiment(&server, "reviews-v3-again").unwrap()["status"];
+    completes_with(&server, SECOND, 20, ("Completed", SUCCEEDED, 0, 100)).await;
+    let status = &experiment(&server, SECOND).unwrap()["status"];
     let waited = seconds_between(&first_end, status["startTimestamp"].as_str().unwrap());
     assert!(
         (0.0..5.0).contains(&waited),
@@ -697,38 +602,12 @@ async fn a_waiting_experiment_starts_when_the_running_one_completes() {
 /// (after its rollback).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_experiment_starts_when_the_running_one_is_deleted() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
-    let mut first = reviews_experiment(2);
-    first["spec"]["trafficControl"]["interval"] = json!("1h");
-    apply(&client, NS, &first).await;
-    wait_for(
-        &server,
-        EXP,
-        10,
-        message_is("IterationUpdate: Iteration 1 Started"),
-    )
-    .await;
-    let mut second = reviews_experiment(2);
-    second["metadata"]["name"] = json!("reviews-v3-again");
-    apply(&client, NS, &second).await;
-    wait_for(
-        &server,
-        "reviews-v3-again",
-        10,
-        message_is("TargetsNotFound: reviews is being involved in other experiment"),
-    )
-    .await;
+    let (server, client, operator) = held_at_iteration_1(2).await;
+    apply_second(&server, &client, reviews_experiment(2)).await;
 
     delete_experiment(&client, EXP).await;
     wait_gone(&server, EXP, 10).await;
-    let seen = wait_for(&server, "reviews-v3-again", 10, completed).await;
-    assert_eq!(
-        outcome(&server, "reviews-v3-again"),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
+    completes_with(&server, SECOND, 10, ("Completed", SUCCEEDED, 0, 100)).await;
     let vs = virtual_service(&server, REVIEWS).unwrap();
     assert_eq!(routes(&vs), [route("candidate", 100)]);
     assert_eq!(
@@ -742,19 +621,7 @@ async fn a_waiting_experiment_starts_when_the_running_one_is_deleted() {
 /// The Service deleted mid-run: the experiment aborts back to the baseline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_deleted_mid_run_aborts_to_the_baseline() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
-    let mut exp = reviews_experiment(8);
-    exp["spec"]["trafficControl"]["interval"] = json!("1h");
-    apply(&client, NS, &exp).await;
-    wait_for(
-        &server,
-        EXP,
-        10,
-        message_is("IterationUpdate: Iteration 1 Started"),
-    )
-    .await;
+    let (server, client, operator) = held_at_iteration_1(8).await;
 
     let services: kube::Api<k8s_openapi::api::core::v1::Service> =
         kube::Api::namespaced(client.clone(), NS);
@@ -762,20 +629,14 @@ async fn a_service_deleted_mid_run_aborts_to_the_baseline() {
         .delete("reviews", &Default::default())
         .await
         .unwrap();
-    let seen = wait_for(&server, EXP, 10, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", "ExperimentFailed: Aborted", 100, 0),
-        "{seen:#?}"
-    );
-    assert_eq!(
-        condition(&server, EXP, "TargetsProvided"),
-        (
-            "False".into(),
-            "TargetsNotFound".into(),
-            "Service Deleted".into()
-        )
-    );
+    completes_with(
+        &server,
+        EXP,
+        10,
+        ("Completed", "ExperimentFailed: Aborted", 100, 0),
+    )
+    .await;
+    assert_targets_not_found(&server, "Service Deleted");
     assert_eq!(
         routes(&virtual_service(&server, REVIEWS).unwrap()),
         [route("baseline", 100)]
@@ -788,9 +649,7 @@ async fn a_service_deleted_mid_run_aborts_to_the_baseline() {
 /// named, claim nothing, and the valid one runs to completion undisturbed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_experiments_do_not_disturb_a_valid_one() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let (server, client, operator) = reviews_v3_cluster(FakeMetrics::new(120.0, 100.0)).await;
     let mut unknown_metric = reviews_experiment(2);
     unknown_metric["metadata"]["name"] = json!("unknown-metric");
     unknown_metric["spec"]["analysis"]["successCriteria"][0]["metricName"] =
@@ -802,12 +661,7 @@ async fn invalid_experiments_do_not_disturb_a_valid_one() {
     apply(&client, NS, &wrong_type).await;
     apply(&client, NS, &reviews_experiment(2)).await;
 
-    let seen = wait_for(&server, EXP, 20, completed).await;
-    assert_eq!(
-        outcome(&server, EXP),
-        outcome_is("Completed", SUCCEEDED, 0, 100),
-        "{seen:#?}"
-    );
+    completes_with(&server, EXP, 20, ("Completed", SUCCEEDED, 0, 100)).await;
     assert_eq!(
         routes(&virtual_service(&server, REVIEWS).unwrap()),
         [route("candidate", 100)]

@@ -8,7 +8,7 @@ mod support;
 
 use iter8_fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
-use support::version_metrics::{VersionMetrics, start_over, tutorial_versions};
+use support::version_metrics::{VersionMetrics, tutorial_versions};
 use support::*;
 
 const V3: &str = "reviews-v3-rollout";
@@ -17,24 +17,32 @@ const V5: &str = "reviews-v5-rollout";
 const V6: &str = "reviews-v6-rollout";
 const PRODUCTPAGE: &str = "productpage-v2-rollout";
 
-/// An example experiment with the interval shortened; everything else as the seed has it.
-fn experiment_manifest(file: &str) -> Value {
+/// Applies an example experiment with the interval shortened; everything else as the seed has
+/// it.
+async fn apply_experiment(client: &kube::Client, file: &str) {
     let mut exp = example(file).remove(0);
     assert_eq!(exp["kind"], "Experiment", "{file}");
     exp["spec"]["trafficControl"]["interval"] = json!("2s");
-    exp
+    apply(client, NS, &exp).await;
+}
+
+/// Waits until the experiment waits for its candidate.
+async fn wait_missing_candidate(server: &FakeApiServer, name: &str) {
+    wait_for(
+        server,
+        name,
+        10,
+        message_is("TargetsNotFound: Missing Candidate"),
+    )
+    .await;
 }
 
 /// (subset, weight, the DestinationRule labels of that subset) for each route of the rules
 /// iter8 manages for `service`.
-fn routes(server: &FakeApiServer, service: &str) -> Vec<(String, i64, Value)> {
-    let name = format!("{service}.{NS}.svc.cluster.local.iter8-experiment");
-    let vs = server
-        .object("networking.istio.io", "virtualservices", NS, &name)
-        .expect("the VirtualService exists");
-    let dr = server
-        .object("networking.istio.io", "destinationrules", NS, &name)
-        .expect("the DestinationRule exists");
+fn routes_and_labels(server: &FakeApiServer, service: &str) -> Vec<(String, i64, Value)> {
+    let host = format!("{service}.{NS}.svc.cluster.local");
+    let vs = virtual_service(server, &host).expect("the VirtualService exists");
+    let dr = destination_rule(server, &host).expect("the DestinationRule exists");
     vs["spec"]["http"][0]["route"]
         .as_array()
         .unwrap()
@@ -78,8 +86,8 @@ async fn table_at_iteration_1(server: &FakeApiServer, names: &[&str]) -> String 
     table
 }
 
-async fn completed(server: &FakeApiServer, name: &str) -> Vec<String> {
-    wait_for(server, name, 40, |e| e["status"]["phase"] == "Completed").await
+async fn until_completed(server: &FakeApiServer, name: &str) -> Vec<String> {
+    wait_for(server, name, 40, completed).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,36 +99,25 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
     apply_file(&client, NS, "bookinfo-gateway.yaml").await;
     let source = VersionMetrics::new(tutorial_versions());
     let queries = source.seen();
-    let operator = start_over(&client, source).await;
+    let operator = Running::start(&client, source).await;
 
     // Part 1, the prologue the later parts start from.
     apply(&client, NS, &part1_experiment()).await;
     apply_file(&client, NS, "reviews-v3.yaml").await;
-    completed(&server, V3).await;
+    until_completed(&server, V3).await;
     assert_eq!(
         table(&server, &[V3]),
         "NAME                 PHASE       STATUS                                               BASELINE     PERCENTAGE   CANDIDATE    PERCENTAGE\n\
          reviews-v3-rollout   Completed   ExperimentSucceeded: All Success Criteria Were Met   reviews-v2   0            reviews-v3   100\n"
     );
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![("candidate".into(), 100, reviews("v3"))]
     );
 
     // Part 2: reviews-v3 to reviews-v4, the experiment first.
-    apply(
-        &client,
-        NS,
-        &experiment_manifest("canary_reviews-v3_to_reviews-v4.yaml"),
-    )
-    .await;
-    wait_for(
-        &server,
-        V4,
-        10,
-        message_is("TargetsNotFound: Missing Candidate"),
-    )
-    .await;
+    apply_experiment(&client, "canary_reviews-v3_to_reviews-v4.yaml").await;
+    wait_missing_candidate(&server, V4).await;
     assert_eq!(
         table(&server, &[V3, V4]),
         "NAME                 PHASE       STATUS                                               BASELINE     PERCENTAGE   CANDIDATE    PERCENTAGE\n\
@@ -129,7 +126,7 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
     );
     // Waiting for its candidate, the experiment has not touched part 1's routing.
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![("candidate".into(), 100, reviews("v3"))]
     );
 
@@ -141,13 +138,13 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
          reviews-v4-rollout   Progressing   IterationUpdate: Iteration 1 Started                 reviews-v3   80           reviews-v4   20\n"
     );
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![
             ("baseline".into(), 80, reviews("v3")),
             ("candidate".into(), 20, reviews("v4"))
         ]
     );
-    let seen = completed(&server, V4).await;
+    let seen = until_completed(&server, V4).await;
     // "traffic will not shift towards the candidate": 80/20 until the end.
     assert!(
         seen.iter()
@@ -166,17 +163,12 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
     assert_eq!(latency.metric_name, "iter8_latency");
     assert!(!latency.success_criterion_met);
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![("baseline".into(), 100, reviews("v3"))]
     );
 
     // Part 3: reviews-v3 to reviews-v5, the experiment, then the candidate.
-    apply(
-        &client,
-        NS,
-        &experiment_manifest("canary_reviews-v3_to_reviews-v5.yaml"),
-    )
-    .await;
+    apply_experiment(&client, "canary_reviews-v3_to_reviews-v5.yaml").await;
     apply_file(&client, NS, "reviews-v5.yaml").await;
     assert_eq!(
         table_at_iteration_1(&server, &[V3, V4, V5]).await,
@@ -186,13 +178,13 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
          reviews-v5-rollout   Progressing   IterationUpdate: Iteration 1 Started                 reviews-v3   80           reviews-v5   20\n"
     );
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![
             ("baseline".into(), 80, reviews("v3")),
             ("candidate".into(), 20, reviews("v5"))
         ]
     );
-    completed(&server, V5).await;
+    until_completed(&server, V5).await;
     assert_eq!(
         table(&server, &[V3, V4, V5]),
         "NAME                 PHASE       STATUS                                               BASELINE     PERCENTAGE   CANDIDATE    PERCENTAGE\n\
@@ -224,25 +216,14 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
         "reviews-v5 is fast; only its errors abort it: {criteria:#?}"
     );
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![("baseline".into(), 100, reviews("v3"))]
     );
 
     // Part 4: the custom metric. The extended ConfigMap goes to iter8 first, as in the seed.
     apply_file(&client, "iter8", "iter8_metrics_extended_telemetry-v2.yaml").await;
-    apply(
-        &client,
-        NS,
-        &experiment_manifest("canary_reviews-v3_to_reviews-v6.yaml"),
-    )
-    .await;
-    wait_for(
-        &server,
-        V6,
-        10,
-        message_is("TargetsNotFound: Missing Candidate"),
-    )
-    .await;
+    apply_experiment(&client, "canary_reviews-v3_to_reviews-v6.yaml").await;
+    wait_missing_candidate(&server, V6).await;
     assert_eq!(
         table(&server, &[V3, V4, V5, V6]),
         "NAME                 PHASE       STATUS                                               BASELINE     PERCENTAGE   CANDIDATE    PERCENTAGE\n\
@@ -260,7 +241,7 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
          reviews-v5-rollout   Completed     ExperimentFailed: Aborted                            reviews-v3   100          reviews-v5   0\n\
          reviews-v6-rollout   Progressing   IterationUpdate: Iteration 1 Started                 reviews-v3   80           reviews-v6   20\n"
     );
-    let seen = completed(&server, V6).await;
+    let seen = until_completed(&server, V6).await;
     // "At about every 30s you should see the traffic shift towards reviews-v6 by 20 points."
     for step in ["60/40", "40/60", "20/80"] {
         assert!(seen.iter().any(|l| l.ends_with(step)), "{step}: {seen:#?}");
@@ -274,7 +255,7 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
          reviews-v6-rollout   Completed   ExperimentSucceeded: All Success Criteria Were Met   reviews-v3   0            reviews-v6   100\n"
     );
     assert_eq!(
-        routes(&server, "reviews"),
+        routes_and_labels(&server, "reviews"),
         vec![("candidate".into(), 100, reviews("v6"))]
     );
     // The decision was made on the custom metric, measured with the extension's template.
@@ -300,29 +281,16 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
 
     // Part 5: productpage-v1 to productpage-v2 through productpage.deployment.com.
     apply_file(&client, NS, "productpage-gateway.yaml").await;
-    apply(
-        &client,
-        NS,
-        &experiment_manifest("canary_productpage-v1_to_productpage-v2.yaml"),
-    )
-    .await;
-    wait_for(
-        &server,
-        PRODUCTPAGE,
-        10,
-        message_is("TargetsNotFound: Missing Candidate"),
-    )
-    .await;
+    apply_experiment(&client, "canary_productpage-v1_to_productpage-v2.yaml").await;
+    wait_missing_candidate(&server, PRODUCTPAGE).await;
     apply_file(&client, NS, "productpage-v2.yaml").await;
     assert_eq!(
         table_at_iteration_1(&server, &[PRODUCTPAGE]).await,
         "NAME                     PHASE         STATUS                                 BASELINE         PERCENTAGE   CANDIDATE        PERCENTAGE\n\
          productpage-v2-rollout   Progressing   IterationUpdate: Iteration 1 Started   productpage-v1   80           productpage-v2   20\n"
     );
-    let name = format!("productpage.{NS}.svc.cluster.local.iter8-experiment");
-    let vs = server
-        .object("networking.istio.io", "virtualservices", NS, &name)
-        .unwrap();
+    let productpage_host = format!("productpage.{NS}.svc.cluster.local");
+    let vs = virtual_service(&server, &productpage_host).unwrap();
     assert_eq!(
         vs["spec"]["hosts"],
         json!([
@@ -339,7 +307,7 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
     }
     let productpage = |v: &str| json!({"app": "productpage", "version": v});
     assert_eq!(
-        routes(&server, "productpage"),
+        routes_and_labels(&server, "productpage"),
         vec![
             ("baseline".into(), 80, productpage("v1")),
             ("candidate".into(), 20, productpage("v2"))
@@ -352,19 +320,17 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
     assert_eq!(bookinfo_vs["spec"]["gateways"], json!(["bookinfo-gateway"]));
     assert_eq!(bookinfo_vs["metadata"]["generation"], 1);
 
-    completed(&server, PRODUCTPAGE).await;
+    until_completed(&server, PRODUCTPAGE).await;
     assert_eq!(
         table(&server, &[PRODUCTPAGE]),
         "NAME                     PHASE       STATUS                                               BASELINE         PERCENTAGE   CANDIDATE        PERCENTAGE\n\
          productpage-v2-rollout   Completed   ExperimentSucceeded: All Success Criteria Were Met   productpage-v1   0            productpage-v2   100\n"
     );
     assert_eq!(
-        routes(&server, "productpage"),
+        routes_and_labels(&server, "productpage"),
         vec![("candidate".into(), 100, productpage("v2"))]
     );
-    let vs = server
-        .object("networking.istio.io", "virtualservices", NS, &name)
-        .unwrap();
+    let vs = virtual_service(&server, &productpage_host).unwrap();
     assert_eq!(
         vs["spec"]["gateways"],
         json!(["mesh", "productpage-gateway"]),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod history;
 pub mod version_metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+#[allow(unused_imports)] // not every test file uses each
+pub use history::{http_get, iterations, seconds_between};
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
@@ -163,14 +166,14 @@ pub struct Running {
 
 impl Running {
     /// Starts the operator over `client` with `metrics` behind the built-in analytics.
-    pub async fn start(client: &kube::Client, metrics: FakeMetrics) -> Running {
+    pub async fn start(client: &kube::Client, metrics: impl MetricSource + 'static) -> Running {
         Self::start_with(client, metrics, None).await
     }
 
     /// Starts the operator, with leader election if given.
     pub async fn start_with(
         client: &kube::Client,
-        metrics: FakeMetrics,
+        metrics: impl MetricSource + 'static,
         leader_election: Option<operator::LeaderElection>,
     ) -> Running {
         let adapters = Adapters {
@@ -217,31 +220,25 @@ impl Running {
             .unwrap()
     }
 
-    /// GET on the operator's endpoints.
+    /// GET on the operator's endpoints; it must answer.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let code = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let (code, body) = http_get(self.port, path).await;
+        assert_ne!(code, 0, "nothing answers GET {path}");
         (code, body)
+    }
+
+    /// `/metrics` once it contains `want` (polled every 20 ms, at most `secs`).
+    pub async fn metrics_with(&self, want: &str, secs: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (code, metrics) = self.get("/metrics").await;
+            assert_eq!(code, 200);
+            if metrics.contains(want) {
+                return metrics;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -304,8 +301,28 @@ pub async fn wait_for(
 }
 
 /// The message check for `wait_for`.
-pub fn message_is(want: &'static str) -> impl Fn(&Value) -> bool {
-    move |exp| exp["status"]["message"] == want
+pub fn message_is(want: impl Into<String>) -> impl Fn(&Value) -> bool {
+    let want = want.into();
+    move |exp| exp["status"]["message"] == want.as_str()
+}
+
+/// The check for `wait_for` that iteration `n` has started.
+pub fn iteration_started(n: u32) -> impl Fn(&Value) -> bool {
+    message_is(format!("IterationUpdate: Iteration {n} Started"))
+}
+
+/// The check for `wait_for` that the experiment has completed.
+pub fn completed(exp: &Value) -> bool {
+    exp["status"]["phase"] == "Completed"
+}
+
+/// Polls `done` every 20 ms until it holds, at most `secs`; then fails with `what()`.
+pub async fn wait_until(secs: u64, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The weights the VirtualService for reviews serves: (baseline subset, candidate subset).
@@ -385,6 +402,34 @@ pub async fn cluster() -> (FakeApiServer, kube::Client) {
     (server, client)
 }
 
+/// [`cluster`] with reviews-v3 (part 1's candidate) deployed and an operator running over
+/// `metrics`.
+pub async fn reviews_v3_cluster(
+    metrics: impl MetricSource + 'static,
+) -> (FakeApiServer, kube::Client, Running) {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let operator = Running::start(&client, metrics).await;
+    (server, client, operator)
+}
+
+/// The name of the second experiment on reviews in the tests that run two.
+pub const SECOND: &str = "reviews-v3-again";
+
+/// Applies `exp` renamed [`SECOND`] while another experiment runs on its service, and waits
+/// until it reports that it waits for the service.
+pub async fn apply_second(server: &FakeApiServer, client: &kube::Client, mut exp: Value) {
+    exp["metadata"]["name"] = json!(SECOND);
+    apply(client, NS, &exp).await;
+    wait_for(
+        server,
+        SECOND,
+        10,
+        message_is("TargetsNotFound: reviews is being involved in other experiment"),
+    )
+    .await;
+}
+
 /// The name iter8 gives the VirtualService and DestinationRule of a host.
 pub fn rules_name(host: &str) -> String {
     format!("{host}.iter8-experiment")
@@ -462,16 +507,46 @@ pub fn outcome(server: &FakeApiServer, name: &str) -> (String, String, i64, i64)
     )
 }
 
+/// An expected [`outcome`].
+pub fn outcome_is(
+    phase: &str,
+    message: &str,
+    baseline: i64,
+    candidate: i64,
+) -> (String, String, i64, i64) {
+    (phase.to_string(), message.to_string(), baseline, candidate)
+}
+
+/// Waits (at most `secs`) until the experiment completes with this (phase, message, baseline %,
+/// candidate %); returns what `wait_for` saw on the way.
+pub async fn completes_with(
+    server: &FakeApiServer,
+    name: &str,
+    secs: u64,
+    (phase, message, baseline, candidate): (&str, &str, i64, i64),
+) -> Vec<String> {
+    let seen = wait_for(server, name, secs, completed).await;
+    assert_eq!(
+        outcome(server, name),
+        outcome_is(phase, message, baseline, candidate),
+        "{seen:#?}"
+    );
+    seen
+}
+
 /// Waits (at most `secs`) until the experiment is gone from the API server.
 pub async fn wait_gone(server: &FakeApiServer, name: &str, secs: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while let Some(exp) = experiment(server, name) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} is still there: {exp:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        secs,
+        || experiment(server, name).is_none(),
+        || {
+            format!(
+                "{name} is still there: {:#}",
+                experiment(server, name).unwrap_or_default()
+            )
+        },
+    )
+    .await;
 }
 
 /// `kubectl delete -n <ns> deployment <name>`.
@@ -519,24 +594,6 @@ pub async fn history(client: &kube::Client, name: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The iterations a history went through, in order: each distinct
-/// (`currentIteration`, `lastIncrementTime`) after the first increment. An iteration run twice
-/// shows as a repeated number, a lost one as a gap.
-pub fn iterations(history: &[Value]) -> Vec<(u64, String)> {
-    let mut out: Vec<(u64, String)> = Vec::new();
-    for exp in history {
-        let s = &exp["status"];
-        let Some(n) = s["currentIteration"].as_u64().filter(|n| *n > 0) else {
-            continue;
-        };
-        let at = s["lastIncrementTime"].as_str().unwrap_or("").to_string();
-        if out.last() != Some(&(n, at.clone())) {
-            out.push((n, at));
-        }
-    }
-    out
-}
-
 /// The distinct status messages of a history, in order.
 pub fn messages(history: &[Value]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -550,23 +607,7 @@ pub fn messages(history: &[Value]) -> Vec<String> {
     out
 }
 
-/// How often each `IterationUpdate` event message was recorded on an experiment (summing the
-/// `count` of aggregated Events and Events of different operator instances).
+/// How often each `IterationUpdate` event message was recorded on an experiment.
 pub fn iteration_events(server: &FakeApiServer, name: &str) -> Vec<(String, i64)> {
-    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
-    for e in server.objects("", "events", NS) {
-        if e["involvedObject"]["name"] == name && e["reason"] == "IterationUpdate" {
-            *counts
-                .entry(e["message"].as_str().unwrap_or("").to_string())
-                .or_default() += e["count"].as_i64().unwrap_or(1);
-        }
-    }
-    counts.into_iter().collect()
-}
-
-/// Seconds between two RFC 3339 timestamps.
-pub fn seconds_between(from: &str, to: &str) -> f64 {
-    let from = chrono::DateTime::parse_from_rfc3339(from).expect("a timestamp");
-    let to = chrono::DateTime::parse_from_rfc3339(to).expect("a timestamp");
-    (to - from).as_seconds_f64()
+    history::iteration_events(server, NS, name)
 }

@@ -1,24 +1,15 @@
 //! A metric source keyed by version name, so that each tutorial version behaves as the seed
-//! describes it (reviews-v4 slow, reviews-v5 failing every request, ...), and an operator
-//! started over it.
+//! describes it (reviews-v4 slow, reviews-v5 failing every request, ...).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use iter8_core::driver::BuiltinAnalytics;
-use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricErrorKind, MetricReadings, MetricsQuery, VersionReading,
     VersionTags,
 };
 use iter8_core::ports::MetricSource;
-use iter8_kubernetes::controller::{Adapters, Settings};
-use iter8_kubernetes::operator::{self, OperatorSettings};
-use tokio::sync::oneshot;
-
-use super::Running;
 
 /// How one version serves its requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -167,40 +158,5 @@ impl MetricSource for VersionMetrics {
                 })
             })
             .collect()
-    }
-}
-
-/// Starts the operator over `client` with `source` behind the built-in analytics.
-pub async fn start_over(client: &kube::Client, source: impl MetricSource + 'static) -> Running {
-    let adapters = Adapters {
-        router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
-        analytics: Arc::new(BuiltinAnalytics::new(source)),
-        dashboard: Arc::new(NoDashboard),
-    };
-    let settings = OperatorSettings {
-        controller: Settings {
-            retry_after: Duration::from_millis(500),
-            ..Settings::default()
-        },
-        leader_election: None,
-    };
-    let listener = operator::listen("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(operator::run(
-        client.clone(),
-        settings,
-        adapters,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Running {
-        stop: Some(stop),
-        task,
-        port,
     }
 }
