@@ -3,28 +3,12 @@
 
 mod support;
 
-use iter8_fake_apiserver::FakeApiServer;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
-
-/// The real server's failure `Status` (k8s.io/apimachinery/pkg/api/errors).
-fn failure(code: u16, reason: &str, message: String, details: Value) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "details": details,
-        "code": code,
-    })
-}
 
 #[tokio::test]
 async fn create_answers_201_with_the_fields_the_server_owns() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (code, created) = api.post(&k.collection(), &k.object("a", "one")).await;
         assert_eq!(code, 201, "{k:?}: {created}");
@@ -50,12 +34,12 @@ async fn create_answers_201_with_the_fields_the_server_owns() {
         let (code, got) = api.get(&k.path("a")).await;
         assert_eq!((code, &got), (200, &created), "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn creating_an_existing_name_is_409_already_exists() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         api.post(&k.collection(), &k.object("a", "one")).await;
         let before = api.get(&k.path("a")).await.1;
@@ -73,12 +57,12 @@ async fn creating_an_existing_name_is_409_already_exists() {
         );
         assert_eq!(api.get(&k.path("a")).await.1, before, "{k:?}: unchanged");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_missing_object_is_404_not_found_for_every_verb() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let want = failure(
             404,
@@ -111,12 +95,12 @@ async fn a_missing_object_is_404_not_found_for_every_verb() {
             assert_eq!((code, &body), (404, &want), "{k:?} status");
         }
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn unknown_paths_and_missing_subresources_are_404_with_the_generic_status() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     let generic = failure(
         404,
         "NotFound",
@@ -144,12 +128,12 @@ async fn unknown_paths_and_missing_subresources_are_404_with_the_generic_status(
             json!({})
         )
     );
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn list_filters_by_label_and_carries_the_collection_resource_version() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let mut other = k.object("b", "two");
         other["metadata"]["labels"] = json!({"app": "ratings"});
@@ -178,12 +162,12 @@ async fn list_filters_by_label_and_carries_the_collection_resource_version() {
             .collect();
         assert_eq!(names, ["b"], "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn merge_patch_changes_what_it_names_and_null_removes() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (_, created) = api.post(&k.collection(), &k.object("a", "one")).await;
         let mut patch = k.with_field("two");
@@ -222,12 +206,12 @@ async fn merge_patch_changes_what_it_names_and_null_removes() {
             "{k:?}"
         );
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn replace_needs_the_current_resource_version() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (_, created) = api.post(&k.collection(), &k.object("a", "one")).await;
         let mut next = created.clone();
@@ -240,12 +224,12 @@ async fn replace_needs_the_current_resource_version() {
         assert_eq!(code, 409, "{k:?}");
         assert_eq!(body["reason"], "Conflict", "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn strategic_merge_patch_is_415_for_custom_resources_only() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         api.post(&k.collection(), &k.object("a", "one")).await;
         let (code, body) = api
@@ -263,4 +247,5 @@ async fn strategic_merge_patch_is_415_for_custom_resources_only() {
             assert_eq!(code, 200, "{k:?}: {body}");
         }
     }
+    server.stop().await;
 }

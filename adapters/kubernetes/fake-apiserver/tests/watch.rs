@@ -6,8 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use iter8_fake_apiserver::FakeApiServer;
-use serde_json::json;
 use support::*;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -15,15 +13,12 @@ const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_watch_from_a_resource_version_sees_only_later_changes() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
         let (_, b) = api.post(&k.collection(), &k.object("b", "one")).await;
         // From a's version: b's creation (already past) and what happens next.
-        let mut watch = api
-            .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
-            .await;
+        let mut watch = api.watch_from(&k, &a).await;
         assert_eq!(watch.code, 200, "{k:?}");
         let (kind, obj) = watch.next(WAIT).await.expect("b's creation");
         assert_eq!((kind.as_str(), &obj), ("ADDED", &b), "{k:?}");
@@ -32,12 +27,7 @@ async fn a_watch_from_a_resource_version_sees_only_later_changes() {
         assert_eq!((kind.as_str(), &obj), ("MODIFIED", &patched), "{k:?}");
         assert_eq!(watch.next(QUIET).await, None, "{k:?}: nothing else");
         // From the latest version: nothing but the next change.
-        let mut from_now = api
-            .watch(
-                &k.collection(),
-                &format!("resourceVersion={}", rv(&patched)),
-            )
-            .await;
+        let mut from_now = api.watch_from(&k, &patched).await;
         assert_eq!(from_now.next(QUIET).await, None, "{k:?}");
         let (_, c) = api.post(&k.collection(), &k.object("c", "one")).await;
         assert_eq!(
@@ -46,12 +36,12 @@ async fn a_watch_from_a_resource_version_sees_only_later_changes() {
             "{k:?}"
         );
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_watch_without_a_resource_version_starts_with_what_exists() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
         let mut watch = api.watch(&k.collection(), "").await;
@@ -69,24 +59,20 @@ async fn a_watch_without_a_resource_version_starts_with_what_exists() {
         assert_eq!(one.next(WAIT).await, Some(("ADDED".to_string(), b.clone())));
         assert_eq!(watch.next(WAIT).await, Some(("ADDED".to_string(), b)));
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_watch_from_a_compacted_resource_version_gets_410_expired_in_the_stream() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
-        let mut running = api
-            .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
-            .await;
+        let mut running = api.watch_from(&k, &a).await;
         api.merge(&k.path("a"), &k.with_field("two")).await;
         server.compact();
         let (_, latest) = api.merge(&k.path("a"), &k.with_field("three")).await;
         // As the real server: HTTP 200, then one ERROR event carrying the Status.
-        let mut expired = api
-            .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
-            .await;
+        let mut expired = api.watch_from(&k, &a).await;
         assert_eq!(expired.code, 200, "{k:?}");
         let (kind, status) = expired.next(WAIT).await.expect("an ERROR event");
         assert_eq!(kind, "ERROR", "{k:?}");
@@ -102,21 +88,19 @@ async fn a_watch_from_a_compacted_resource_version_gets_410_expired_in_the_strea
         assert_eq!(expired.next(QUIET).await, None, "the stream ends");
         // The client relists and watches from the list's version: that works.
         let (_, list) = api.get(&k.collection()).await;
-        let mut relisted = api
-            .watch(&k.collection(), &format!("resourceVersion={}", rv(&list)))
-            .await;
+        let mut relisted = api.watch_from(&k, &list).await;
         assert_eq!(relisted.next(QUIET).await, None, "{k:?}");
         // A watch that was running before the compaction goes on.
         let events = running.drain(QUIET).await;
         assert_eq!(events.len(), 2, "{k:?}: {events:?}");
         assert_eq!(events[1], ("MODIFIED".to_string(), latest), "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_watch_from_a_future_resource_version_gets_a_504_too_large_error_event() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     let k = KINDS[0];
     let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
     let mut watch = api
@@ -133,17 +117,15 @@ async fn a_watch_from_a_future_resource_version_gets_a_504_too_large_error_event
         status["details"]["causes"][0]["reason"],
         "ResourceVersionTooLarge"
     );
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn delete_without_finalizers_is_one_deleted_event() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
-        let mut watch = api
-            .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
-            .await;
+        let mut watch = api.watch_from(&k, &a).await;
         let (code, body) = api.delete(&k.path("a")).await;
         assert_eq!(code, 200, "{k:?}");
         if k.returns_object {
@@ -153,17 +135,7 @@ async fn delete_without_finalizers_is_one_deleted_event() {
             // The real server's answer when the object is gone at once.
             let mut details = k.details("a");
             details["uid"] = a["metadata"]["uid"].clone();
-            assert_eq!(
-                body,
-                json!({
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Success",
-                    "details": details,
-                }),
-                "{k:?}"
-            );
+            assert_eq!(body, success(details), "{k:?}");
         }
         let (kind, gone) = watch.next(WAIT).await.expect("DELETED");
         assert_eq!(kind, "DELETED", "{k:?}");
@@ -178,25 +150,22 @@ async fn delete_without_finalizers_is_one_deleted_event() {
         assert_eq!(code, 201, "{k:?}");
         assert_ne!(again["metadata"]["uid"], a["metadata"]["uid"], "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn end_watches_closes_running_streams_and_new_ones_work() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     let k = KINDS[0];
     let (_, a) = api.post(&k.collection(), &k.object("a", "one")).await;
-    let mut watch = api
-        .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
-        .await;
+    let mut watch = api.watch_from(&k, &a).await;
     server.end_watches();
     // The stream ends (not merely goes quiet): `next` returns at once, well before WAIT.
     let started = tokio::time::Instant::now();
     assert_eq!(watch.next(WAIT).await, None);
     assert!(started.elapsed() < Duration::from_secs(2));
-    let mut again = api
-        .watch(&k.collection(), &format!("resourceVersion={}", rv(&a)))
-        .await;
+    let mut again = api.watch_from(&k, &a).await;
     let (_, b) = api.post(&k.collection(), &k.object("b", "one")).await;
     assert_eq!(again.next(WAIT).await, Some(("ADDED".to_string(), b)));
+    server.stop().await;
 }

@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use iter8_fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
 use support::*;
 
@@ -18,14 +17,10 @@ fn generation(obj: &Value) -> Option<i64> {
 
 #[tokio::test]
 async fn apply_creates_then_updates_and_drops_what_the_manager_stops_applying() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let path = k.path("a");
-        let mut doc = k.object("a", "one");
-        if let Some(o) = doc.as_object_mut() {
-            o.remove("status");
-        }
+        let mut doc = k.applied("a", "one");
         doc["metadata"]["annotations"] = json!({"note": "first"});
         let (code, created) = api.apply(&path, "iter8", false, &doc).await;
         assert_eq!(code, 201, "{k:?}: {created}");
@@ -34,10 +29,7 @@ async fn apply_creates_then_updates_and_drops_what_the_manager_stops_applying() 
         let (code, same) = api.apply(&path, "iter8", false, &doc).await;
         assert_eq!((code, rv(&same)), (200, rv(&created)), "{k:?}");
         // A new value, and the annotation no longer applied: set, and removed.
-        let mut next = k.object("a", "two");
-        if let Some(o) = next.as_object_mut() {
-            o.remove("status");
-        }
+        let next = k.applied("a", "two");
         let (code, updated) = api.apply(&path, "iter8", false, &next).await;
         assert_eq!(code, 200, "{k:?}: {updated}");
         assert_eq!(field(&k, &updated), "two", "{k:?}");
@@ -48,23 +40,16 @@ async fn apply_creates_then_updates_and_drops_what_the_manager_stops_applying() 
         );
         assert!(rv(&updated) > rv(&created), "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn apply_conflicts_with_another_manager_unless_forced() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let path = k.path("a");
-        let mut mine = k.with_field("one");
-        mine["apiVersion"] = json!(k.api_version());
-        mine["kind"] = json!(k.kind);
-        mine["metadata"] = json!({"name": "a"});
-        api.apply(&path, "iter8", false, &mine).await;
-        let mut theirs = k.with_field("two");
-        theirs["apiVersion"] = json!(k.api_version());
-        theirs["kind"] = json!(k.kind);
-        theirs["metadata"] = json!({"name": "a"});
+        api.apply(&path, "iter8", false, &k.bare("a", "one")).await;
+        let theirs = k.bare("a", "two");
         let (code, body) = api.apply(&path, "kubectl", false, &theirs).await;
         assert_eq!(code, 409, "{k:?}: {body}");
         // Worded as the real server (structured-merge-diff paths, the manager quoted), and
@@ -89,23 +74,22 @@ async fn apply_conflicts_with_another_manager_unless_forced() {
         assert_eq!(code, 200, "{k:?}: {forced}");
         assert_eq!(field(&k, &forced), "two", "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_field_set_by_an_update_conflicts_with_its_manager_named_as_an_update() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     let k = KINDS[3]; // ConfigMap
     api.post(
         &format!("{}?fieldManager=kubectl-create", k.collection()),
         &k.object("a", "one"),
     )
     .await;
-    let mut doc = k.with_field("two");
-    doc["apiVersion"] = json!("v1");
-    doc["kind"] = json!("ConfigMap");
-    doc["metadata"] = json!({"name": "a"});
-    let (code, body) = api.apply(&k.path("a"), "iter8", false, &doc).await;
+    assert_eq!((k.api_version().as_str(), k.kind), ("v1", "ConfigMap"));
+    let (code, body) = api
+        .apply(&k.path("a"), "iter8", false, &k.bare("a", "two"))
+        .await;
     assert_eq!(code, 409, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(
@@ -114,12 +98,12 @@ async fn a_field_set_by_an_update_conflicts_with_its_manager_named_as_an_update(
         ) && message.ends_with(": .data.metrics"),
         "{message}"
     );
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn apply_without_a_field_manager_is_422_about_the_patch_options() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     let k = KINDS[0];
     let (code, body) = api
         .patch(
@@ -131,14 +115,11 @@ async fn apply_without_a_field_manager_is_422_about_the_patch_options() {
     assert_eq!(code, 422, "{body}");
     assert_eq!(
         body,
-        json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            "reason": "Invalid",
-            "details": {
+        failure(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+            json!({
                 "group": "meta.k8s.io",
                 "kind": "PatchOptions",
                 "causes": [{
@@ -146,16 +127,15 @@ async fn apply_without_a_field_manager_is_422_about_the_patch_options() {
                     "message": "Required value: is required for apply patch",
                     "field": "fieldManager"
                 }]
-            },
-            "code": 422
-        })
+            })
+        )
     );
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn status_writes_change_only_status_and_spec_writes_only_spec() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS.iter().filter(|k| k.status) {
         let path = k.path("a");
         let (_, created) = api.post(&k.collection(), &k.object("a", "one")).await;
@@ -208,35 +188,30 @@ async fn status_writes_change_only_status_and_spec_writes_only_spec() {
             "{k:?}"
         );
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn without_a_status_subresource_status_is_an_ordinary_field() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS.iter().filter(|k| !k.status) {
         let mut obj = k.object("a", "one");
         obj["status"] = json!({"note": "kept"});
         let (_, created) = api.post(&k.collection(), &obj).await;
         assert_eq!(created["status"]["note"], "kept", "{k:?}");
     }
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn delete_with_finalizers_marks_then_removes_when_the_last_finalizer_goes() {
-    let server = FakeApiServer::start().await.unwrap();
-    let api = Api::new(&server);
+    let (server, api) = start().await;
     for k in KINDS {
         let path = k.path("a");
         let mut obj = k.object("a", "one");
         obj["metadata"]["finalizers"] = json!(["finalizer.iter8-tools"]);
         let (_, created) = api.post(&k.collection(), &obj).await;
-        let mut watch = api
-            .watch(
-                &k.collection(),
-                &format!("resourceVersion={}", rv(&created)),
-            )
-            .await;
+        let mut watch = api.watch_from(&k, &created).await;
 
         let (code, marked) = api.delete(&path).await;
         assert_eq!(code, 200, "{k:?}: {marked}");
@@ -289,4 +264,5 @@ async fn delete_with_finalizers_marks_then_removes_when_the_last_finalizer_goes(
         assert!(gone["metadata"]["deletionTimestamp"].is_string(), "{k:?}");
         assert_eq!(field(&k, &gone), "two", "{k:?}");
     }
+    server.stop().await;
 }

@@ -177,6 +177,24 @@ impl Kind {
         out
     }
 
+    /// The least an apply sends: `apiVersion`, `kind`, the name and `value` at the test field.
+    pub fn bare(&self, name: &str, value: &str) -> Value {
+        let mut obj = self.with_field(value);
+        obj["apiVersion"] = json!(self.api_version());
+        obj["kind"] = json!(self.kind);
+        obj["metadata"] = json!({"name": name});
+        obj
+    }
+
+    /// [`Kind::object`] without a status, as a user applies it.
+    pub fn applied(&self, name: &str, value: &str) -> Value {
+        let mut obj = self.object(name, value);
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+        obj
+    }
+
     /// A realistic object of this kind named `name`, with `value` at the test field and a
     /// status that create must drop (status subresource) or keep (no status).
     pub fn object(&self, name: &str, value: &str) -> Value {
@@ -211,6 +229,38 @@ impl Kind {
         }
         obj
     }
+}
+
+/// A fake API server on 127.0.0.1 and a client of it (the server stops when dropped).
+pub async fn start() -> (FakeApiServer, Api) {
+    let server = FakeApiServer::start().await.unwrap();
+    let api = Api::new(&server);
+    (server, api)
+}
+
+/// The real server's `Status` body (k8s.io/apimachinery/pkg/api/errors) for a failure.
+pub fn failure(code: u16, reason: &str, message: String, details: Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": details,
+        "code": code,
+    })
+}
+
+/// The real server's `Status` body for a success (a delete that removed the object at once).
+pub fn success(details: Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    })
 }
 
 /// A JSON client of the fake API server.
@@ -281,6 +331,12 @@ impl Api {
 
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Starts a watch of the kind's collection from `obj`'s resourceVersion.
+    pub async fn watch_from(&self, kind: &Kind, obj: &Value) -> Watch {
+        self.watch(&kind.collection(), &format!("resourceVersion={}", rv(obj)))
             .await
     }
 
