@@ -103,6 +103,46 @@ fn destination(exp: &Experiment, version: &str, weight: u32) -> Destination {
     }
 }
 
+/// Sets the destinations to these versions and weights, reusing the names already there (a
+/// split changes every iteration; the versions do not).
+fn set_destinations(dests: &mut Vec<Destination>, exp: &Experiment, versions: &[(&str, u32)]) {
+    let same = dests.len() == versions.len()
+        && dests
+            .iter()
+            .zip(versions)
+            .all(|(d, (v, _))| is_destination(exp, d, v));
+    if same {
+        for (d, (_, w)) in dests.iter_mut().zip(versions) {
+            d.weight = *w;
+        }
+    } else {
+        *dests = versions
+            .iter()
+            .map(|(v, w)| destination(exp, v, *w))
+            .collect();
+    }
+}
+
+/// Whether `d` is what [`destination`] makes for the version (whatever its weight).
+fn is_destination(exp: &Experiment, d: &Destination, version: &str) -> bool {
+    let ts = &exp.spec.target_service;
+    match ts.kind() {
+        TargetKind::Service => d.service == version && d.workload.is_none(),
+        _ => {
+            d.service == ts.name.as_deref().unwrap_or_default()
+                && d.workload.as_deref() == Some(version)
+        }
+    }
+}
+
+/// Sets the owner label without allocating when it does not change.
+fn set_owner(owner: &mut String, me: &str) {
+    if owner != me {
+        owner.clear();
+        owner.push_str(me);
+    }
+}
+
 fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
     match exp.spec.target_service.kind() {
         TargetKind::Service => d.service == version,
@@ -182,10 +222,14 @@ impl Router {
 
     /// What routing does for the experiment now.
     pub fn observe(&self, exp: &Experiment) -> RoutingObservation {
-        let Some(rules) = primary_host(exp).and_then(|h| self.rules.get(&h)) else {
+        self.observe_as(exp, primary_host(exp).as_deref(), &owner_id(exp))
+    }
+
+    /// [`Router::observe`] with the experiment's [`primary_host`] and [`owner_id`] given.
+    pub fn observe_as(&self, exp: &Experiment, host: Option<&str>, me: &str) -> RoutingObservation {
+        let Some(rules) = host.and_then(|h| self.rules.get(h)) else {
             return RoutingObservation::default();
         };
-        let me = owner_id(exp);
         if rules.role == Role::Progressing && rules.owner != me {
             return RoutingObservation {
                 split: None,
@@ -214,14 +258,24 @@ impl Router {
 
     /// Applies a routing change for the experiment.
     pub fn apply(&mut self, exp: &Experiment, action: &RoutingAction) -> Result<(), RoutingError> {
-        let host = primary_host(exp).ok_or(RoutingError::NoHost)?;
-        let me = owner_id(exp);
-        if let Some(r) = self.rules.get(&host)
+        self.apply_as(exp, primary_host(exp).as_deref(), &owner_id(exp), action)
+    }
+
+    /// [`Router::apply`] with the experiment's [`primary_host`] and [`owner_id`] given.
+    pub fn apply_as(
+        &mut self,
+        exp: &Experiment,
+        host: Option<&str>,
+        me: &str,
+        action: &RoutingAction,
+    ) -> Result<(), RoutingError> {
+        let host = host.ok_or(RoutingError::NoHost)?;
+        if let Some(r) = self.rules.get(host)
             && r.role == Role::Progressing
             && r.owner != me
         {
             return Err(RoutingError::Held {
-                host,
+                host: host.to_string(),
                 owner: r.owner.clone(),
             });
         }
@@ -254,13 +308,13 @@ impl Router {
                     }
                 }
                 self.rules.insert(
-                    host.clone(),
+                    host.to_string(),
                     Rules {
                         namespace: exp.target_namespace().to_string(),
                         hosts,
                         gateways,
                         destinations: split_destinations(TrafficSplit::ALL_BASELINE),
-                        owner: me,
+                        owner: me.to_string(),
                         role: Role::Progressing,
                     },
                 );
@@ -268,27 +322,31 @@ impl Router {
             RoutingAction::SetSplit(split) => {
                 let rules = self
                     .rules
-                    .get_mut(&host)
-                    .ok_or_else(|| RoutingError::Missing(host.clone()))?;
-                rules.destinations = split_destinations(*split);
-                rules.owner = me;
+                    .get_mut(host)
+                    .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                set_destinations(
+                    &mut rules.destinations,
+                    exp,
+                    &[(baseline, split.baseline), (candidate, split.candidate)],
+                );
+                set_owner(&mut rules.owner, me);
                 rules.role = Role::Progressing;
             }
             RoutingAction::Finalize { winner, split } => {
                 let rules = self
                     .rules
-                    .get_mut(&host)
-                    .ok_or_else(|| RoutingError::Missing(host.clone()))?;
+                    .get_mut(host)
+                    .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
                 rules.destinations = match winner {
                     Winner::Baseline => vec![destination(exp, baseline, 100)],
                     Winner::Candidate => vec![destination(exp, candidate, 100)],
                     Winner::Both => split_destinations(*split),
                 };
-                rules.owner = me;
+                set_owner(&mut rules.owner, me);
                 rules.role = Role::Stable;
             }
         }
-        self.touch(&host);
+        self.touch(host);
         Ok(())
     }
 }

@@ -24,6 +24,12 @@ pub struct Store {
     experiments: Vec<Option<Experiment>>,
     /// The experiment being reconciled ([`Store::check_out`]) and what was written to it since.
     out: Option<(ExperimentId, Pending)>,
+    /// The address and length of the checked-out experiment's name: the ports are handed that
+    /// experiment on every call, and its name's buffer identifies it without a lookup by name
+    /// (no other live string has the same buffer; a copy of the experiment has its own).
+    out_name: Option<(usize, usize)>,
+    /// Bumped when an experiment is created, changed or removed (cached lookups follow it).
+    generation: u64,
     index: Map<String, Map<String, usize>>,
     by_service: Map<String, Map<String, Vec<usize>>>,
     events: Vec<RecordedEvent>,
@@ -53,6 +59,15 @@ fn service_key(exp: &Experiment) -> (&str, &str) {
     (exp.target_namespace(), service)
 }
 
+/// Where the experiment's name is stored (see `Store::out_name`); `None` for an empty name.
+fn name_buffer(exp: &Experiment) -> Option<(usize, usize)> {
+    exp.metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .map(|n| (n.as_ptr() as usize, n.len()))
+}
+
 impl Store {
     /// An empty store; `keep_events`: whether recorded events are kept (large runs drop them).
     pub fn new(keep_events: bool) -> Self {
@@ -62,9 +77,15 @@ impl Store {
         }
     }
 
+    /// Bumped when an experiment is created, changes spec or is removed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Creates an experiment, or replaces the spec of an existing one (as `kubectl apply`
     /// does: the status is kept). Returns its id.
     pub fn apply(&mut self, mut exp: Experiment, now: SimTime) -> ExperimentId {
+        self.generation += 1;
         if let Some(id) = self.id(exp.namespace(), exp.name())
             && let Some(Some(old)) = self.experiments.get_mut(id)
         {
@@ -96,7 +117,17 @@ impl Store {
 
     /// The id of the experiment a port was handed.
     pub fn id_of(&self, exp: &Experiment) -> Option<ExperimentId> {
-        self.id(exp.namespace(), exp.name())
+        self.checked_out_id(exp)
+            .or_else(|| self.id(exp.namespace(), exp.name()))
+    }
+
+    /// The id of `exp` if it is the checked-out experiment itself (not a copy), found without
+    /// a lookup by name.
+    pub fn checked_out_id(&self, exp: &Experiment) -> Option<ExperimentId> {
+        match (&self.out, self.out_name) {
+            (Some((id, _)), Some(key)) if name_buffer(exp) == Some(key) => Some(*id),
+            _ => None,
+        }
     }
 
     /// An experiment by id (`None` once deleted).
@@ -106,6 +137,12 @@ impl Store {
 
     /// An experiment by id, to change.
     pub fn get_mut(&mut self, id: ExperimentId) -> Option<&mut Experiment> {
+        // The spec may change: lookups cached from it are redone.
+        self.generation += 1;
+        self.slot_mut(id)
+    }
+
+    fn slot_mut(&mut self, id: ExperimentId) -> Option<&mut Experiment> {
         self.experiments.get_mut(id).and_then(Option::as_mut)
     }
 
@@ -122,6 +159,7 @@ impl Store {
     pub fn check_out(&mut self, id: ExperimentId) -> Option<Experiment> {
         let exp = self.experiments.get_mut(id)?.take()?;
         self.out = Some((id, Pending::default()));
+        self.out_name = name_buffer(&exp);
         Some(exp)
     }
 
@@ -129,7 +167,10 @@ impl Store {
     /// last finalizer went while it was being deleted.
     pub fn check_in(&mut self, id: ExperimentId, mut exp: Experiment) {
         let pending = match self.out.take() {
-            Some((out, pending)) if out == id => pending,
+            Some((out, pending)) if out == id => {
+                self.out_name = None;
+                pending
+            }
             other => {
                 self.out = other;
                 Pending::default()
@@ -165,7 +206,7 @@ impl Store {
     pub fn write_status(&mut self, id: ExperimentId, status: &ExperimentStatus) {
         if let Some(p) = self.pending(id) {
             p.status = Some(status.clone());
-        } else if let Some(e) = self.get_mut(id) {
+        } else if let Some(e) = self.slot_mut(id) {
             e.status = status.clone();
         }
     }
@@ -175,7 +216,7 @@ impl Store {
         if let Some(p) = self.pending(id) {
             p.add_finalizer = true;
             p.remove_finalizer = false;
-        } else if let Some(e) = self.get_mut(id)
+        } else if let Some(e) = self.slot_mut(id)
             && !e.has_finalizer()
         {
             e.metadata.finalizers.push(FINALIZER.to_string());
@@ -189,7 +230,7 @@ impl Store {
             p.add_finalizer = false;
             return;
         }
-        let gone = match self.get_mut(id) {
+        let gone = match self.slot_mut(id) {
             Some(e) => {
                 e.metadata.finalizers.retain(|f| f != FINALIZER);
                 e.is_being_deleted() && e.metadata.finalizers.is_empty()
@@ -203,6 +244,7 @@ impl Store {
 
     /// Deletes an experiment now (its finalizers are gone).
     pub fn remove(&mut self, id: ExperimentId) {
+        self.generation += 1;
         if let Some(slot) = self.experiments.get_mut(id)
             && let Some(exp) = slot.take()
             && let Some(names) = self.index.get_mut(exp.namespace())
@@ -211,13 +253,27 @@ impl Store {
         }
     }
 
-    /// Another started, unfinished experiment on the same service as `exp`: its `name.namespace`.
-    pub fn claimed_by(&self, exp: &Experiment) -> Option<String> {
-        let me = self.id_of(exp);
+    /// The experiments on the same service as `exp` (itself included, if stored).
+    pub fn on_service(&self, exp: &Experiment) -> &[ExperimentId] {
         let (ns, service) = service_key(exp);
         self.by_service
-            .get(ns)?
-            .get(service)?
+            .get(ns)
+            .and_then(|m| m.get(service))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Another started, unfinished experiment on the same service as `exp`: its `name.namespace`.
+    pub fn claimed_by(&self, exp: &Experiment) -> Option<String> {
+        self.claimed_among(self.id_of(exp), self.on_service(exp))
+    }
+
+    /// Like [`Store::claimed_by`], for experiment `me` among the experiments `on_service`.
+    pub fn claimed_among(
+        &self,
+        me: Option<ExperimentId>,
+        on_service: &[ExperimentId],
+    ) -> Option<String> {
+        on_service
             .iter()
             .filter(|&&id| Some(id) != me)
             .filter_map(|&id| self.get(id))
@@ -279,6 +335,21 @@ mod tests {
         let e = store.get(id).unwrap();
         assert_eq!(e.status.message.as_deref(), Some("written"));
         assert!(e.has_finalizer());
+    }
+
+    #[test]
+    fn the_checked_out_experiment_is_known_without_a_lookup_but_not_a_copy() {
+        let mut store = Store::new(false);
+        store.apply(experiment("a"), SimTime::ZERO);
+        let id = store.apply(experiment("b"), SimTime::ZERO);
+        let exp = store.check_out(id).unwrap();
+        assert_eq!(store.checked_out_id(&exp), Some(id));
+        let copy = exp.clone();
+        assert_eq!(store.checked_out_id(&copy), None);
+        assert_eq!(store.id_of(&copy), Some(id), "a copy is found by name");
+        store.check_in(id, exp);
+        let exp = store.get(id).unwrap().clone();
+        assert_eq!(store.checked_out_id(&exp), None);
     }
 
     #[test]

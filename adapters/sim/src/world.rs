@@ -13,8 +13,8 @@ use iter8_core::{Experiment, ExperimentStatus, TargetKind};
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
 use crate::metrics::KindCache;
-use crate::router::Router;
-use crate::store::Store;
+use crate::router::{Router, RoutingError, owner_id, primary_host};
+use crate::store::{ExperimentId, Store};
 use crate::traffic::Traffic;
 
 /// Everything the simulation holds.
@@ -32,6 +32,71 @@ pub struct WorldState {
     pub traffic: Traffic,
     /// What each query template computes.
     pub kinds: KindCache,
+    /// By experiment id: what its reconciles look up by name, resolved once.
+    resolved: Vec<Option<Resolved>>,
+}
+
+/// What a reconcile of an experiment would otherwise look up by name every time (a large
+/// simulation's names are out of cache, and each lookup costs a miss or several): which targets
+/// exist, which experiments share its service, its routing host and owner label. Redone when the
+/// cluster or the store's experiments change.
+#[derive(Debug, Clone)]
+struct Resolved {
+    cluster_generation: u64,
+    store_generation: u64,
+    service: bool,
+    baseline: bool,
+    candidate: bool,
+    on_service: Vec<ExperimentId>,
+    host: Option<String>,
+    owner: String,
+}
+
+/// The cached lookups of `exp`, when it is the checked-out experiment.
+fn resolve<'a>(
+    cache: &'a mut Vec<Option<Resolved>>,
+    cluster: &Cluster,
+    store: &Store,
+    exp: &Experiment,
+) -> Option<&'a Resolved> {
+    let id = store.checked_out_id(exp)?;
+    if cache.len() <= id {
+        cache.resize(id + 1, None);
+    }
+    let (cg, sg) = (cluster.generation(), store.generation());
+    let slot = &mut cache[id];
+    if slot
+        .as_ref()
+        .is_none_or(|r| r.cluster_generation != cg || r.store_generation != sg)
+    {
+        let (service, baseline, candidate) = exist(cluster, exp);
+        *slot = Some(Resolved {
+            cluster_generation: cg,
+            store_generation: sg,
+            service,
+            baseline,
+            candidate,
+            on_service: store.on_service(exp).to_vec(),
+            host: primary_host(exp),
+            owner: owner_id(exp),
+        });
+    }
+    slot.as_ref()
+}
+
+/// Whether the experiment's service, baseline and candidate exist.
+fn exist(cluster: &Cluster, exp: &Experiment) -> (bool, bool, bool) {
+    let ts = &exp.spec.target_service;
+    let ns = exp.target_namespace();
+    let service = match ts.name.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => cluster.service(ns, name).is_some(),
+        None => true,
+    };
+    let exists = |name: &str| match ts.kind() {
+        TargetKind::Service => cluster.service(ns, name).is_some(),
+        _ => cluster.deployment(ns, name).is_some(),
+    };
+    (service, exists(ts.baseline()), exists(ts.candidate()))
 }
 
 impl WorldState {
@@ -47,22 +112,45 @@ impl WorldState {
     }
 
     /// Which of the experiment's targets exist, and who else claims them.
-    pub fn targets(&self, exp: &Experiment) -> Targets {
-        let ts = &exp.spec.target_service;
-        let ns = exp.target_namespace();
-        let service = match ts.name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) => self.cluster.service(ns, name).is_some(),
-            None => true,
-        };
-        let exists = |name: &str| match ts.kind() {
-            TargetKind::Service => self.cluster.service(ns, name).is_some(),
-            _ => self.cluster.deployment(ns, name).is_some(),
-        };
+    pub fn targets(&mut self, exp: &Experiment) -> Targets {
+        let me = self.store.checked_out_id(exp);
+        if let Some(r) = resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
+            return Targets {
+                service: r.service,
+                baseline: r.baseline,
+                candidate: r.candidate,
+                claimed_by: self.store.claimed_among(me, &r.on_service),
+            };
+        }
+        let (service, baseline, candidate) = exist(&self.cluster, exp);
         Targets {
             service,
-            baseline: exists(ts.baseline()),
-            candidate: exists(ts.candidate()),
+            baseline,
+            candidate,
             claimed_by: self.store.claimed_by(exp),
+        }
+    }
+
+    /// What routing does for the experiment now.
+    pub fn observe_routing(&mut self, exp: &Experiment) -> RoutingObservation {
+        match resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
+            Some(r) => self.router.observe_as(exp, r.host.as_deref(), &r.owner),
+            None => self.router.observe(exp),
+        }
+    }
+
+    /// Applies a routing change for the experiment (after generating the traffic so far).
+    pub fn apply_routing(
+        &mut self,
+        exp: &Experiment,
+        action: &RoutingAction,
+    ) -> Result<(), RoutingError> {
+        self.settle();
+        match resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
+            Some(r) => self
+                .router
+                .apply_as(exp, r.host.as_deref(), &r.owner, action),
+            None => self.router.apply(exp, action),
         }
     }
 }
@@ -84,6 +172,7 @@ impl World {
                 store: Store::new(keep_events),
                 traffic: Traffic::new(seed),
                 kinds: KindCache::default(),
+                resolved: Vec::new(),
             }),
         }
     }
@@ -127,7 +216,7 @@ impl TargetLocator for World {
 #[async_trait]
 impl TrafficRouter for World {
     async fn observe(&self, experiment: &Experiment) -> Result<RoutingObservation, PortError> {
-        Ok(self.lock().router.observe(experiment))
+        Ok(self.lock().observe_routing(experiment))
     }
 
     async fn apply(
@@ -135,10 +224,8 @@ impl TrafficRouter for World {
         experiment: &Experiment,
         action: &RoutingAction,
     ) -> Result<(), PortError> {
-        let mut s = self.lock();
-        s.settle();
-        s.router
-            .apply(experiment, action)
+        self.lock()
+            .apply_routing(experiment, action)
             .map_err(|e| PortError::new(e.to_string()))
     }
 }
@@ -187,5 +274,54 @@ impl EventRecorder for World {
         let now = s.now;
         s.store.record(now, experiment, event);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Deployment, Service};
+
+    fn experiment(name: &str) -> Experiment {
+        let text = format!(
+            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  targetService: {{name: reviews, baseline: v1, candidate: v2}}\n"
+        );
+        iter8_core::manifest::parse_experiments(&text).unwrap()[0]
+            .clone()
+            .unwrap()
+            .experiment
+    }
+
+    #[test]
+    fn resolved_targets_follow_the_cluster_and_the_store() {
+        let world = World::new(1, false);
+        let mut s = world.lock();
+        s.cluster.apply_service(Service {
+            namespace: "ns".into(),
+            name: "reviews".into(),
+            selector: Default::default(),
+        });
+        for v in ["v1", "v2"] {
+            s.cluster.apply_deployment(Deployment {
+                namespace: "ns".into(),
+                name: v.into(),
+                pod_labels: [("version".to_string(), v.to_string())].into(),
+            });
+        }
+        let a = s.store.apply(experiment("a"), SimTime::ZERO);
+        let exp = s.store.check_out(a).unwrap();
+        let t = s.targets(&exp);
+        assert!(t.service && t.baseline && t.candidate && t.claimed_by.is_none());
+        assert!(s.cluster.delete_deployment("ns", "v2"));
+        assert!(!s.targets(&exp).candidate, "a deleted candidate is seen");
+        // Another started experiment on the same service, created after the first resolution.
+        let b = s.store.apply(experiment("b"), SimTime::ZERO);
+        s.store.get_mut(b).unwrap().status.start_timestamp = Some(SimTime::ZERO.to_datetime());
+        assert_eq!(s.targets(&exp).claimed_by.as_deref(), Some("b.ns"));
+        // Routing: resolved and looked-up answers agree.
+        s.apply_routing(&exp, &iter8_core::action::RoutingAction::Initialize)
+            .unwrap();
+        assert_eq!(s.observe_routing(&exp), s.router.observe(&exp));
+        s.store.check_in(a, exp);
     }
 }
