@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+// Shared with the adapter's operator tests; it needs nothing this crate's dev-dependencies lack.
+#[path = "../adapters/kubernetes/tests/support/history.rs"]
+mod history;
+use history::{http_get as get, iterations, seconds_between};
+
 const NS: &str = "bookinfo-iter8";
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo");
 const EXPERIMENT: &str = "reviews-v3-rollout";
@@ -245,29 +250,6 @@ async fn fake_prometheus() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::Joi
         }
     });
     (url, seen, task)
-}
-
-/// GET on the operator's endpoints: (status code, body); code 0 if nothing answers.
-async fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 /// The documents of an example manifest.
@@ -509,43 +491,9 @@ async fn history(server: &FakeApiServer) -> Vec<Value> {
         .collect()
 }
 
-/// The iterations a history went through, in order: each distinct (`currentIteration`,
-/// `lastIncrementTime`) after the first increment. An iteration run twice shows as a
-/// repeated number, a lost one as a gap.
-fn iterations(history: &[Value]) -> Vec<(u64, String)> {
-    let mut out: Vec<(u64, String)> = Vec::new();
-    for exp in history {
-        let s = &exp["status"];
-        let Some(n) = s["currentIteration"].as_u64().filter(|n| *n > 0) else {
-            continue;
-        };
-        let at = s["lastIncrementTime"].as_str().unwrap_or("").to_string();
-        if out.last() != Some(&(n, at.clone())) {
-            out.push((n, at));
-        }
-    }
-    out
-}
-
-/// How often each `IterationUpdate` event message was recorded on the experiment (summing the
-/// `count` of aggregated Events and Events of different operator instances).
+/// How often each `IterationUpdate` event message was recorded on the experiment.
 fn iteration_events(server: &FakeApiServer) -> Vec<(String, i64)> {
-    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
-    for e in server.objects("", "events", NS) {
-        if e["involvedObject"]["name"] == EXPERIMENT && e["reason"] == "IterationUpdate" {
-            *counts
-                .entry(e["message"].as_str().unwrap_or("").to_string())
-                .or_default() += e["count"].as_i64().unwrap_or(1);
-        }
-    }
-    counts.into_iter().collect()
-}
-
-/// Seconds between two RFC 3339 timestamps.
-fn seconds_between(from: &str, to: &str) -> f64 {
-    let from = chrono::DateTime::parse_from_rfc3339(from).expect("a timestamp");
-    let to = chrono::DateTime::parse_from_rfc3339(to).expect("a timestamp");
-    (to - from).as_seconds_f64()
+    history::iteration_events(server, NS, EXPERIMENT)
 }
 
 fn lease_holder(server: &FakeApiServer) -> Option<String> {
@@ -722,17 +670,7 @@ async fn a_killed_leader_process_is_replaced_after_its_lease_expires() {
     // more after the previous one, and the one across the kill within the Lease's expiry.
     let history = history(&server).await;
     let runs = iterations(&history);
-    assert_eq!(
-        runs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-        (1..=ITERATIONS).collect::<Vec<_>>(),
-        "{runs:#?}"
-    );
-    for pair in runs.windows(2) {
-        assert!(
-            seconds_between(&pair[0].1, &pair[1].1) >= INTERVAL,
-            "increments in order, an interval apart: {runs:#?}"
-        );
-    }
+    history::assert_iterations_once(&runs, ITERATIONS, INTERVAL);
     // Whole seconds in the timestamps: one more of slack.
     let k = at_kill as usize;
     let across_kill = seconds_between(&runs[k - 1].1, &runs[k].1);
