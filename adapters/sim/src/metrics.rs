@@ -166,7 +166,7 @@ pub fn observe(traffic: &Traffic, tags: &VersionTags, from: SimTime, to: SimTime
     for s in traffic.matching(tags) {
         o.exists |= s.exists_at(to);
         o.errors_exist |= s.errors_exist_at(to);
-        o.totals.add(&s.totals(from, to));
+        o.totals.add(&s.totals_since(from, to, traffic.horizon()));
     }
     o
 }

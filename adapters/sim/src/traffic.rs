@@ -3,6 +3,7 @@
 //! counted per version and per second as Istio's sidecars count them (request count, 5xx count,
 //! latency sum and latency histogram), by the time the request completes.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 
 use iter8_core::measurement::VersionTags;
@@ -138,6 +139,10 @@ pub struct Series {
     spilled: HashMap<usize, [u32; HISTOGRAM_LEN]>,
     first_request_ms: f64,
     first_error_ms: f64,
+    /// The counters of the complete buckets `[lo, upto)` last summed, as `(lo, upto, sum)`: a
+    /// version is queried over a window that starts where its experiment started and grows,
+    /// so the next query adds only the seconds since.
+    memo: Cell<Option<(usize, usize, Totals)>>,
 }
 
 impl Series {
@@ -151,6 +156,7 @@ impl Series {
             spilled: HashMap::new(),
             first_request_ms: f64::INFINITY,
             first_error_ms: f64::INFINITY,
+            memo: Cell::new(None),
         }
     }
 
@@ -203,6 +209,32 @@ impl Series {
     /// Counters of the requests completed in `[from, to)` (bucket-aligned: a bucket counts
     /// when it starts inside the window).
     pub fn totals(&self, from: SimTime, to: SimTime) -> Totals {
+        let (lo, hi) = self.range(from, to);
+        let mut t = Totals::default();
+        self.sum(&mut t, lo, hi);
+        t
+    }
+
+    /// [`Series::totals`], reusing the sum of the buckets it summed last time when the window
+    /// starts at the same second. `horizon`: up to when requests have been generated (every
+    /// request still to come completes at or after it, so the buckets before it are complete).
+    /// The buckets are added in the same order, so the sums are the same to the bit.
+    pub fn totals_since(&self, from: SimTime, to: SimTime, horizon: SimTime) -> Totals {
+        let (lo, hi) = self.range(from, to);
+        let complete = (horizon.millis().div_euclid(BUCKET_MS) - self.first_bucket)
+            .clamp(lo as i64, hi.max(lo) as i64) as usize;
+        let (mut t, done) = match self.memo.get() {
+            Some((l, upto, t)) if l == lo && upto <= complete => (t, upto),
+            _ => (Totals::default(), lo),
+        };
+        self.sum(&mut t, done, complete);
+        self.memo.set(Some((lo, complete, t)));
+        self.sum(&mut t, complete, hi);
+        t
+    }
+
+    /// The bucket indices of `[from, to)` (a bucket counts when it starts inside the window).
+    fn range(&self, from: SimTime, to: SimTime) -> (usize, usize) {
         let lo = (from.millis().div_euclid(BUCKET_MS)
             + i64::from(from.millis().rem_euclid(BUCKET_MS) != 0)
             - self.first_bucket)
@@ -211,7 +243,11 @@ impl Series {
             + i64::from(to.millis().rem_euclid(BUCKET_MS) != 0)
             - self.first_bucket)
             .clamp(0, self.buckets.len() as i64) as usize;
-        let mut t = Totals::default();
+        (lo, hi)
+    }
+
+    /// Adds the counters of buckets `[lo, hi)`.
+    fn sum(&self, t: &mut Totals, lo: usize, hi: usize) {
         for (i, b) in self.buckets.iter().enumerate().take(hi).skip(lo) {
             t.errors += u64::from(b.errors);
             t.latency_sum_ms += b.latency_sum_ms;
@@ -227,7 +263,6 @@ impl Series {
                 b.histogram.add_to(&mut t.histogram);
             }
         }
-        t
     }
 
     /// Whether the series carries these labels (as `sum by (...)` groups them).
@@ -683,6 +718,39 @@ mod tests {
         assert_eq!(all.histogram[3], 600); // (5, 10]
         assert!((all.latency_sum_ms - 6000.0).abs() < 1e-6);
         assert!(s.exists_at(SimTime::from_secs(1)) && !s.errors_exist_at(SimTime::from_secs(60)));
+    }
+
+    #[test]
+    fn growing_windows_sum_the_same_with_the_memo() {
+        let c = cluster();
+        let r = Router::default();
+        let mut t = Traffic::new(3);
+        t.add_source(
+            Target::Service {
+                namespace: "ns".into(),
+                name: "reviews".into(),
+            },
+            7.0,
+            SimTime::ZERO,
+        );
+        let from = SimTime::from_secs(2);
+        for end_ms in [1_500, 4_000, 4_700, 9_000, 9_001, 15_250] {
+            let to = SimTime(end_ms);
+            t.advance(to, &c, &r);
+            let s = &t.series()[0];
+            assert_eq!(
+                s.totals_since(from, to, t.horizon()),
+                s.totals(from, to),
+                "window ending at {end_ms} ms"
+            );
+        }
+        // Another start: the memo does not apply.
+        let s = &t.series()[0];
+        let to = SimTime(15_250);
+        assert_eq!(
+            s.totals_since(SimTime::from_secs(5), to, t.horizon()),
+            s.totals(SimTime::from_secs(5), to)
+        );
     }
 
     #[test]
