@@ -472,7 +472,14 @@ async fn history(server: &FakeApiServer) -> Vec<Value> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    // The server ends the watch after a second; this deadline is for a server that does not.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("the history watch ends")
+    .unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     assert!(
         head.starts_with("HTTP/1.0 200") && !head.to_ascii_lowercase().contains("chunked"),

@@ -72,7 +72,8 @@ async fn tutorial_part1_in_the_seeds_order() {
     assert!(
         !seen
             .iter()
-            .any(|l| l.ends_with("0/100") && l.contains("Progressing"))
+            .any(|l| l.ends_with("0/100") && l.contains("Progressing")),
+        "never all traffic on the candidate while progressing: {seen:#?}"
     );
     assert_eq!(
         served_weights(&server),
@@ -116,8 +117,7 @@ async fn tutorial_part1_in_the_seeds_order() {
     assert_eq!(operator.get("/healthz").await.0, 200);
     assert_eq!(operator.get("/readyz").await.0, 200);
 
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Tutorial part 2's shape: a slow candidate fails its criterion; traffic goes back to the
@@ -155,8 +155,7 @@ async fn a_failing_candidate_is_rolled_back() {
         Some(&("Warning".into(), "ExperimentFailed".into())),
         "{reasons:?}"
     );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Deleting a running experiment rolls traffic back to the baseline, then lets it go.
@@ -181,8 +180,7 @@ async fn deleting_a_running_experiment_rolls_back_then_removes_the_finalizer() {
         !metrics.contains("experiment=\"reviews-v3-rollout\""),
         "{metrics}"
     );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// An experiment the core rejects pauses with a message naming the field; so does one with a
@@ -242,8 +240,7 @@ async fn invalid_experiments_pause_with_the_field_named() {
         message_is("TargetsNotFound: Missing Candidate"),
     )
     .await;
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// A restarted operator continues where the status says, on time: every iteration runs
@@ -260,8 +257,7 @@ async fn a_restarted_operator_continues_from_the_status() {
     succeeds_with_each_iteration_once(&server, &client, 20, 4, 2.0).await;
     let after = core_experiment(&server, PART1).status;
     assert_eq!(after.start_timestamp, before.start_timestamp);
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// An operator killed between two iterations (its task aborted, no graceful shutdown) and
@@ -281,8 +277,7 @@ async fn a_killed_operator_is_replaced_without_losing_an_iteration() {
 
     let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
     succeeds_with_each_iteration_once(&server, &client, 20, 4, 2.0).await;
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Part 1's experiment with 4 iterations 2 s apart, over [`reviews_v3_cluster`], once its
@@ -383,8 +378,7 @@ async fn user_actions_pause_resume_and_override() {
     apply(&client, NS, &exp).await;
     wait_for(&server, PART1, 10, message_is("ExperimentFailed: Aborted")).await;
     assert_eq!(served_weights(&server), vec![("baseline".to_string(), 100)]);
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Two experiments on the same service: the second waits while the first runs.
@@ -400,8 +394,7 @@ async fn one_running_experiment_per_target() {
         served_weights(&server),
         vec![("baseline".to_string(), 80), ("candidate".to_string(), 20)]
     );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Two replicas with leader election: one reconciles; when it stops, the other takes over
@@ -462,8 +455,7 @@ async fn a_standby_takes_over_when_the_leader_stops() {
     second
         .metrics_with("iter8_experiments{phase=\"Completed\"} 1", 5)
         .await;
-    second.stop().await.unwrap();
-    server.stop().await;
+    stop_both(second, server).await;
 }
 
 /// The iteration count the restart and handover tests rely on sees a repeated iteration (same

@@ -69,6 +69,17 @@ async fn held_at_iteration_1(iterations: u32) -> (FakeApiServer, kube::Client, R
     (server, client, operator)
 }
 
+/// Fails unless the rules for reviews send all traffic to the candidate and name [`SECOND`] as
+/// their experiment.
+fn assert_second_owns_the_rules(server: &FakeApiServer) {
+    let vs = virtual_service(server, REVIEWS).unwrap();
+    assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(
+        vs["metadata"]["labels"]["iter8-tools/experiment"],
+        "reviews-v3-again.bookinfo-iter8"
+    );
+}
+
 fn deployment_exists(server: &FakeApiServer, name: &str) -> bool {
     server.object("apps", "deployments", NS, name).is_some()
 }
@@ -119,8 +130,7 @@ async fn roll_forward_ends_with_all_traffic_on_the_candidate() {
     );
     assert_eq!(role(&dr), "stable");
     assert!(deployment_exists(&server, "reviews-v2"), "no cleanup asked");
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Deleting a completed experiment leaves its routing as it was at completion (here
@@ -156,8 +166,7 @@ async fn deleting_a_completed_experiment_leaves_routing_untouched() {
     );
     assert_eq!(dr["spec"], dr_at_completion["spec"]);
     assert_eq!(routes(&vs), [route("baseline", 40), route("candidate", 60)]);
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Abort: a `stopOnFailure` criterion that starts failing mid-run ends the experiment at once,
@@ -203,8 +212,7 @@ async fn a_failing_stop_on_failure_criterion_aborts_to_the_baseline() {
         reasons.last(),
         Some(&("Warning".into(), "ExperimentFailed".into()))
     );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// No success criteria: the strategy becomes increment_without_check, traffic steps up to the
@@ -244,12 +252,8 @@ async fn without_criteria_traffic_steps_up_to_the_cap_and_succeeds() {
         assert!(seen.iter().any(|l| l == step), "{step}: {seen:#?}");
     }
     assert_eq!(core_experiment(&server, EXP).status.current_iteration, 4);
-    assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
-        [route("candidate", 100)]
-    );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    assert_eq!(served_weights(&server), [route("candidate", 100)]);
+    stop_both(operator, server).await;
 }
 
 /// `cleanup: delete` after a success: the loser is the baseline, whose Deployment is deleted
@@ -266,10 +270,7 @@ async fn cleanup_delete_removes_the_baseline_after_a_success() {
         "the loser is deleted"
     );
     assert!(deployment_exists(&server, "reviews-v3"), "the winner stays");
-    assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
-        [route("candidate", 100)]
-    );
+    assert_eq!(served_weights(&server), [route("candidate", 100)]);
     // The deleted baseline does not reopen a completed experiment.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
@@ -281,8 +282,7 @@ async fn cleanup_delete_removes_the_baseline_after_a_success() {
         !reasons.iter().any(|(_, r)| r == "CleanupFailed"),
         "{reasons:?}"
     );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// `cleanup: delete` after a failure: the loser is the candidate; the baseline keeps all traffic.
@@ -309,12 +309,8 @@ async fn cleanup_delete_removes_the_candidate_after_a_failure() {
         "the loser is deleted"
     );
     assert!(deployment_exists(&server, "reviews-v2"), "the winner stays");
-    assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
-        [route("baseline", 100)]
-    );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    assert_eq!(served_weights(&server), [route("baseline", 100)]);
+    stop_both(operator, server).await;
 }
 
 /// Created with `action: pause`: nothing starts and no traffic moves; `action: resume` starts
@@ -356,12 +352,8 @@ async fn created_paused_holds_traffic_then_resumes_and_completes() {
         "started at {started}, resumed at {resumed_at}"
     );
     assert_eq!(status["currentIteration"], 2);
-    assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
-        [route("candidate", 100)]
-    );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    assert_eq!(served_weights(&server), [route("candidate", 100)]);
+    stop_both(operator, server).await;
 }
 
 /// The baseline Deployment deleted mid-run: noticed through the watch (the interval is an hour)
@@ -371,7 +363,7 @@ async fn created_paused_holds_traffic_then_resumes_and_completes() {
 async fn a_baseline_deleted_mid_run_finishes_on_the_candidate() {
     let (server, client, operator) = held_at_iteration_1(8).await;
     assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
+        served_weights(&server),
         [route("baseline", 80), route("candidate", 20)]
     );
 
@@ -393,8 +385,7 @@ async fn a_baseline_deleted_mid_run_finishes_on_the_candidate() {
         [("candidate".to_string(), reviews_labels("v3"))]
     );
     assert!(deployment_exists(&server, "reviews-v3"));
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// The candidate Deployment deleted mid-run: the experiment aborts back to the baseline.
@@ -418,8 +409,7 @@ async fn a_candidate_deleted_mid_run_aborts_to_the_baseline() {
         subsets(&dr),
         [("baseline".to_string(), reviews_labels("v2"))]
     );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Tutorial part 5's productpage experiment: extra hosts reached through a Gateway. The
@@ -480,8 +470,7 @@ async fn hosts_with_a_gateway_are_bound_and_roll_forward() {
         json!(["mesh", "productpage-gateway"])
     );
     assert_eq!(role(&vs), "stable");
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 const GATEWAY_HOST: &str = "productpage.example.com";
@@ -542,8 +531,7 @@ async fn service_kind_rolls_forward() {
     assert_eq!(routes(&vs), [route(&service_host("productpage-v2"), 100)]);
     assert_eq!(role(&vs), "stable");
     assert!(destination_rule(&server, GATEWAY_HOST).is_none());
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// Service kind, roll back: a failing candidate Service gets no traffic in the end.
@@ -563,8 +551,7 @@ async fn service_kind_rolls_back() {
     let vs = virtual_service(&server, GATEWAY_HOST).unwrap();
     assert_eq!(routes(&vs), [route(&service_host("productpage-v1"), 100)]);
     assert_eq!(role(&vs), "stable");
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }
 
 /// A second experiment on the same service waits while the first runs, and starts as soon as
@@ -588,14 +575,8 @@ async fn a_waiting_experiment_starts_when_the_running_one_completes() {
         (0.0..5.0).contains(&waited),
         "started {waited}s after the first completed"
     );
-    let vs = virtual_service(&server, REVIEWS).unwrap();
-    assert_eq!(routes(&vs), [route("candidate", 100)]);
-    assert_eq!(
-        vs["metadata"]["labels"]["iter8-tools/experiment"],
-        "reviews-v3-again.bookinfo-iter8"
-    );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    assert_second_owns_the_rules(&server);
+    stop_both(operator, server).await;
 }
 
 /// A second experiment waiting for the service starts as soon as the running one is deleted
@@ -608,14 +589,8 @@ async fn a_waiting_experiment_starts_when_the_running_one_is_deleted() {
     delete_experiment(&client, EXP).await;
     wait_gone(&server, EXP, 10).await;
     completes_with(&server, SECOND, 10, ("Completed", SUCCEEDED, 0, 100)).await;
-    let vs = virtual_service(&server, REVIEWS).unwrap();
-    assert_eq!(routes(&vs), [route("candidate", 100)]);
-    assert_eq!(
-        vs["metadata"]["labels"]["iter8-tools/experiment"],
-        "reviews-v3-again.bookinfo-iter8"
-    );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    assert_second_owns_the_rules(&server);
+    stop_both(operator, server).await;
 }
 
 /// The Service deleted mid-run: the experiment aborts back to the baseline.
@@ -637,12 +612,8 @@ async fn a_service_deleted_mid_run_aborts_to_the_baseline() {
     )
     .await;
     assert_targets_not_found(&server, "Service Deleted");
-    assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
-        [route("baseline", 100)]
-    );
-    operator.stop().await.unwrap();
-    server.stop().await;
+    assert_eq!(served_weights(&server), [route("baseline", 100)]);
+    stop_both(operator, server).await;
 }
 
 /// Invalid experiments next to a valid one on the same service: they pause with the field
@@ -662,10 +633,7 @@ async fn invalid_experiments_do_not_disturb_a_valid_one() {
     apply(&client, NS, &reviews_experiment(2)).await;
 
     completes_with(&server, EXP, 20, ("Completed", SUCCEEDED, 0, 100)).await;
-    assert_eq!(
-        routes(&virtual_service(&server, REVIEWS).unwrap()),
-        [route("candidate", 100)]
-    );
+    assert_eq!(served_weights(&server), [route("candidate", 100)]);
     for (name, field) in [
         (
             "unknown-metric",
@@ -683,6 +651,5 @@ async fn invalid_experiments_do_not_disturb_a_valid_one() {
         );
         assert!(s["startTimestamp"].is_null(), "{stored:#}");
     }
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }

@@ -337,6 +337,5 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
         "the gateway binding stays after the rollout"
     );
 
-    operator.stop().await.unwrap();
-    server.stop().await;
+    stop_both(operator, server).await;
 }

@@ -66,17 +66,21 @@ pub fn seconds_between(from: &str, to: &str) -> f64 {
 }
 
 /// GET on an operator's endpoints at 127.0.0.1:`port`: (status code, body); code 0 if nothing
-/// answers.
+/// answers, or the answer does not end within 10 s.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        std::io::Result::Ok(response)
     };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response).await;
+    let response = match tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await {
+        Ok(Ok(response)) => response,
+        _ => return (0, String::new()),
+    };
     let code = response
         .split_whitespace()
         .nth(1)

@@ -325,30 +325,17 @@ pub async fn wait_until(secs: u64, mut done: impl FnMut() -> bool, what: impl Fn
     }
 }
 
-/// The weights the VirtualService for reviews serves: (baseline subset, candidate subset).
+/// The weights the VirtualService for reviews serves: (subset, weight) per route.
 pub fn served_weights(server: &FakeApiServer) -> Vec<(String, i64)> {
-    let vs = server
-        .object(
-            "networking.istio.io",
-            "virtualservices",
-            NS,
-            "reviews.bookinfo-iter8.svc.cluster.local.iter8-experiment",
-        )
+    let vs = virtual_service(server, &format!("reviews.{NS}.svc.cluster.local"))
         .expect("the VirtualService exists");
-    vs["spec"]["http"][0]["route"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["destination"]["subset"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                r["weight"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect()
+    routes(&vs)
+}
+
+/// Stops the operator (it must stop cleanly), then the API server.
+pub async fn stop_both(operator: Running, server: FakeApiServer) {
+    operator.stop().await.unwrap();
+    server.stop().await;
 }
 
 /// Reasons of the events recorded on an experiment, in order.
@@ -576,13 +563,18 @@ pub async fn history(client: &kube::Client, name: &str) -> Vec<Value> {
     let params = WatchParams::default()
         .fields(&format!("metadata.name={name}"))
         .timeout(1);
-    let events: Vec<_> = api
-        .watch(&params, "1")
+    let replay = async {
+        api.watch(&params, "1")
+            .await
+            .expect("watching the history")
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("reading the history")
+    };
+    // The server ends the watch after a second; this deadline is for a server that does not.
+    let events = tokio::time::timeout(Duration::from_secs(10), replay)
         .await
-        .expect("watching the history")
-        .try_collect()
-        .await
-        .expect("reading the history");
+        .expect("the history watch ends");
     events
         .into_iter()
         .filter_map(|e| match e {

@@ -274,14 +274,23 @@ pub type Reply = (u16, Value);
 
 impl Api {
     pub fn new(server: &FakeApiServer) -> Api {
+        // In a workspace build reqwest is unified with the other crates' `rustls-no-provider`
+        // feature, and then a client cannot be built until a crypto provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             base: server.url(),
             http: reqwest::Client::new(),
         }
     }
 
+    /// One request and its whole answer, which must come within 10 s (watches, which go on,
+    /// are read by [`Watch`] with their own deadlines).
     async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let resp = req.send().await.expect("the fake answers");
+        let resp = req
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("the fake answers");
         let code = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
