@@ -392,6 +392,18 @@ impl Watch {
         }
     }
 
+    /// Whether the stream ends (the server closes it) within `wait` with no event before: false
+    /// if an event comes or the stream merely stays quiet.
+    pub async fn ended(&mut self, wait: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(wait, self.resp.chunk()).await,
+            Ok(Ok(None))
+        )
+    }
+
     /// Every event until `wait` passes without one.
     pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Value)> {
         let mut out = Vec::new();
