@@ -46,6 +46,9 @@ pub struct Rules {
     pub owner: String,
     /// Whether an experiment is running on them.
     pub role: Role,
+    /// Changes (to a number no other rules set had) whenever the destinations change other than
+    /// in weight: traffic keeps what it resolved them to until then.
+    pub(crate) names: u64,
 }
 
 /// A routing change that could not be made.
@@ -105,7 +108,12 @@ fn destination(exp: &Experiment, version: &str, weight: u32) -> Destination {
 
 /// Sets the destinations to these versions and weights, reusing the names already there (a
 /// split changes every iteration; the versions do not).
-fn set_destinations(dests: &mut Vec<Destination>, exp: &Experiment, versions: &[(&str, u32)]) {
+/// Whether the names were kept.
+fn set_destinations(
+    dests: &mut Vec<Destination>,
+    exp: &Experiment,
+    versions: &[(&str, u32)],
+) -> bool {
     let same = dests.len() == versions.len()
         && dests
             .iter()
@@ -121,6 +129,7 @@ fn set_destinations(dests: &mut Vec<Destination>, exp: &Experiment, versions: &[
             .map(|(v, w)| destination(exp, v, *w))
             .collect();
     }
+    same
 }
 
 /// Whether `d` is what [`destination`] makes for the version (whatever its weight).
@@ -160,6 +169,8 @@ pub struct Router {
     /// Host -> bumped when the routing of that host changes.
     host_generations: Map<String, u64>,
     generation: u64,
+    /// The last [`Rules::names`] handed out.
+    names: u64,
 }
 
 impl Router {
@@ -287,7 +298,7 @@ impl Router {
                 destination(exp, candidate, split.candidate),
             ]
         };
-        match action {
+        let renamed = match action {
             RoutingAction::Initialize => {
                 let mut hosts = Vec::new();
                 let mut gateways = Vec::new();
@@ -316,21 +327,24 @@ impl Router {
                         destinations: split_destinations(TrafficSplit::ALL_BASELINE),
                         owner: me.to_string(),
                         role: Role::Progressing,
+                        names: 0,
                     },
                 );
+                true
             }
             RoutingAction::SetSplit(split) => {
                 let rules = self
                     .rules
                     .get_mut(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
-                set_destinations(
+                let renamed = !set_destinations(
                     &mut rules.destinations,
                     exp,
                     &[(baseline, split.baseline), (candidate, split.candidate)],
                 );
                 set_owner(&mut rules.owner, me);
                 rules.role = Role::Progressing;
+                renamed
             }
             RoutingAction::Finalize { winner, split } => {
                 let rules = self
@@ -344,7 +358,12 @@ impl Router {
                 };
                 set_owner(&mut rules.owner, me);
                 rules.role = Role::Stable;
+                true
             }
+        };
+        if renamed && let Some(rules) = self.rules.get_mut(host) {
+            self.names += 1;
+            rules.names = self.names;
         }
         self.touch(host);
         Ok(())

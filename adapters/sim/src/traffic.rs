@@ -337,6 +337,19 @@ pub struct Source {
     pub dropped: u64,
     rng: ChaCha8Rng,
     route: Option<((u64, u64), Route)>,
+    /// The destinations its routes have had, resolved to series and answers (routes change
+    /// every iteration, mostly in weight only).
+    resolved: Resolutions,
+}
+
+/// The versions a source's destinations reach, under one (cluster, profiles, rules' names)
+/// key: each way with its destination's index; bit `d` of `done` is set once destination `d`
+/// was resolved (it may reach no version).
+#[derive(Debug, Clone, Default)]
+struct Resolutions {
+    key: (u64, u64, u64),
+    done: u64,
+    ways: Vec<(usize, Way)>,
 }
 
 /// Every source and series, and the versions' profiles.
@@ -355,6 +368,8 @@ pub struct Traffic {
     given: BTreeSet<String>,
     default_profile: VersionProfile,
     horizon: SimTime,
+    /// Bumped when profiles are added (resolved destinations are redone).
+    profiles_generation: u64,
 }
 
 impl Traffic {
@@ -373,6 +388,7 @@ impl Traffic {
             given: BTreeSet::new(),
             default_profile: VersionProfile::fixed(10.0),
             horizon: SimTime::ZERO,
+            profiles_generation: 1,
         }
     }
 
@@ -394,6 +410,7 @@ impl Traffic {
             dropped: 0,
             rng,
             route: None,
+            resolved: Resolutions::default(),
         });
     }
 
@@ -422,6 +439,7 @@ impl Traffic {
                 .clone();
             self.samplers.insert(name.clone(), sampler);
         }
+        self.profiles_generation += 1;
         for s in &mut self.sources {
             s.route = None;
         }
@@ -587,82 +605,136 @@ impl Traffic {
     fn route(&mut self, s: usize, cluster: &Cluster, router: &Router) -> Route {
         // Every request still to generate arrives at or after the horizon.
         let at = self.horizon.millis() as f64;
-        // (namespace, service, workload or every selected pod, weight)
-        let mut dests: Vec<(String, String, Option<String>, f64)> = Vec::new();
-        match self.sources[s].target.clone() {
-            Target::Service { namespace, name } => {
-                let host = fqdn(&name, &namespace);
-                let rules = router
-                    .routing(&host)
-                    .find(|r| r.gateways.iter().any(|g| g == MESH));
-                match rules {
-                    Some(r) => dests.extend(r.destinations.iter().map(|d| {
-                        (
-                            r.namespace.clone(),
-                            d.service.clone(),
-                            d.workload.clone(),
-                            f64::from(d.weight),
-                        )
-                    })),
-                    None => dests.push((namespace, name, None, 100.0)),
-                }
-            }
-            Target::Host(host) => {
-                let rules = router.routing(&host).find(|r| {
+        let rules = {
+            let src = &self.sources[s];
+            match &src.target {
+                Target::Service { .. } => router
+                    .routing(&src.host)
+                    .find(|r| r.gateways.iter().any(|g| g == MESH)),
+                Target::Host(host) => router.routing(host).find(|r| {
                     r.gateways.iter().any(|g| {
                         g != MESH
                             && cluster
                                 .gateway(&r.namespace, g)
-                                .is_some_and(|gw| gw.serves(&host))
+                                .is_some_and(|gw| gw.serves(host))
                     })
-                });
-                if let Some(r) = rules {
-                    dests.extend(r.destinations.iter().map(|d| {
-                        (
-                            r.namespace.clone(),
-                            d.service.clone(),
-                            d.workload.clone(),
-                            f64::from(d.weight),
-                        )
-                    }));
-                }
+                }),
             }
+        };
+        // Without rules, a Service's requests go to every pod it selects.
+        let unrouted = match (&self.sources[s].target, rules) {
+            (Target::Service { namespace, name }, None) => Some((namespace.clone(), name.clone())),
+            _ => None,
+        };
+        // (namespace, service, workload or every selected pod, weight)
+        let dests: Vec<(&str, &str, Option<&str>, f64)> = match rules {
+            Some(r) => r
+                .destinations
+                .iter()
+                .map(|d| {
+                    let weight = f64::from(d.weight);
+                    (
+                        r.namespace.as_str(),
+                        d.service.as_str(),
+                        d.workload.as_deref(),
+                        weight,
+                    )
+                })
+                .collect(),
+            None => unrouted
+                .iter()
+                .map(|(ns, name)| (ns.as_str(), name.as_str(), None, 100.0))
+                .collect(),
+        };
+        // Rules whose names have not changed reach the same versions while neither the cluster
+        // nor the profiles change: only the weights are new.
+        let key = (
+            cluster.generation(),
+            self.profiles_generation,
+            rules.map_or(0, |r| r.names),
+        );
+        let mut known = std::mem::take(&mut self.sources[s].resolved);
+        if known.key != key {
+            known = Resolutions {
+                key,
+                done: 0,
+                ways: Vec::new(),
+            };
         }
         let mut route = Route::default();
-        for (ns, service, workload, weight) in dests {
+        for (d, &(ns, service, workload, weight)) in dests.iter().enumerate() {
             if weight <= 0.0 {
                 continue;
             }
-            let pods: Vec<String> = match workload {
-                Some(w) => cluster
-                    .deployment(&ns, &w)
-                    .map(|d| vec![d.name.clone()])
-                    .unwrap_or_default(),
-                None => cluster
-                    .service(&ns, &service)
-                    .map(|svc| {
-                        cluster
-                            .selected(svc)
-                            .into_iter()
-                            .map(|d| d.name.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            let n = pods.len() as f64;
-            for pod in pods {
-                let (sampler, error_rate) = self.answer(&pod, &service);
-                let series = self.series_index(&ns, &pod, &service, at);
+            // Past 64 destinations (never seen in practice), resolved every time.
+            let bit = 1u64.checked_shl(d as u32).unwrap_or(0);
+            let start = route.ways.len();
+            if known.done & bit == 0 {
+                for (series, sampler, error_rate) in
+                    self.resolve(cluster, ns, service, workload, at)
+                {
+                    let way = Way {
+                        upto: 0.0,
+                        series,
+                        sampler,
+                        error_rate,
+                    };
+                    if bit != 0 {
+                        known.ways.push((d, way.clone()));
+                    }
+                    route.ways.push(way);
+                }
+                known.done |= bit;
+            } else {
+                route.ways.extend(
+                    known
+                        .ways
+                        .iter()
+                        .filter(|(i, _)| *i == d)
+                        .map(|(_, w)| w.clone()),
+                );
+            }
+            let n = (route.ways.len() - start) as f64;
+            for w in &mut route.ways[start..] {
                 route.total += weight / n;
-                route.ways.push(Way {
-                    upto: route.total,
-                    series,
-                    sampler,
-                    error_rate,
-                });
+                w.upto = route.total;
             }
         }
+        self.sources[s].resolved = known;
         route
+    }
+
+    /// The versions a destination reaches: each one's series and how it answers.
+    fn resolve(
+        &mut self,
+        cluster: &Cluster,
+        ns: &str,
+        service: &str,
+        workload: Option<&str>,
+        at: f64,
+    ) -> Vec<(usize, Sampler, f64)> {
+        let pods: Vec<String> = match workload {
+            Some(w) => cluster
+                .deployment(ns, w)
+                .map(|d| vec![d.name.clone()])
+                .unwrap_or_default(),
+            None => cluster
+                .service(ns, service)
+                .map(|svc| {
+                    cluster
+                        .selected(svc)
+                        .into_iter()
+                        .map(|d| d.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        pods.iter()
+            .map(|pod| {
+                let (sampler, error_rate) = self.answer(pod, service);
+                (self.series_index(ns, pod, service, at), sampler, error_rate)
+            })
+            .collect()
     }
 }
 
@@ -718,6 +790,81 @@ mod tests {
         assert_eq!(all.histogram[3], 600); // (5, 10]
         assert!((all.latency_sum_ms - 6000.0).abs() < 1e-6);
         assert!(s.exists_at(SimTime::from_secs(1)) && !s.errors_exist_at(SimTime::from_secs(60)));
+    }
+
+    #[test]
+    fn routes_follow_weight_and_version_changes() {
+        use iter8_core::TrafficSplit;
+        use iter8_core::action::{RoutingAction, Winner};
+        let mut c = cluster();
+        c.apply_deployment(Deployment {
+            namespace: "ns".into(),
+            name: "reviews-v3".into(),
+            pod_labels: [("app", "reviews"), ("version", "v3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        let exp = iter8_core::manifest::parse_experiments(
+            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {name: e, namespace: ns}\nspec:\n  targetService: {name: reviews, baseline: reviews-v2, candidate: reviews-v3}\n",
+        )
+        .unwrap()[0]
+            .clone()
+            .unwrap()
+            .experiment;
+        let mut r = Router::default();
+        let mut t = Traffic::new(1);
+        t.add_source(
+            Target::Service {
+                namespace: "ns".into(),
+                name: "reviews".into(),
+            },
+            100.0,
+            SimTime::ZERO,
+        );
+        let requests = |t: &Traffic, workload: &str, from: i64, to: i64| {
+            t.series()
+                .iter()
+                .filter(|s| s.workload == workload)
+                .map(|s| {
+                    s.totals(SimTime::from_secs(from), SimTime::from_secs(to))
+                        .requests
+                })
+                .sum::<u64>()
+        };
+        r.apply(&exp, &RoutingAction::Initialize).unwrap();
+        t.advance(SimTime::from_secs(10), &c, &r);
+        r.apply(
+            &exp,
+            &RoutingAction::SetSplit(TrafficSplit::with_candidate(50)),
+        )
+        .unwrap();
+        t.advance(SimTime::from_secs(20), &c, &r);
+        r.apply(
+            &exp,
+            &RoutingAction::SetSplit(TrafficSplit::with_candidate(100)),
+        )
+        .unwrap();
+        t.advance(SimTime::from_secs(30), &c, &r);
+        r.apply(
+            &exp,
+            &RoutingAction::Finalize {
+                winner: Winner::Candidate,
+                split: TrafficSplit::ALL_CANDIDATE,
+            },
+        )
+        .unwrap();
+        t.advance(SimTime::from_secs(40), &c, &r);
+        assert_eq!(requests(&t, "reviews-v3", 1, 10), 0);
+        let half = requests(&t, "reviews-v3", 11, 20);
+        assert!(
+            (300..600).contains(&half),
+            "{half} of 900 to the candidate at 50%"
+        );
+        assert_eq!(requests(&t, "reviews-v2", 21, 30), 0);
+        // The final rules' only destination (index 0, as the baseline's was) is the candidate.
+        assert_eq!(requests(&t, "reviews-v2", 31, 40), 0);
+        assert_eq!(requests(&t, "reviews-v3", 31, 40), 900);
     }
 
     #[test]
