@@ -163,11 +163,11 @@ pub struct Observed {
 /// Sums the version's series over `[from, to)`.
 pub fn observe(traffic: &Traffic, tags: &VersionTags, from: SimTime, to: SimTime) -> Observed {
     let mut o = Observed::default();
-    for s in traffic.matching(tags) {
+    traffic.for_each_matching(tags, |s| {
         o.exists |= s.exists_at(to);
         o.errors_exist |= s.errors_exist_at(to);
         o.totals.add(&s.totals_since(from, to, traffic.horizon()));
-    }
+    });
     o
 }
 

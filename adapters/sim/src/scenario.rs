@@ -72,7 +72,9 @@ pub struct Sim {
     analytics: Option<ExternalAnalytics>,
     metrics: MetricsConfig,
     queue: BinaryHeap<Reverse<(SimTime, u64, ExperimentId)>>,
-    latest: HashMap<ExperimentId, u64>,
+    /// By experiment id: the sequence number of its latest wake-up (earlier ones are stale);
+    /// 0 for none.
+    latest: Vec<u64>,
     watchers: HashMap<(String, String), Vec<ExperimentId>>,
     seq: u64,
     now: SimTime,
@@ -93,7 +95,7 @@ impl Sim {
             analytics: None,
             metrics: MetricsConfig::stock_telemetry_v2(),
             queue: BinaryHeap::new(),
-            latest: HashMap::new(),
+            latest: Vec::new(),
             watchers: HashMap::new(),
             seq: 0,
             now: SimTime::ZERO,
@@ -293,7 +295,7 @@ impl Sim {
     /// When the next wake-up is due, if any.
     pub fn next_wakeup(&mut self) -> Option<SimTime> {
         while let Some(Reverse((t, seq, id))) = self.queue.peek().copied() {
-            if self.latest.get(&id) == Some(&seq) {
+            if self.latest.get(id) == Some(&seq) {
                 return Some(t);
             }
             self.queue.pop();
@@ -303,7 +305,10 @@ impl Sim {
 
     fn schedule(&mut self, id: ExperimentId, at: SimTime) {
         self.seq += 1;
-        self.latest.insert(id, self.seq);
+        if self.latest.len() <= id {
+            self.latest.resize(id + 1, 0);
+        }
+        self.latest[id] = self.seq;
         self.queue.push(Reverse((at.max(self.now), self.seq, id)));
     }
 

@@ -267,15 +267,33 @@ impl Series {
 
     /// Whether the series carries these labels (as `sum by (...)` groups them).
     pub fn matches(&self, tags: &VersionTags) -> bool {
+        let nothing = Known {
+            workload: false,
+            service: false,
+            namespace: None,
+        };
+        self.matches_known(tags, &nothing)
+    }
+
+    /// [`Series::matches`], taking what is `known` of the series as carried.
+    fn matches_known(&self, tags: &VersionTags, known: &Known<'_>) -> bool {
         tags.iter().all(|(k, v)| match k.as_str() {
-            "destination_workload" => &self.workload == v,
-            "destination_service_name" => &self.service == v,
+            "destination_workload" => known.workload || &self.workload == v,
+            "destination_service_name" => known.service || &self.service == v,
             "destination_workload_namespace" | "destination_service_namespace" => {
-                &self.namespace == v
+                known.namespace == Some(v.as_str()) || &self.namespace == v
             }
             _ => false,
         })
     }
+}
+
+/// What is known of a series found through an index: the name it was found by, and its
+/// namespace.
+struct Known<'a> {
+    workload: bool,
+    service: bool,
+    namespace: Option<&'a str>,
 }
 
 /// Where a source sends its requests.
@@ -479,26 +497,51 @@ impl Traffic {
 
     /// The series carrying these labels.
     pub fn matching<'a>(&'a self, tags: &'a VersionTags) -> Vec<&'a Series> {
+        let mut all = Vec::new();
+        self.for_each_matching(tags, |s| all.push(s));
+        all
+    }
+
+    /// Calls `f` with each series carrying these labels (in the order of [`Traffic::matching`]),
+    /// without collecting them.
+    pub fn for_each_matching<'a>(&'a self, tags: &VersionTags, mut f: impl FnMut(&'a Series)) {
         let ns = tags
             .get("destination_workload_namespace")
             .or_else(|| tags.get("destination_service_namespace"));
-        let candidates: Option<&Vec<usize>> = match (
+        // Found through an index, a series is known to carry the labels it was looked up by:
+        // those are not compared again (its names are out of cache in a large simulation).
+        let (candidates, known) = match (
             tags.get("destination_workload"),
             tags.get("destination_service_name"),
             ns,
         ) {
-            (Some(w), _, Some(ns)) => self.by_workload.get(ns).and_then(|m| m.get(w)),
-            (None, Some(s), Some(ns)) => self.by_service.get(ns).and_then(|m| m.get(s)),
+            (Some(w), _, Some(ns)) => (
+                self.by_workload.get(ns).and_then(|m| m.get(w)),
+                Known {
+                    workload: true,
+                    service: false,
+                    namespace: Some(ns),
+                },
+            ),
+            (None, Some(s), Some(ns)) => (
+                self.by_service.get(ns).and_then(|m| m.get(s)),
+                Known {
+                    workload: false,
+                    service: true,
+                    namespace: Some(ns),
+                },
+            ),
             _ => {
-                return self.series.iter().filter(|s| s.matches(tags)).collect();
+                self.series.iter().filter(|s| s.matches(tags)).for_each(f);
+                return;
             }
         };
-        candidates
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.series[i])
-            .filter(|s| s.matches(tags))
-            .collect()
+        for &i in candidates.into_iter().flatten() {
+            let s = &self.series[i];
+            if s.matches_known(tags, &known) {
+                f(s);
+            }
+        }
     }
 
     /// Up to when requests have been generated.
@@ -865,6 +908,54 @@ mod tests {
         // The final rules' only destination (index 0, as the baseline's was) is the candidate.
         assert_eq!(requests(&t, "reviews-v2", 31, 40), 0);
         assert_eq!(requests(&t, "reviews-v3", 31, 40), 900);
+    }
+
+    #[test]
+    fn series_found_by_index_still_check_the_other_labels() {
+        let c = cluster();
+        let r = Router::default();
+        let mut t = Traffic::new(1);
+        t.add_source(
+            Target::Service {
+                namespace: "ns".into(),
+                name: "reviews".into(),
+            },
+            1.0,
+            SimTime::ZERO,
+        );
+        t.advance(SimTime::from_secs(5), &c, &r);
+        let tags = |pairs: &[(&str, &str)]| -> VersionTags {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let found = |labels: &[(&str, &str)]| t.matching(&tags(labels)).len();
+        let w = ("destination_workload", "reviews-v2");
+        assert_eq!(found(&[w, ("destination_workload_namespace", "ns")]), 1);
+        assert_eq!(
+            found(&[
+                w,
+                ("destination_workload_namespace", "ns"),
+                ("destination_service_namespace", "other")
+            ]),
+            0
+        );
+        assert_eq!(
+            found(&[
+                w,
+                ("destination_workload_namespace", "ns"),
+                ("destination_service_name", "ratings")
+            ]),
+            0
+        );
+        assert_eq!(
+            found(&[
+                ("destination_service_name", "reviews"),
+                ("destination_service_namespace", "ns")
+            ]),
+            1
+        );
     }
 
     #[test]
