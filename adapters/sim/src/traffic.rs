@@ -601,14 +601,12 @@ impl Traffic {
         let to_ms = to.millis() as f64;
         for s in 0..self.sources.len() {
             let src = &self.sources[s];
+            let generation = (cluster.generation(), router.host_generation(&src.host));
             let step_ms = 1000.0 / src.rate;
             let start_ms = src.start.millis() as f64;
             if start_ms + src.sent as f64 * step_ms >= to_ms {
                 continue;
             }
-            // Looked up only for a source with requests to send (a host lookup per source on
-            // every advance showed in the fleet's profile).
-            let generation = (cluster.generation(), router.host_generation(&src.host));
             if src.route.as_ref().is_none_or(|(g, _)| *g != generation) {
                 let route = self.route(s, cluster, router);
                 self.sources[s].route = Some((generation, route));
