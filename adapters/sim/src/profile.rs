@@ -139,11 +139,13 @@ impl Sampler {
     }
 
     /// Whether a draw needs a random number (a fixed latency does not).
+    #[inline]
     pub fn is_random(&self) -> bool {
         !matches!(self.0, SamplerKind::Fixed(_))
     }
 
-    /// The latency at quantile `u` (in (0, 1)).
+    /// The latency at quantile `u` (in (0, 1)). Inlined: it is called once per request.
+    #[inline]
     pub fn at(&self, u: f64) -> f64 {
         match &self.0 {
             SamplerKind::Fixed(ms) => *ms,

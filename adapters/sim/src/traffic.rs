@@ -119,6 +119,28 @@ impl Totals {
     }
 }
 
+/// How many of the first `N` latency bounds are below `latency_ms` (a fixed count the
+/// compiler unrolls).
+#[inline]
+fn bounds_below<const N: usize>(latency_ms: f64) -> usize {
+    LATENCY_BOUNDS_MS[..N]
+        .iter()
+        .map(|bound| usize::from(*bound < latency_ms))
+        .sum()
+}
+
+/// The histogram bucket of a latency.
+#[inline]
+fn latency_bucket(latency_ms: f64) -> usize {
+    // Counted without branches on the random latency (a binary search mispredicts); the
+    // bounds past 1 s are compared only for the rare latency beyond (a predictable branch).
+    if latency_ms <= LATENCY_BOUNDS_MS[9] {
+        bounds_below::<9>(latency_ms)
+    } else {
+        bounds_below::<{ LATENCY_BOUNDS_MS.len() }>(latency_ms)
+    }
+}
+
 fn bucket_of(t_ms: f64) -> i64 {
     if t_ms >= 0.0 {
         // Truncation is the floor here, and cheaper than `floor` on baseline x86-64.
@@ -167,6 +189,19 @@ impl Series {
     }
 
     fn record(&mut self, done_ms: f64, latency_ms: f64, error: bool) {
+        let i = self.slot(done_ms);
+        self.buckets[i].latency_sum_ms += latency_ms;
+        self.count(i, latency_bucket(latency_ms), 1);
+        self.first_request_ms = self.first_request_ms.min(done_ms);
+        if error {
+            self.count_errors(i, 1);
+            self.first_error_ms = self.first_error_ms.min(done_ms);
+        }
+    }
+
+    /// The index of the bucket a request completing at `done_ms` counts in, the bucket
+    /// created if need be.
+    fn slot(&mut self, done_ms: f64) -> usize {
         let i = (bucket_of(done_ms) - self.first_bucket).max(0) as usize;
         if i >= self.buckets.len() {
             // Grow by whole chunks rather than doubling: series live long and are many.
@@ -176,14 +211,17 @@ impl Series {
             }
             self.buckets.resize(i + 1, Bucket::default());
         }
+        i
+    }
+
+    /// Counts `n` latencies in histogram bucket `le` of bucket `i`.
+    fn count(&mut self, i: usize, le: usize, n: u32) {
         let b = &mut self.buckets[i];
-        b.latency_sum_ms += latency_ms;
-        // Counted without branches: latencies are random, a binary search mispredicts.
-        let le = LATENCY_BOUNDS_MS
-            .iter()
-            .map(|bound| usize::from(*bound < latency_ms))
-            .sum();
-        if !b.histogram.add(le) {
+        let mut left = n;
+        while left > 0 && b.histogram.add(le) {
+            left -= 1;
+        }
+        if left > 0 {
             let full = self.spilled.entry(i).or_insert([0; HISTOGRAM_LEN]);
             if !b.histogram.spilled() {
                 let mut counts = [0u64; HISTOGRAM_LEN];
@@ -193,16 +231,17 @@ impl Series {
                 }
                 b.histogram.0 = [SPILLED, 0, 0];
             }
-            full[le] += 1;
+            full[le] += left;
         }
-        self.first_request_ms = self.first_request_ms.min(done_ms);
-        if error {
-            if b.errors == u16::MAX {
-                *self.spilled_errors.entry(i).or_default() += 1;
-            } else {
-                b.errors += 1;
-            }
-            self.first_error_ms = self.first_error_ms.min(done_ms);
+    }
+
+    /// Counts `n` errors in bucket `i`.
+    fn count_errors(&mut self, i: usize, n: u32) {
+        let b = &mut self.buckets[i];
+        let room = u32::from(u16::MAX - b.errors);
+        b.errors += n.min(room) as u16;
+        if n > room {
+            *self.spilled_errors.entry(i).or_default() += u64::from(n - room);
         }
     }
 
@@ -300,6 +339,98 @@ impl Series {
         })
     }
 }
+
+/// The counters of one series' current second, gathered while a source sends and added to the
+/// series when its requests move on to another second: a request then costs no division and
+/// no write to the series. Each second's latencies are still summed in request order from
+/// what the series held (same sums to the bit).
+struct Pending {
+    series: usize,
+    bucket: usize,
+    /// The second's span `[start_ms, end_ms)`; empty while nothing is open.
+    start_ms: f64,
+    end_ms: f64,
+    latency_sum_ms: f64,
+    counts: [u32; HISTOGRAM_LEN],
+    errors: u32,
+    first_request_ms: f64,
+    first_error_ms: f64,
+}
+
+impl Pending {
+    const CLOSED: Pending = Pending {
+        series: usize::MAX,
+        bucket: 0,
+        start_ms: f64::INFINITY,
+        end_ms: f64::NEG_INFINITY,
+        latency_sum_ms: 0.0,
+        counts: [0; HISTOGRAM_LEN],
+        errors: 0,
+        first_request_ms: f64::INFINITY,
+        first_error_ms: f64::INFINITY,
+    };
+
+    /// Counts one request (of this series, completing in its open second).
+    #[inline]
+    fn add(&mut self, done_ms: f64, latency_ms: f64, error: bool) {
+        self.latency_sum_ms += latency_ms;
+        self.counts[latency_bucket(latency_ms)] += 1;
+        self.first_request_ms = self.first_request_ms.min(done_ms);
+        if error {
+            self.errors += 1;
+            self.first_error_ms = self.first_error_ms.min(done_ms);
+        }
+    }
+
+    /// Adds what was gathered to the series and opens the second of `done_ms` in `series`.
+    fn reopen(&mut self, all: &mut [Series], series: usize, done_ms: f64) {
+        self.flush(all);
+        let s = &mut all[series];
+        let bucket = s.slot(done_ms);
+        let k = s.first_bucket + bucket as i64;
+        *self = Pending {
+            series,
+            bucket,
+            // Exact bounds (whole seconds in ms); bucket 0 also holds whatever completes
+            // before it. A negative start (never: time starts at 0) leaves nothing open.
+            start_ms: if bucket == 0 {
+                f64::NEG_INFINITY
+            } else {
+                (k * BUCKET_MS) as f64
+            },
+            end_ms: if s.first_bucket < 0 {
+                f64::NEG_INFINITY
+            } else {
+                ((k + 1) * BUCKET_MS) as f64
+            },
+            latency_sum_ms: s.buckets[bucket].latency_sum_ms,
+            ..Pending::CLOSED
+        };
+    }
+
+    /// Adds what was gathered to the series, and closes.
+    fn flush(&mut self, all: &mut [Series]) {
+        let Some(s) = all.get_mut(self.series) else {
+            return;
+        };
+        let i = self.bucket;
+        s.buckets[i].latency_sum_ms = self.latency_sum_ms;
+        for (le, &n) in self.counts.iter().enumerate() {
+            if n > 0 {
+                s.count(i, le, n);
+            }
+        }
+        if self.errors > 0 {
+            s.count_errors(i, self.errors);
+        }
+        s.first_request_ms = s.first_request_ms.min(self.first_request_ms);
+        s.first_error_ms = s.first_error_ms.min(self.first_error_ms);
+        *self = Pending::CLOSED;
+    }
+}
+
+/// How many series a source gathers seconds for at once (more ways go straight to the series).
+const PENDING: usize = 4;
 
 /// What is known of a series found through an index: the name it was found by, and its
 /// namespace.
@@ -595,6 +726,13 @@ impl Traffic {
     /// Generates every request arriving before `to`, routed as the cluster and router say now
     /// (call it before anything changes routing or the cluster).
     pub fn advance(&mut self, to: SimTime, cluster: &Cluster, router: &Router) {
+        self.generate(to, cluster, router, true);
+    }
+
+    /// [`Traffic::advance`]; `gather`: each second's counters gathered before they are added
+    /// to the series (false: each request added as it is made, the reference the tests
+    /// compare against).
+    fn generate(&mut self, to: SimTime, cluster: &Cluster, router: &Router, gather: bool) {
         if to <= self.horizon {
             return;
         }
@@ -618,6 +756,24 @@ impl Traffic {
             let Some((_, route)) = &src.route else {
                 continue;
             };
+            // One open second per distinct series the ways reach (two ways to one series
+            // share it, so that its latencies are summed in request order).
+            let mut pending = [
+                Pending::CLOSED,
+                Pending::CLOSED,
+                Pending::CLOSED,
+                Pending::CLOSED,
+            ];
+            let mut slot_of = [0usize; PENDING];
+            let gathered = gather && route.ways.len() <= PENDING;
+            if gathered {
+                for (w, way) in route.ways.iter().enumerate() {
+                    slot_of[w] = route.ways[..=w]
+                        .iter()
+                        .position(|o| o.series == way.series)
+                        .unwrap_or(w);
+                }
+            }
             loop {
                 let at = start_ms + src.sent as f64 * step_ms;
                 if at >= to_ms {
@@ -627,9 +783,9 @@ impl Traffic {
                 // One 64-bit draw serves both the routing (high half) and the latency (low
                 // half) of a request; none is drawn when neither is random.
                 let mut draw = None;
-                let way = match route.ways.len() {
+                let w = match route.ways.len() {
                     0 => None,
-                    1 if route.total >= 100.0 => Some(&route.ways[0]),
+                    1 if route.total >= 100.0 => Some(0),
                     _ => {
                         let r = src.rng.random::<u64>();
                         draw = Some(r);
@@ -637,13 +793,14 @@ impl Traffic {
                         // The first way whose upper end is above `u` (ends increase), found
                         // without branching on the random number.
                         let i: usize = route.ways.iter().map(|w| usize::from(w.upto <= u)).sum();
-                        route.ways.get(i)
+                        Some(i).filter(|&i| i < route.ways.len())
                     }
                 };
-                let Some(way) = way else {
+                let Some(w) = w else {
                     src.dropped += 1;
                     continue;
                 };
+                let way = &route.ways[w];
                 let latency = if way.sampler.is_random() {
                     let low = draw.unwrap_or_else(|| src.rng.random::<u64>()) & 0xFFFF_FFFF;
                     way.sampler.at((low as f64 + 0.5) / TWO_32)
@@ -651,7 +808,19 @@ impl Traffic {
                     way.sampler.at(0.5)
                 };
                 let error = profile::sample_error(way.error_rate, &mut src.rng);
-                series[way.series].record(at + latency, latency, error);
+                let done = at + latency;
+                if gathered {
+                    let p = &mut pending[slot_of[w]];
+                    if !(done >= p.start_ms && done < p.end_ms) || p.series != way.series {
+                        p.reopen(series, way.series, done);
+                    }
+                    p.add(done, latency, error);
+                } else {
+                    series[way.series].record(done, latency, error);
+                }
+            }
+            for p in &mut pending {
+                p.flush(series);
             }
         }
         self.horizon = to;
@@ -1002,6 +1171,77 @@ mod tests {
             s.totals_since(SimTime::from_secs(5), to, t.horizon()),
             s.totals(SimTime::from_secs(5), to)
         );
+    }
+
+    #[test]
+    fn gathered_seconds_count_exactly_as_request_by_request() {
+        use iter8_core::TrafficSplit;
+        use iter8_core::action::RoutingAction;
+        let mut c = cluster();
+        c.apply_deployment(Deployment {
+            namespace: "ns".into(),
+            name: "reviews-v3".into(),
+            pod_labels: [("app", "reviews"), ("version", "v3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        let exp = iter8_core::manifest::parse_experiments(
+            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {name: e, namespace: ns}\nspec:\n  targetService: {name: reviews, baseline: reviews-v2, candidate: reviews-v3}\n",
+        )
+        .unwrap()[0]
+            .clone()
+            .unwrap()
+            .experiment;
+        let mut r = Router::default();
+        r.apply(&exp, &RoutingAction::Initialize).unwrap();
+        r.apply(
+            &exp,
+            &RoutingAction::SetSplit(TrafficSplit::with_candidate(40)),
+        )
+        .unwrap();
+        let run = |gather: bool| {
+            let mut t = Traffic::new(5);
+            // Random latencies spread over seconds, some past 1 s, and errors.
+            let mut profile = Profile::default();
+            profile.versions.insert(
+                "reviews-v2".into(),
+                VersionProfile {
+                    latency: Latency::Lognormal {
+                        median_ms: 300.0,
+                        sigma: 1.2,
+                    },
+                    error_rate: 0.3,
+                    metrics: Default::default(),
+                },
+            );
+            t.add_profiles(&profile);
+            let target = Target::Service {
+                namespace: "ns".into(),
+                name: "reviews".into(),
+            };
+            t.add_source(target.clone(), 3_500.0, SimTime::ZERO);
+            t.add_source(target, 7.0, SimTime(250));
+            for end_ms in [900, 1_000, 4_321, 9_000] {
+                t.generate(SimTime(end_ms), &c, &r, gather);
+            }
+            t
+        };
+        let (gathered, direct) = (run(true), run(false));
+        assert_eq!(gathered.series().len(), 2);
+        for (g, d) in gathered.series().iter().zip(direct.series()) {
+            for from in 0..10 {
+                let (from, to) = (SimTime::from_secs(from), SimTime::from_secs(from + 1));
+                let (a, b) = (g.totals(from, to), d.totals(from, to));
+                // To the bit: the latency sums were added in the same order.
+                assert_eq!(a, b, "{} at {from:?}", g.workload);
+                assert_eq!(a.latency_sum_ms.to_bits(), b.latency_sum_ms.to_bits());
+            }
+            assert_eq!(g.first_request_ms.to_bits(), d.first_request_ms.to_bits());
+            assert_eq!(g.first_error_ms.to_bits(), d.first_error_ms.to_bits());
+        }
+        // 3,500 requests a second overflow the packed cells: the spill path was taken.
+        assert!(gathered.series().iter().any(|s| !s.spilled.is_empty()));
     }
 
     #[test]
