@@ -989,6 +989,27 @@ mod tests {
         c
     }
 
+    /// [`cluster`] with a reviews-v3 candidate, and an experiment from v2 to v3.
+    fn cluster_with_candidate() -> (Cluster, iter8_core::Experiment) {
+        let mut c = cluster();
+        c.apply_deployment(Deployment {
+            namespace: "ns".into(),
+            name: "reviews-v3".into(),
+            pod_labels: [("app", "reviews"), ("version", "v3")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        let exp = iter8_core::manifest::parse_experiments(
+            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {name: e, namespace: ns}\nspec:\n  targetService: {name: reviews, baseline: reviews-v2, candidate: reviews-v3}\n",
+        )
+        .unwrap()[0]
+            .clone()
+            .unwrap()
+            .experiment;
+        (c, exp)
+    }
+
     #[test]
     fn counts_every_request_once_by_completion_time() {
         let c = cluster();
@@ -1021,22 +1042,7 @@ mod tests {
     fn routes_follow_weight_and_version_changes() {
         use iter8_core::TrafficSplit;
         use iter8_core::action::{RoutingAction, Winner};
-        let mut c = cluster();
-        c.apply_deployment(Deployment {
-            namespace: "ns".into(),
-            name: "reviews-v3".into(),
-            pod_labels: [("app", "reviews"), ("version", "v3")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-        let exp = iter8_core::manifest::parse_experiments(
-            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {name: e, namespace: ns}\nspec:\n  targetService: {name: reviews, baseline: reviews-v2, candidate: reviews-v3}\n",
-        )
-        .unwrap()[0]
-            .clone()
-            .unwrap()
-            .experiment;
+        let (c, exp) = cluster_with_candidate();
         let mut r = Router::default();
         let mut t = Traffic::new(1);
         t.add_source(
@@ -1177,22 +1183,7 @@ mod tests {
     fn gathered_seconds_count_exactly_as_request_by_request() {
         use iter8_core::TrafficSplit;
         use iter8_core::action::RoutingAction;
-        let mut c = cluster();
-        c.apply_deployment(Deployment {
-            namespace: "ns".into(),
-            name: "reviews-v3".into(),
-            pod_labels: [("app", "reviews"), ("version", "v3")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-        let exp = iter8_core::manifest::parse_experiments(
-            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {name: e, namespace: ns}\nspec:\n  targetService: {name: reviews, baseline: reviews-v2, candidate: reviews-v3}\n",
-        )
-        .unwrap()[0]
-            .clone()
-            .unwrap()
-            .experiment;
+        let (c, exp) = cluster_with_candidate();
         let mut r = Router::default();
         r.apply(&exp, &RoutingAction::Initialize).unwrap();
         r.apply(
