@@ -5,34 +5,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SEED: &str = include_str!("data/iter8-canary-tutorial.md");
+use iter8_sim::tutorial::transcript_tables as tables;
 
-/// Every table printed after a `$ kubectl get experiment...` line, cells split on runs of two
-/// or more blanks.
-fn tables(text: &str) -> Vec<Vec<Vec<String>>> {
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if !line.trim_start().starts_with("$ kubectl get experiment") {
-            continue;
-        }
-        let mut table = Vec::new();
-        for row in lines.by_ref() {
-            if row.trim().is_empty() || row.starts_with("```") {
-                break;
-            }
-            table.push(
-                row.split("  ")
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>(),
-            );
-        }
-        out.push(table);
-    }
-    out
-}
+const SEED: &str = include_str!("data/iter8-canary-tutorial.md");
 
 fn tutorial(args: &[&str]) -> (String, Duration) {
     let start = Instant::now();

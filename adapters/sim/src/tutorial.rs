@@ -275,6 +275,35 @@ impl Replay {
     }
 }
 
+/// Every table printed after a `$ kubectl get experiment...` line of a transcript (the seed
+/// tutorial's, or `iter8 tutorial`'s output), each row's cells split on runs of two or more
+/// blanks — the comparison the golden tests make, since one of the seed's tables was edited by
+/// hand and lost kubectl's padding.
+pub fn transcript_tables(text: &str) -> Vec<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("$ kubectl get experiment") {
+            continue;
+        }
+        let mut table = Vec::new();
+        for row in lines.by_ref() {
+            if row.trim().is_empty() || row.starts_with("```") {
+                break;
+            }
+            table.push(
+                row.split("  ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect(),
+            );
+        }
+        out.push(table);
+    }
+    out
+}
+
 /// Replays the tutorial.
 pub fn run(options: &Options) -> Result<Transcript, TutorialError> {
     use manifests::*;

@@ -2,36 +2,9 @@
 //! timing, the tables against the seed's, and reproducibility.
 
 use iter8_core::{Phase, TrafficSplit};
-use iter8_sim::tutorial::{self, Options, Outcome, Telemetry};
+use iter8_sim::tutorial::{self, Options, Outcome, Telemetry, transcript_tables as tables};
 
 const SEED_MD: &str = include_str!("../../../tests/data/iter8-canary-tutorial.md");
-
-/// Every table printed after a `$ kubectl get experiment...` line, its cells split on runs of
-/// two or more blanks.
-fn tables(text: &str) -> Vec<Vec<Vec<String>>> {
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if !line.trim_start().starts_with("$ kubectl get experiment") {
-            continue;
-        }
-        let mut table = Vec::new();
-        for row in lines.by_ref() {
-            if row.trim().is_empty() || row.starts_with("```") {
-                break;
-            }
-            table.push(
-                row.split("  ")
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(String::from)
-                    .collect(),
-            );
-        }
-        out.push(table);
-    }
-    out
-}
 
 fn outcome<'a>(outcomes: &'a [Outcome], name: &str) -> &'a Outcome {
     outcomes
