@@ -398,7 +398,7 @@ impl Sim {
             }
             Some(external) => Some(external.reconcile(&exp, world, &ctx)),
         };
-        let retry = match outcome {
+        let (retry, decided) = match outcome {
             Some(Ok(decision)) => {
                 observer(&Reconciled {
                     time: now,
@@ -406,7 +406,7 @@ impl Sim {
                     before: &exp,
                     decision: &decision,
                 });
-                decision.requeue_after
+                (decision.requeue_after, Some(decision.status))
             }
             other => {
                 let message = match other {
@@ -423,10 +423,12 @@ impl Sim {
                         message,
                     },
                 );
-                Some(RETRY_AFTER)
+                (Some(RETRY_AFTER), None)
             }
         };
-        self.world.lock().store.check_in(id, exp);
+        // The decision's status is what the driver wrote (if it wrote): the store takes it
+        // rather than a copy made at the write.
+        self.world.lock().store.check_in(id, exp, decided);
         if let Some(d) = retry {
             let at = now.after(d.max(Duration::from_millis(1)));
             self.schedule(id, at);

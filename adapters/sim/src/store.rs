@@ -42,7 +42,13 @@ pub type ExperimentId = usize;
 /// What the ports wrote to a checked-out experiment, applied when it is checked in.
 #[derive(Debug, Clone, Default)]
 struct Pending {
-    status: Option<ExperimentStatus>,
+    /// A status was written. It is not copied: the driver returns the decision whose status it
+    /// wrote, and [`Store::check_in`] takes that (a status is the largest thing a reconcile
+    /// writes, and copying it cost more than the rest of the store's work).
+    status_written: bool,
+    /// What was written, kept in debug builds to check that the status handed in is it.
+    #[cfg(debug_assertions)]
+    written: Option<ExperimentStatus>,
     add_finalizer: bool,
     remove_finalizer: bool,
 }
@@ -164,8 +170,15 @@ impl Store {
     }
 
     /// Puts a checked-out experiment back with what was written meanwhile; removes it if its
-    /// last finalizer went while it was being deleted.
-    pub fn check_in(&mut self, id: ExperimentId, mut exp: Experiment) {
+    /// last finalizer went while it was being deleted. `decided`: the status of the decision
+    /// the reconcile returned, which is the status it wrote, if it wrote one (the driver's
+    /// contract); `None` when the reconcile returned none (it then wrote none).
+    pub fn check_in(
+        &mut self,
+        id: ExperimentId,
+        mut exp: Experiment,
+        decided: Option<ExperimentStatus>,
+    ) {
         let pending = match self.out.take() {
             Some((out, pending)) if out == id => {
                 self.out_name = None;
@@ -176,8 +189,19 @@ impl Store {
                 Pending::default()
             }
         };
-        if let Some(status) = pending.status {
-            exp.status = status;
+        if pending.status_written {
+            #[cfg(debug_assertions)]
+            assert_eq!(
+                decided.as_ref(),
+                pending.written.as_ref(),
+                "the status handed in is not the one written"
+            );
+            match decided {
+                Some(status) => exp.status = status,
+                // A write without a decision would be a broken driver contract; the status
+                // stays as it was rather than taking something that was not written.
+                None => debug_assert!(false, "a status was written but none handed in"),
+            }
         }
         if pending.add_finalizer && !exp.has_finalizer() {
             exp.metadata.finalizers.push(FINALIZER.to_string());
@@ -205,7 +229,11 @@ impl Store {
     /// Writes an experiment's status.
     pub fn write_status(&mut self, id: ExperimentId, status: &ExperimentStatus) {
         if let Some(p) = self.pending(id) {
-            p.status = Some(status.clone());
+            p.status_written = true;
+            #[cfg(debug_assertions)]
+            {
+                p.written = Some(status.clone());
+            }
         } else if let Some(e) = self.slot_mut(id) {
             e.status = status.clone();
         }
@@ -331,10 +359,38 @@ mod tests {
         };
         store.write_status(id, &status);
         store.add_finalizer(id);
-        store.check_in(id, exp);
+        store.check_in(id, exp, Some(status));
         let e = store.get(id).unwrap();
         assert_eq!(e.status.message.as_deref(), Some("written"));
         assert!(e.has_finalizer());
+    }
+
+    #[test]
+    fn a_decided_status_that_was_not_written_is_not_taken() {
+        let mut store = Store::new(false);
+        let id = store.apply(experiment("a"), SimTime::ZERO);
+        let exp = store.check_out(id).unwrap();
+        let unchanged = ExperimentStatus {
+            message: Some("decided, never written".into()),
+            ..Default::default()
+        };
+        store.check_in(id, exp, Some(unchanged));
+        assert_eq!(store.get(id).unwrap().status.message, None);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "the status handed in is not the one written")]
+    fn a_status_handed_in_that_differs_from_the_written_one_is_caught() {
+        let mut store = Store::new(false);
+        let id = store.apply(experiment("a"), SimTime::ZERO);
+        let exp = store.check_out(id).unwrap();
+        let written = ExperimentStatus {
+            message: Some("written".into()),
+            ..Default::default()
+        };
+        store.write_status(id, &written);
+        store.check_in(id, exp, Some(ExperimentStatus::default()));
     }
 
     #[test]
@@ -347,7 +403,7 @@ mod tests {
         let copy = exp.clone();
         assert_eq!(store.checked_out_id(&copy), None);
         assert_eq!(store.id_of(&copy), Some(id), "a copy is found by name");
-        store.check_in(id, exp);
+        store.check_in(id, exp, None);
         let exp = store.get(id).unwrap().clone();
         assert_eq!(store.checked_out_id(&exp), None);
     }
@@ -360,7 +416,7 @@ mod tests {
         store.get_mut(id).unwrap().metadata.deletion_timestamp = Some(SimTime::ZERO.to_datetime());
         let exp = store.check_out(id).unwrap();
         store.remove_finalizer(id);
-        store.check_in(id, exp);
+        store.check_in(id, exp, None);
         assert!(store.get(id).is_none());
         assert_eq!(store.id("ns", "a"), None);
     }

@@ -322,6 +322,6 @@ mod tests {
         s.apply_routing(&exp, &iter8_core::action::RoutingAction::Initialize)
             .unwrap();
         assert_eq!(s.observe_routing(&exp), s.router.observe(&exp));
-        s.store.check_in(a, exp);
+        s.store.check_in(a, exp, None);
     }
 }
