@@ -2,6 +2,7 @@
 //! silent 0.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -114,8 +115,8 @@ pub struct VersionReading {
 /// A metric measured for both versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricReadings {
-    /// The metric's name.
-    pub metric: String,
+    /// The metric's name (shared with its [`Metric`]).
+    pub metric: Arc<str>,
     /// The baseline's reading.
     pub baseline: VersionReading,
     /// The candidate's reading.
@@ -146,10 +147,10 @@ pub type VersionTags = BTreeMap<String, String>;
 pub struct MetricsQuery {
     /// The window.
     pub window: Window,
-    /// The baseline's labels.
-    pub baseline: VersionTags,
+    /// The baseline's labels (shared with the request the query is for).
+    pub baseline: Arc<VersionTags>,
     /// The candidate's labels.
-    pub candidate: VersionTags,
+    pub candidate: Arc<VersionTags>,
     /// The metrics, with their templates, in criterion order (a metric may repeat).
     pub metrics: Vec<Metric>,
 }

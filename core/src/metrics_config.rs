@@ -5,6 +5,7 @@
 //! strings inside the ConfigMap.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -115,27 +116,31 @@ pub struct MetricDefinition {
 }
 
 /// A metric with its templates looked up: everything a backend needs to measure it.
+///
+/// Its texts are shared with the [`MetricsConfig`] it came from: every analysis builds a plan
+/// and a query holding the metrics of its criteria, and copying the templates each time cost
+/// more than deciding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     /// The metric's name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Whether it is a counter.
     pub is_counter: bool,
     /// The value when a version has no series.
     pub absent_value: AbsentValue,
     /// The PromQL template of the value.
-    pub query_template: String,
+    pub query_template: Arc<str>,
     /// The name of the sample-size template.
-    pub sample_size_template_name: String,
+    pub sample_size_template_name: Arc<str>,
     /// The PromQL template of the sample size.
-    pub sample_size_query_template: String,
+    pub sample_size_query_template: Arc<str>,
 }
 
 /// The metrics configuration: query templates and metric definitions.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricsConfig {
-    /// Template name -> PromQL template.
-    pub query_templates: BTreeMap<String, String>,
+    /// Template name -> PromQL template (shared with the [`Metric`]s built from them).
+    pub query_templates: BTreeMap<Arc<str>, Arc<str>>,
     /// The metric definitions, in the order given.
     pub metrics: Vec<MetricDefinition>,
 }
@@ -180,7 +185,7 @@ impl MetricsConfig {
 
     /// Reads the two YAML strings and checks that every metric's templates exist.
     pub fn from_parts(query_templates: &str, metrics: &str) -> Result<Self, MetricsConfigError> {
-        let query_templates: BTreeMap<String, String> = if query_templates.trim().is_empty() {
+        let query_templates: BTreeMap<Arc<str>, Arc<str>> = if query_templates.trim().is_empty() {
             BTreeMap::new()
         } else {
             serde_saphyr::from_str(query_templates)
@@ -210,12 +215,12 @@ impl MetricsConfig {
             if !seen.insert(m.name.as_str()) {
                 return Err(problem("defined twice".into()));
             }
-            if !self.query_templates.contains_key(&m.name) {
+            if !self.query_templates.contains_key(m.name.as_str()) {
                 return Err(problem("no query template of that name".into()));
             }
             if !self
                 .query_templates
-                .contains_key(&m.sample_size_query_template)
+                .contains_key(m.sample_size_query_template.as_str())
             {
                 return Err(problem(format!(
                     "sample_size_query_template `{}` is not a query template",
@@ -240,26 +245,28 @@ impl MetricsConfig {
     /// build), without copying anything.
     pub fn definition(&self, name: &str) -> Option<&MetricDefinition> {
         let def = self.metrics.iter().find(|m| m.name == name)?;
-        (self.query_templates.contains_key(&def.name)
+        (self.query_templates.contains_key(def.name.as_str())
             && self
                 .query_templates
-                .contains_key(&def.sample_size_query_template))
+                .contains_key(def.sample_size_query_template.as_str()))
         .then_some(def)
     }
 
     /// A metric with its templates, if defined.
     pub fn metric(&self, name: &str) -> Option<Metric> {
         let def = self.metrics.iter().find(|m| m.name == name)?;
+        // The names are the templates' keys: shared, like the templates.
+        let (name, query_template) = self.query_templates.get_key_value(def.name.as_str())?;
+        let (sample_size_template_name, sample_size_query_template) = self
+            .query_templates
+            .get_key_value(def.sample_size_query_template.as_str())?;
         Some(Metric {
-            name: def.name.clone(),
+            name: name.clone(),
             is_counter: def.is_counter,
             absent_value: def.absent_value,
-            query_template: self.query_templates.get(&def.name)?.clone(),
-            sample_size_template_name: def.sample_size_query_template.clone(),
-            sample_size_query_template: self
-                .query_templates
-                .get(&def.sample_size_query_template)?
-                .clone(),
+            query_template: query_template.clone(),
+            sample_size_template_name: sample_size_template_name.clone(),
+            sample_size_query_template: sample_size_query_template.clone(),
         })
     }
 
@@ -273,7 +280,7 @@ impl MetricsConfig {
         let templates = self
             .query_templates
             .iter()
-            .map(|(k, v)| format!("{k}: {}", serde_json::Value::String(v.clone())))
+            .map(|(k, v)| format!("{k}: {}", serde_json::Value::String(v.to_string())))
             .collect::<Vec<_>>()
             .join("\n");
         let metrics = serde_saphyr::to_string(&self.metrics).unwrap_or_default();
@@ -312,7 +319,7 @@ mod tests {
         let latency = c.metric("iter8_latency").unwrap();
         assert!(!latency.is_counter);
         assert_eq!(latency.absent_value, AbsentValue::NoValue);
-        assert_eq!(latency.sample_size_template_name, "iter8_sample_size");
+        assert_eq!(&*latency.sample_size_template_name, "iter8_sample_size");
         assert!(
             latency
                 .query_template

@@ -181,12 +181,12 @@ fn with_criteria(mut assessment: Assessment, request: &AnalysisRequest) -> Asses
         let criterion = request
             .criteria
             .get(i)
-            .filter(|c| c.metric.name == a.metric_name)
+            .filter(|c| *c.metric.name == *a.metric_name)
             .or_else(|| {
                 request
                     .criteria
                     .iter()
-                    .find(|c| c.metric.name == a.metric_name)
+                    .find(|c| *c.metric.name == *a.metric_name)
             });
         if let Some(c) = criterion {
             a.tolerance_type

@@ -193,12 +193,12 @@ fn window(field: &str, v: &VersionDefinition, now: DateTime<Utc>) -> Result<Wind
 
 fn metric(name: &str, is_counter: bool, absent: &str, query: &str, sample_query: &str) -> Metric {
     Metric {
-        name: name.to_string(),
+        name: name.into(),
         is_counter,
         absent_value: parse_absent_value(absent),
-        query_template: query.to_string(),
-        sample_size_template_name: format!("{name} (sample size)"),
-        sample_size_query_template: sample_query.to_string(),
+        query_template: query.into(),
+        sample_size_template_name: format!("{name} (sample size)").into(),
+        sample_size_query_template: sample_query.into(),
     }
 }
 
@@ -293,8 +293,8 @@ impl AnalyticsRequestWire {
             request: AnalysisRequest {
                 strategy,
                 window: baseline_window,
-                baseline: tags("baseline", &self.baseline.tags)?,
-                candidate: tags("candidate", &self.candidate.tags)?,
+                baseline: tags("baseline", &self.baseline.tags)?.into(),
+                candidate: tags("candidate", &self.candidate.tags)?.into(),
                 criteria,
                 step_size: tc.step_size.unwrap_or(DEFAULT_STEP_SIZE),
                 max_traffic_percentage: tc

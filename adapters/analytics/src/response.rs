@@ -159,7 +159,7 @@ fn metrics(
         .zip(criteria)
         .zip(&prepared.absent_values)
         .map(|((c, a), absent)| MetricDetails {
-            metric_name: Some(c.metric.name.clone()),
+            metric_name: Some(c.metric.name.to_string()),
             is_counter: Some(c.metric.is_counter),
             absent_value: Some(absent.clone()),
             statistics: Some(statistics(pick(a))),

@@ -414,7 +414,7 @@ impl Builder<'_> {
             .metrics
             .query_templates
             .get(metric)
-            .map(String::as_str)
+            .map(|t| &**t)
             .unwrap_or_default();
         let filled = fill_template(
             template,

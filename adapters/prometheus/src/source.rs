@@ -256,8 +256,8 @@ mod tests {
                 start: t - Duration::seconds(1800),
                 end: t,
             },
-            baseline: tags("reviews-v2"),
-            candidate: tags("reviews-v3"),
+            baseline: tags("reviews-v2").into(),
+            candidate: tags("reviews-v3").into(),
             metrics: vec![
                 config.metric("iter8_latency").unwrap(),
                 config.metric("iter8_error_rate").unwrap(),
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn bad_labels_fail_the_decision() {
         let mut q = tutorial_query();
-        q.candidate
+        std::sync::Arc::make_mut(&mut q.candidate)
             .insert("destination_workload".into(), "x'}) or vector(1".into());
         let err = QueryPlan::new(&q, q.window.end).unwrap_err();
         assert_eq!(err.kind, MetricErrorKind::Configuration);

@@ -62,8 +62,8 @@ fn tutorial_query() -> MetricsQuery {
             start: t0() - chrono::Duration::seconds(1800),
             end: t0(),
         },
-        baseline: tags("b"),
-        candidate: tags("c"),
+        baseline: tags("b").into(),
+        candidate: tags("c").into(),
         metrics: vec![
             config.metric("iter8_latency").unwrap(),
             config.metric("iter8_error_rate").unwrap(),

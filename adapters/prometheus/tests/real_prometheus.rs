@@ -54,8 +54,8 @@ fn query(
 ) -> MetricsQuery {
     MetricsQuery {
         window,
-        baseline: tags(baseline),
-        candidate: tags(candidate),
+        baseline: tags(baseline).into(),
+        candidate: tags(candidate).into(),
         metrics: metrics
             .iter()
             .map(|m| config.metric(m).unwrap_or_else(|| panic!("metric {m}")))
@@ -80,7 +80,7 @@ fn assert_value(m: &Measurement, expected: f64) {
 }
 
 fn reading<'a>(r: &'a [MetricReadings], name: &str) -> &'a MetricReadings {
-    r.iter().find(|m| m.metric == name).unwrap()
+    r.iter().find(|m| &*m.metric == name).unwrap()
 }
 
 /// The numbers of the reference data over the last 30 minutes, for any of the four ConfigMaps.
@@ -98,7 +98,7 @@ fn assert_reference_numbers(r: &[MetricReadings]) {
     assert_eq!(rate.baseline.value, Measurement::NoData);
     assert_eq!(rate.candidate.value, Measurement::Value(0.1));
     assert_value(&rate.candidate.sample_size, 1800.0);
-    if let Some(p90) = r.iter().find(|m| m.metric == "iter8_90_perc_latency") {
+    if let Some(p90) = r.iter().find(|m| &*m.metric == "iter8_90_perc_latency") {
         assert_value(&p90.baseline.value, 175.0);
         assert_value(&p90.candidate.value, 212.5);
     }

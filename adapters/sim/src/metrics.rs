@@ -8,6 +8,8 @@
 //! with `$interval` the whole seconds from the experiment's start (at least 1), as iter8 fills
 //! the templates in. No series gives `NoData`; `0/0` gives NaN.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricErrorKind, MetricReadings, MetricsQuery, VersionReading,
@@ -201,17 +203,24 @@ fn given(traffic: &Traffic, tags: &VersionTags, metric: &str, to: SimTime) -> Me
 
 /// Template -> what it computes, remembered (templates repeat on every decision). A list, not a
 /// hash map: a run has a handful of templates, and comparing one costs less than hashing it.
+/// Templates are shared by the metrics configuration, so the same one is usually the same
+/// allocation: found by address before it is compared by text.
 #[derive(Debug, Clone, Default)]
-pub struct KindCache(Vec<(String, Option<MetricKind>)>);
+pub struct KindCache(Vec<(Arc<str>, Option<MetricKind>)>);
 
 impl KindCache {
     /// [`classify`], remembered.
-    pub fn classify(&mut self, template: &str) -> Option<MetricKind> {
-        if let Some((_, k)) = self.0.iter().find(|(t, _)| t == template) {
+    pub fn classify(&mut self, template: &Arc<str>) -> Option<MetricKind> {
+        let found = self
+            .0
+            .iter()
+            .find(|(t, _)| Arc::ptr_eq(t, template))
+            .or_else(|| self.0.iter().find(|(t, _)| t == template));
+        if let Some((_, k)) = found {
             return *k;
         }
         let k = classify(template);
-        self.0.push((template.to_string(), k));
+        self.0.push((template.clone(), k));
         k
     }
 }

@@ -271,7 +271,7 @@ fn judge(criterion: &Criterion, b: Resolved, c: Resolved) -> CriterionAssessment
         conclusions.push(conclusions::COUNTER_EXCEEDED.to_string());
     }
     CriterionAssessment {
-        metric_name: name.clone(),
+        metric_name: name.to_string(),
         conclusions,
         success_criterion_met: met,
         abort_experiment: (criterion.stop_on_failure && sufficient && !met) || counter_exceeded,

@@ -24,6 +24,8 @@ pub use epsilon_greedy::{
 pub use increment_without_check::increment_without_check;
 pub use state::AnalysisState;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::measurement::{MetricError, MetricReadings, MetricsQuery, VersionTags, Window};
@@ -38,10 +40,10 @@ pub struct AnalysisRequest {
     pub strategy: Strategy,
     /// From the experiment's start to now.
     pub window: Window,
-    /// The baseline's labels.
-    pub baseline: VersionTags,
+    /// The baseline's labels (shared with the [`MetricsQuery`]s built from this request).
+    pub baseline: Arc<VersionTags>,
     /// The candidate's labels.
-    pub candidate: VersionTags,
+    pub candidate: Arc<VersionTags>,
     /// The success criteria with their metrics.
     pub criteria: Vec<Criterion>,
     /// Percentage points per step.
@@ -66,8 +68,8 @@ impl AnalysisRequest {
         AnalysisRequest {
             strategy: plan.strategy.clone(),
             window,
-            baseline: plan.baseline_tags(),
-            candidate: plan.candidate_tags(),
+            baseline: Arc::new(plan.baseline_tags()),
+            candidate: Arc::new(plan.candidate_tags()),
             criteria: plan.criteria.clone(),
             step_size: plan.step_size,
             max_traffic_percentage: plan.max_traffic_percentage,

@@ -384,8 +384,8 @@ fn analysis_request(
     let plan = validation::build_plan(exp, ctx.metrics, settings);
     // As `AnalysisRequest::new`, moving the plan's criteria instead of copying them.
     AnalysisRequest {
-        baseline: plan.baseline_tags(),
-        candidate: plan.candidate_tags(),
+        baseline: std::sync::Arc::new(plan.baseline_tags()),
+        candidate: std::sync::Arc::new(plan.candidate_tags()),
         strategy: plan.strategy,
         window,
         criteria: plan.criteria,

@@ -58,7 +58,7 @@ pub fn readings(
     candidate: VersionReading,
 ) -> MetricReadings {
     MetricReadings {
-        metric: metric.to_string(),
+        metric: metric.into(),
         baseline,
         candidate,
     }

@@ -136,7 +136,7 @@ impl MetricSource for VersionMetrics {
             templates: query
                 .metrics
                 .iter()
-                .map(|m| (m.name.clone(), m.query_template.clone()))
+                .map(|m| (m.name.to_string(), m.query_template.to_string()))
                 .collect(),
         });
         let secs = (query.window.end - query.window.start)
