@@ -42,22 +42,29 @@ const COUNT_BITS: u32 = 11;
 const COUNT_MASK: u16 = (1 << COUNT_BITS) - 1;
 
 impl PackedHistogram {
-    /// Counts one latency in bucket `le`; false when it does not fit (the caller spills).
-    fn add(&mut self, le: usize) -> bool {
+    /// Counts `n` latencies in bucket `le`, filling cells as `n` single counts would (the first
+    /// cell that is empty or holds `le` with room, in order); returns how many did not fit (the
+    /// caller spills them).
+    fn add(&mut self, le: usize, n: u32) -> u32 {
         if self.0[0] == SPILLED {
-            return false;
+            return n;
         }
+        let mut left = n;
         for cell in &mut self.0 {
-            if *cell == 0 {
-                *cell = ((le as u16) << COUNT_BITS) | 1;
-                return true;
+            if left == 0 {
+                break;
             }
-            if (*cell >> COUNT_BITS) as usize == le && *cell & COUNT_MASK < COUNT_MASK {
-                *cell += 1;
-                return true;
+            if *cell == 0 {
+                let put = left.min(u32::from(COUNT_MASK));
+                *cell = ((le as u16) << COUNT_BITS) | put as u16;
+                left -= put;
+            } else if (*cell >> COUNT_BITS) as usize == le {
+                let put = left.min(u32::from(COUNT_MASK - (*cell & COUNT_MASK)));
+                *cell += put as u16;
+                left -= put;
             }
         }
-        false
+        left
     }
 
     fn spilled(&self) -> bool {
@@ -217,10 +224,7 @@ impl Series {
     /// Counts `n` latencies in histogram bucket `le` of bucket `i`.
     fn count(&mut self, i: usize, le: usize, n: u32) {
         let b = &mut self.buckets[i];
-        let mut left = n;
-        while left > 0 && b.histogram.add(le) {
-            left -= 1;
-        }
+        let left = b.histogram.add(le, n);
         if left > 0 {
             let full = self.spilled.entry(i).or_insert([0; HISTOGRAM_LEN]);
             if !b.histogram.spilled() {
@@ -1246,6 +1250,30 @@ mod tests {
         assert_eq!(&t.histogram[..6], &[1, 1, 1, 1, 2, 1]);
         assert_eq!(t.histogram[HISTOGRAM_LEN - 1], 1);
         assert_eq!(std::mem::size_of::<Bucket>(), 16);
+    }
+
+    #[test]
+    fn counting_many_at_once_packs_as_counting_one_by_one() {
+        // Bucket runs that fill a cell, open a second cell for the same bucket, and overflow.
+        let runs: [&[(usize, u32)]; 4] = [
+            &[(5, 3), (6, 2), (5, 4)],
+            &[(5, 2047), (5, 1), (6, 10)],
+            &[(5, 3000), (6, 5)],
+            &[(1, 1), (2, 1), (3, 1), (4, 7)],
+        ];
+        for run in runs {
+            let (mut at_once, mut one_by_one) =
+                (PackedHistogram::default(), PackedHistogram::default());
+            let (mut left_at_once, mut left_one_by_one) = (0, 0);
+            for &(le, n) in run {
+                left_at_once += at_once.add(le, n);
+                for _ in 0..n {
+                    left_one_by_one += one_by_one.add(le, 1);
+                }
+            }
+            assert_eq!(at_once, one_by_one, "{run:?}");
+            assert_eq!(left_at_once, left_one_by_one, "{run:?}");
+        }
     }
 
     #[test]
