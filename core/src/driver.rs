@@ -90,7 +90,7 @@ pub async fn reconcile_once(
         Step::Decided(d) => d,
         Step::Analyze(request) => {
             obs.analysis = Some(ports.analytics.analyze(&request).await);
-            match engine::reconcile(experiment, &obs, ctx) {
+            match engine::reconcile_taking_analysis(experiment, &mut obs, ctx) {
                 Step::Decided(d) => d,
                 Step::Analyze(_) => return Err(DriverError::Protocol),
             }

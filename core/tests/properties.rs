@@ -140,6 +140,24 @@ proptest! {
     }
 
     #[test]
+    fn taking_the_analysis_decides_as_lending_it(
+        spec in spec(0),
+        tape in tape(),
+        fast_abort in proptest::bool::ANY,
+    ) {
+        let every = fast_abort.then(|| std::time::Duration::from_secs(7));
+        let mut lent = Run::new(spec.experiment());
+        lent.abort_check_every = every;
+        let mut taken = Run::new(spec.experiment());
+        taken.abort_check_every = every;
+        taken.take_analysis = true;
+        let lent = lent.run(&mut world(&tape), &metrics(), STEPS);
+        let taken = taken.run(&mut world(&tape), &metrics(), STEPS);
+        prop_assert!(lent.records.iter().any(|r| r.analyzed) || spec.experiment().spec.analysis.success_criteria.is_empty());
+        prop_assert_eq!(&lent.records, &taken.records);
+    }
+
+    #[test]
     fn errors_never_move_traffic(spec in spec(1), tape in tape()) {
         let run = Run::new(spec.experiment()).run(&mut world(&tape), &metrics(), STEPS);
         let mut prev = TrafficSplit::ALL_BASELINE;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::action::{Action, Event, RoutingAction, Winner};
-use crate::analytics::{self, AnalysisOutcome, AnalysisRequest};
+use crate::analytics::{self, AnalysisOutcome, AnalysisRequest, AnalyticsError};
 use crate::metrics_config::MetricsConfig;
 use crate::model::{
     ConditionType, Experiment, ExperimentStatus, OnSuccess, Phase, Strategy, TrafficSplit,
@@ -97,6 +97,46 @@ pub enum Step {
 
 /// Decides what to do for an experiment now.
 pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
+    decide(exp, obs, obs.analysis.as_ref().map(Outcome::Borrowed), ctx)
+}
+
+/// [`reconcile`], taking the analysis outcome out of `obs.analysis` (left `None`) instead of
+/// copying the assessment and state the status keeps of it: for a driver that owns the
+/// observations and is done with the outcome once decided.
+pub fn reconcile_taking_analysis(exp: &Experiment, obs: &mut Observations, ctx: &Context) -> Step {
+    let analysis = obs.analysis.take().map(Outcome::Owned);
+    decide(exp, obs, analysis, ctx)
+}
+
+/// An analysis' outcome, lent by the caller or given.
+enum Outcome<'a> {
+    Borrowed(&'a Result<AnalysisOutcome, AnalyticsError>),
+    Owned(Result<AnalysisOutcome, AnalyticsError>),
+}
+
+impl Outcome<'_> {
+    fn get(&self) -> &Result<AnalysisOutcome, AnalyticsError> {
+        match self {
+            Outcome::Borrowed(r) => r,
+            Outcome::Owned(r) => r,
+        }
+    }
+
+    /// The outcome to keep, copied only if it was lent.
+    fn into_result(self) -> Result<AnalysisOutcome, AnalyticsError> {
+        match self {
+            Outcome::Borrowed(r) => r.clone(),
+            Outcome::Owned(r) => r,
+        }
+    }
+}
+
+fn decide(
+    exp: &Experiment,
+    obs: &Observations,
+    analysis: Option<Outcome<'_>>,
+    ctx: &Context,
+) -> Step {
     let mut d = Draft::new(exp, ctx.now);
     let started = exp.status.start_timestamp.is_some();
 
@@ -274,13 +314,19 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
             // Between boundaries only an abort can happen: the outcome's state and split are
             // ignored so that the boundary's change detection sees the same data it would
             // have seen without the check. Errors here are left to the boundary's analysis.
-            match &obs.analysis {
+            match analysis {
                 None if d.status.current_iteration > 0 => {
                     let request = analysis_request(exp, &plan, &d.status, ctx);
                     return Step::Analyze(request);
                 }
-                Some(Ok(o)) if o.assessment.abort_experiment => {
-                    d.set_assessment(o.assessment.clone());
+                Some(a)
+                    if a.get()
+                        .as_ref()
+                        .is_ok_and(|o| o.assessment.abort_experiment) =>
+                {
+                    if let Ok(o) = a.into_result() {
+                        d.set_assessment(o.assessment);
+                    }
                     return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
                 }
                 _ => {}
@@ -292,30 +338,28 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
 
     // The request is built only when it is needed: on the second call of an iteration the
     // outcome is already here.
-    let computed;
-    let outcome: &AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
+    let outcome: AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
         let request = analysis_request(exp, &plan, &d.status, ctx);
         match analytics::increment_without_check(&request) {
-            Ok(o) => {
-                computed = o;
-                &computed
-            }
+            Ok(o) => o,
             Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
         }
     } else {
-        match &obs.analysis {
-            None => return Step::Analyze(analysis_request(exp, &plan, &d.status, ctx)),
-            Some(Err(e)) => return Step::Decided(analytics_failed(d, &e.to_string())),
-            Some(Ok(o)) => o,
+        let Some(a) = analysis else {
+            return Step::Analyze(analysis_request(exp, &plan, &d.status, ctx));
+        };
+        match a.into_result() {
+            Ok(o) => o,
+            Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
         }
     };
     d.condition(ConditionType::AnalyticsServiceNormal, true, "", "");
     let all_met = outcome.assessment.all_success_criteria_met;
     let abort = outcome.assessment.abort_experiment;
     let first = d.status.current_iteration == 0;
-    d.set_analysis_state(outcome.state.clone());
+    d.set_analysis_state(outcome.state);
     let candidate_share = outcome.candidate_traffic_percentage;
-    d.set_assessment(outcome.assessment.clone());
+    d.set_assessment(outcome.assessment);
 
     if abort {
         return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));

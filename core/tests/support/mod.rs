@@ -129,6 +129,9 @@ pub struct Run {
     pub records: Vec<Record>,
     /// Fast-abort checks between boundaries.
     pub abort_check_every: Option<std::time::Duration>,
+    /// Hand the outcome over with `reconcile_taking_analysis` (as the driver does) instead of
+    /// lending it.
+    pub take_analysis: bool,
 }
 
 impl Run {
@@ -141,6 +144,7 @@ impl Run {
             analyses: 0,
             records: Vec::new(),
             abort_check_every: None,
+            take_analysis: false,
         }
     }
 
@@ -167,7 +171,14 @@ impl Run {
                 };
                 self.analyses += 1;
                 obs.analysis = Some(outcome);
-                match engine::reconcile(&self.exp, &obs, &ctx) {
+                let step = if self.take_analysis {
+                    let step = engine::reconcile_taking_analysis(&self.exp, &mut obs, &ctx);
+                    assert!(obs.analysis.is_none(), "the outcome was taken");
+                    step
+                } else {
+                    engine::reconcile(&self.exp, &obs, &ctx)
+                };
+                match step {
                     Step::Decided(d) => d,
                     Step::Analyze(_) => panic!("engine asked twice"),
                 }
