@@ -18,8 +18,12 @@ use iter8_core::measurement::{
 use iter8_core::metrics_config::Metric;
 use iter8_core::ports::MetricSource;
 
+use std::hash::{BuildHasher, BuildHasherDefault};
+
 use crate::clock::SimTime;
-use crate::traffic::{HISTOGRAM_LEN, LATENCY_BOUNDS_MS, Totals, Traffic};
+use crate::names::WordHasher;
+use crate::store::ExperimentId;
+use crate::traffic::{HISTOGRAM_LEN, LATENCY_BOUNDS_MS, Series, Totals, Traffic};
 use crate::world::World;
 
 /// What a query template computes.
@@ -165,12 +169,26 @@ pub struct Observed {
 /// Sums the version's series over `[from, to)`.
 pub fn observe(traffic: &Traffic, tags: &VersionTags, from: SimTime, to: SimTime) -> Observed {
     let mut o = Observed::default();
-    traffic.for_each_matching(tags, |s| {
-        o.exists |= s.exists_at(to);
-        o.errors_exist |= s.errors_exist_at(to);
-        o.totals.add(&s.totals_since(from, to, traffic.horizon()));
-    });
+    traffic.for_each_matching(tags, |s| o.add(s, from, to, traffic.horizon()));
     o
+}
+
+/// [`observe`] over series found already (in the order [`Traffic::for_each_matching`] finds
+/// them: the sums are added in the same order).
+fn observe_series(traffic: &Traffic, series: &[usize], from: SimTime, to: SimTime) -> Observed {
+    let mut o = Observed::default();
+    for &i in series {
+        o.add(&traffic.series()[i], from, to, traffic.horizon());
+    }
+    o
+}
+
+impl Observed {
+    fn add(&mut self, s: &Series, from: SimTime, to: SimTime, horizon: SimTime) {
+        self.exists |= s.exists_at(to);
+        self.errors_exist |= s.errors_exist_at(to);
+        self.totals.add(&s.totals_since(from, to, horizon));
+    }
 }
 
 /// The value of a metric kind over what was observed.
@@ -269,6 +287,34 @@ pub fn measure(
     let (from, to) = query_window(&query.window);
     let b = observe(traffic, &query.baseline, from, to);
     let c = observe(traffic, &query.candidate, from, to);
+    readings(kinds, traffic, query, &b, &c, to)
+}
+
+/// [`measure`] for a query of experiment `id`, with the series its versions' labels matched
+/// remembered in `matched` (see [`MatchCache`]).
+pub fn measure_for(
+    kinds: &mut KindCache,
+    matched: &mut MatchCache,
+    id: ExperimentId,
+    traffic: &Traffic,
+    query: &MetricsQuery,
+) -> Vec<MetricReadings> {
+    let (from, to) = query_window(&query.window);
+    let [b, c] = [&query.baseline, &query.candidate].map(|tags| {
+        let series = matched.series(id, tags, traffic);
+        observe_series(traffic, series, from, to)
+    });
+    readings(kinds, traffic, query, &b, &c, to)
+}
+
+fn readings(
+    kinds: &mut KindCache,
+    traffic: &Traffic,
+    query: &MetricsQuery,
+    b: &Observed,
+    c: &Observed,
+    to: SimTime,
+) -> Vec<MetricReadings> {
     query
         .metrics
         .iter()
@@ -279,11 +325,66 @@ pub fn measure(
             };
             MetricReadings {
                 metric: m.name.clone(),
-                baseline: reading(&k, traffic, &query.baseline, &b, m, to),
-                candidate: reading(&k, traffic, &query.candidate, &c, m, to),
+                baseline: reading(&k, traffic, &query.baseline, b, m, to),
+                candidate: reading(&k, traffic, &query.candidate, c, m, to),
             }
         })
         .collect()
+}
+
+/// The series each experiment's version labels matched: an experiment queries the same labels
+/// at every decision, and finding their series by name reads names scattered over a large
+/// simulation's memory (most of a query's cost). An entry holds for the same labels (by
+/// hash) while no series has been added; series never change their labels or go away.
+#[derive(Debug, Clone, Default)]
+pub struct MatchCache(Vec<Vec<Matched>>);
+
+#[derive(Debug, Clone)]
+struct Matched {
+    tags: u64,
+    series_count: usize,
+    series: Vec<usize>,
+}
+
+impl MatchCache {
+    /// The indices of the series carrying `tags`, in [`Traffic::for_each_matching`]'s order.
+    pub fn series(&mut self, id: ExperimentId, tags: &VersionTags, traffic: &Traffic) -> &[usize] {
+        if self.0.len() <= id {
+            self.0.resize_with(id + 1, Vec::new);
+        }
+        let key = BuildHasherDefault::<WordHasher>::default().hash_one(tags);
+        let count = traffic.series().len();
+        let entries = &mut self.0[id];
+        let at = match entries.iter().position(|m| m.tags == key) {
+            Some(i) if entries[i].series_count == count => i,
+            found => {
+                let mut series = Vec::new();
+                traffic.for_each_matching_index(tags, |i| series.push(i));
+                let m = Matched {
+                    tags: key,
+                    series_count: count,
+                    series,
+                };
+                match found {
+                    Some(i) => {
+                        entries[i] = m;
+                        i
+                    }
+                    None => {
+                        entries.push(m);
+                        entries.len() - 1
+                    }
+                }
+            }
+        };
+        #[cfg(debug_assertions)]
+        {
+            let mut fresh = Vec::new();
+            traffic.for_each_matching_index(tags, |i| fresh.push(i));
+            assert_eq!(entries[at].series, fresh, "remembered series for {tags:?}");
+        }
+        &entries[at].series
+    }
 }
 
 /// The simulated metrics backend of a [`World`] (plug it into `BuiltinAnalytics`).
@@ -296,7 +397,17 @@ impl MetricSource for SimMetrics<'_> {
         let (_, to) = query_window(&query.window);
         state.advance_traffic(to);
         let state = &mut *state;
-        Ok(measure(&mut state.kinds, &state.traffic, query))
+        Ok(match state.store.checked_out() {
+            // The experiment being reconciled asks: its labels' series are remembered.
+            Some(id) => measure_for(
+                &mut state.kinds,
+                &mut state.matched,
+                id,
+                &state.traffic,
+                query,
+            ),
+            None => measure(&mut state.kinds, &state.traffic, query),
+        })
     }
 }
 
@@ -358,6 +469,69 @@ mod tests {
             );
         }
         assert_eq!(classify("rate(my_business_metric[5m])"), None);
+    }
+
+    #[test]
+    fn remembered_series_follow_new_series_and_other_labels() {
+        use crate::cluster::{Cluster, Deployment, Service};
+        use crate::router::Router;
+        use crate::traffic::Target;
+        let labels = |v: &str| {
+            [("app", "reviews"), ("version", v)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let deployment = |name: &str, v: &str| Deployment {
+            namespace: "ns".into(),
+            name: name.into(),
+            pod_labels: labels(v),
+        };
+        let mut c = Cluster::default();
+        c.apply_service(Service {
+            namespace: "ns".into(),
+            name: "reviews".into(),
+            selector: [("app".to_string(), "reviews".to_string())].into(),
+        });
+        c.apply_deployment(deployment("reviews-v2", "v2"));
+        let r = Router::default();
+        let mut t = Traffic::new(1);
+        let target = Target::Service {
+            namespace: "ns".into(),
+            name: "reviews".into(),
+        };
+        t.add_source(target, 10.0, SimTime::ZERO);
+        t.advance(SimTime::from_secs(5), &c, &r);
+        let tags = |pairs: [(&str, &str); 2]| -> VersionTags {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let service = tags([
+            ("destination_service_name", "reviews"),
+            ("destination_service_namespace", "ns"),
+        ]);
+        let v2 = tags([
+            ("destination_workload", "reviews-v2"),
+            ("destination_workload_namespace", "ns"),
+        ]);
+        let fresh = |t: &Traffic, tags: &VersionTags| {
+            let mut all = Vec::new();
+            t.for_each_matching_index(tags, |i| all.push(i));
+            all
+        };
+        let mut cache = MatchCache::default();
+        assert_eq!(cache.series(3, &service, &t), [0]);
+        // A new version behind the Service: its series is found although the labels are the same.
+        c.apply_deployment(deployment("reviews-v3", "v3"));
+        t.advance(SimTime::from_secs(10), &c, &r);
+        assert_eq!(fresh(&t, &service).len(), 2);
+        assert_eq!(cache.series(3, &service, &t), fresh(&t, &service));
+        // Other labels for the same experiment, then the first ones again.
+        assert_eq!(cache.series(3, &v2, &t), [0]);
+        assert_eq!(cache.series(3, &service, &t), fresh(&t, &service));
+        assert_eq!(cache.series(0, &v2, &t), [0], "another experiment");
     }
 
     #[test]

@@ -116,6 +116,11 @@ impl Store {
         id
     }
 
+    /// The experiment checked out for a reconcile, if one is.
+    pub fn checked_out(&self) -> Option<ExperimentId> {
+        self.out.as_ref().map(|(id, _)| *id)
+    }
+
     /// The id of an experiment.
     pub fn id(&self, namespace: &str, name: &str) -> Option<ExperimentId> {
         self.index.get(namespace)?.get(name).copied()

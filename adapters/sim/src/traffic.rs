@@ -653,6 +653,11 @@ impl Traffic {
     /// Calls `f` with each series carrying these labels (in the order of [`Traffic::matching`]),
     /// without collecting them.
     pub fn for_each_matching<'a>(&'a self, tags: &VersionTags, mut f: impl FnMut(&'a Series)) {
+        self.for_each_matching_index(tags, |i| f(&self.series[i]));
+    }
+
+    /// [`Traffic::for_each_matching`], by index into [`Traffic::series`].
+    pub fn for_each_matching_index(&self, tags: &VersionTags, mut f: impl FnMut(usize)) {
         let ns = tags
             .get("destination_workload_namespace")
             .or_else(|| tags.get("destination_service_namespace"));
@@ -680,14 +685,15 @@ impl Traffic {
                 },
             ),
             _ => {
-                self.series.iter().filter(|s| s.matches(tags)).for_each(f);
+                (0..self.series.len())
+                    .filter(|&i| self.series[i].matches(tags))
+                    .for_each(f);
                 return;
             }
         };
         for &i in candidates.into_iter().flatten() {
-            let s = &self.series[i];
-            if s.matches_known(tags, &known) {
-                f(s);
+            if self.series[i].matches_known(tags, &known) {
+                f(i);
             }
         }
     }

@@ -12,7 +12,7 @@ use iter8_core::{Experiment, ExperimentStatus, TargetKind};
 
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
-use crate::metrics::KindCache;
+use crate::metrics::{KindCache, MatchCache};
 use crate::router::{Router, RoutingError, owner_id, primary_host};
 use crate::store::{ExperimentId, Store};
 use crate::traffic::Traffic;
@@ -32,6 +32,8 @@ pub struct WorldState {
     pub traffic: Traffic,
     /// What each query template computes.
     pub kinds: KindCache,
+    /// The series each experiment's queries matched.
+    pub matched: MatchCache,
     /// By experiment id: what its reconciles look up by name, resolved once.
     resolved: Vec<Option<Resolved>>,
 }
@@ -172,6 +174,7 @@ impl World {
                 store: Store::new(keep_events),
                 traffic: Traffic::new(seed),
                 kinds: KindCache::default(),
+                matched: MatchCache::default(),
                 resolved: Vec::new(),
             }),
         }
