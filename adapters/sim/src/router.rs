@@ -159,6 +159,11 @@ fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
     }
 }
 
+/// A host the router has routed, numbered in the order it first was (hosts are never
+/// forgotten): traffic sources look their host's generation up by number, not by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostId(usize);
+
 /// Every rules set, by primary host.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
@@ -166,8 +171,10 @@ pub struct Router {
     rules: Map<String, Rules>,
     /// Host -> the primary hosts of the rules that route it.
     by_host: Map<String, Vec<String>>,
-    /// Host -> bumped when the routing of that host changes.
-    host_generations: Map<String, u64>,
+    /// Host -> its [`HostId`].
+    host_ids: Map<String, HostId>,
+    /// By [`HostId`]: bumped when the routing of that host changes.
+    host_generations: Vec<u64>,
     generation: u64,
     /// The last [`Rules::names`] handed out.
     names: u64,
@@ -188,7 +195,17 @@ impl Router {
 
     /// Bumped whenever the routing of `host` changes.
     pub fn host_generation(&self, host: &str) -> u64 {
-        self.host_generations.get(host).copied().unwrap_or(0)
+        self.host_id(host).map_or(0, |id| self.generation_of(id))
+    }
+
+    /// The number of a host that has been routed (`None` before its first rules).
+    pub fn host_id(&self, host: &str) -> Option<HostId> {
+        self.host_ids.get(host).copied()
+    }
+
+    /// [`Router::host_generation`] by number.
+    pub fn generation_of(&self, id: HostId) -> u64 {
+        self.host_generations[id.0]
     }
 
     /// The rules that route `host`.
@@ -217,10 +234,12 @@ impl Router {
                     self.by_host.insert(h.clone(), vec![primary.to_string()]);
                 }
             }
-            match self.host_generations.get_mut(h) {
-                Some(g) => *g += 1,
+            match self.host_ids.get(h) {
+                Some(id) => self.host_generations[id.0] += 1,
                 None => {
-                    self.host_generations.insert(h.clone(), 1);
+                    self.host_ids
+                        .insert(h.clone(), HostId(self.host_generations.len()));
+                    self.host_generations.push(1);
                 }
             }
         }
@@ -411,5 +430,26 @@ mod tests {
         assert_eq!(r.observe(&b).split, Some(TrafficSplit::ALL_BASELINE));
         r.apply(&b, &RoutingAction::Initialize).unwrap();
         assert_eq!(r.observe(&a).held_by.as_deref(), Some("b.ns"));
+    }
+
+    #[test]
+    fn a_host_is_numbered_once_routed_and_its_generation_moves_with_its_rules() {
+        let mut r = Router::default();
+        let a = exp("a", "v2", "v3");
+        let host = "reviews.ns.svc.cluster.local";
+        assert_eq!(r.host_id(host), None);
+        assert_eq!(r.host_generation(host), 0);
+        r.apply(&a, &RoutingAction::Initialize).unwrap();
+        let id = r.host_id(host).expect("numbered once routed");
+        let first = r.generation_of(id);
+        assert!(first > 0);
+        r.apply(
+            &a,
+            &RoutingAction::SetSplit(TrafficSplit::with_candidate(20)),
+        )
+        .unwrap();
+        assert!(r.generation_of(id) > first, "a split change moves it");
+        assert_eq!(r.generation_of(id), r.host_generation(host));
+        assert_eq!(r.host_id(host), Some(id), "the number stays");
     }
 }

@@ -14,7 +14,7 @@ use crate::clock::SimTime;
 use crate::cluster::Cluster;
 use crate::names::Map;
 use crate::profile::{self, Latency, Profile, Sampler, VersionProfile};
-use crate::router::{MESH, Router, fqdn};
+use crate::router::{HostId, MESH, Router, fqdn};
 
 /// Width of a counting bucket, in milliseconds.
 pub const BUCKET_MS: i64 = 1000;
@@ -356,6 +356,8 @@ struct Pending {
     end_ms: f64,
     latency_sum_ms: f64,
     counts: [u32; HISTOGRAM_LEN],
+    /// Bit `le` set when `counts[le]` is not 0 (a second's latencies fall in a few buckets).
+    touched: u32,
     errors: u32,
     first_request_ms: f64,
     first_error_ms: f64,
@@ -369,6 +371,7 @@ impl Pending {
         end_ms: f64::NEG_INFINITY,
         latency_sum_ms: 0.0,
         counts: [0; HISTOGRAM_LEN],
+        touched: 0,
         errors: 0,
         first_request_ms: f64::INFINITY,
         first_error_ms: f64::INFINITY,
@@ -378,7 +381,9 @@ impl Pending {
     #[inline]
     fn add(&mut self, done_ms: f64, latency_ms: f64, error: bool) {
         self.latency_sum_ms += latency_ms;
-        self.counts[latency_bucket(latency_ms)] += 1;
+        let le = latency_bucket(latency_ms);
+        self.counts[le] += 1;
+        self.touched |= 1 << le;
         self.first_request_ms = self.first_request_ms.min(done_ms);
         if error {
             self.errors += 1;
@@ -392,46 +397,56 @@ impl Pending {
         let s = &mut all[series];
         let bucket = s.slot(done_ms);
         let k = s.first_bucket + bucket as i64;
-        *self = Pending {
-            series,
-            bucket,
-            // Exact bounds (whole seconds in ms); bucket 0 also holds whatever completes
-            // before it. A negative start (never: time starts at 0) leaves nothing open.
-            start_ms: if bucket == 0 {
-                f64::NEG_INFINITY
-            } else {
-                (k * BUCKET_MS) as f64
-            },
-            end_ms: if s.first_bucket < 0 {
-                f64::NEG_INFINITY
-            } else {
-                ((k + 1) * BUCKET_MS) as f64
-            },
-            latency_sum_ms: s.buckets[bucket].latency_sum_ms,
-            ..Pending::CLOSED
+        // Field by field: the counts are 0 again after a flush, and copying a whole closed
+        // `Pending` over them cost more than the rest.
+        self.series = series;
+        self.bucket = bucket;
+        // Exact bounds (whole seconds in ms); bucket 0 also holds whatever completes before
+        // it. A negative start (never: time starts at 0) leaves nothing open.
+        self.start_ms = if bucket == 0 {
+            f64::NEG_INFINITY
+        } else {
+            (k * BUCKET_MS) as f64
         };
+        self.end_ms = if s.first_bucket < 0 {
+            f64::NEG_INFINITY
+        } else {
+            ((k + 1) * BUCKET_MS) as f64
+        };
+        self.latency_sum_ms = s.buckets[bucket].latency_sum_ms;
     }
 
-    /// Adds what was gathered to the series, and closes.
+    /// Adds what was gathered to the series, and closes (leaving the counts at 0).
     fn flush(&mut self, all: &mut [Series]) {
         let Some(s) = all.get_mut(self.series) else {
             return;
         };
         let i = self.bucket;
         s.buckets[i].latency_sum_ms = self.latency_sum_ms;
-        for (le, &n) in self.counts.iter().enumerate() {
-            if n > 0 {
-                s.count(i, le, n);
-            }
+        let mut touched = self.touched;
+        while touched != 0 {
+            let le = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            s.count(i, le, self.counts[le]);
+            self.counts[le] = 0;
         }
         if self.errors > 0 {
             s.count_errors(i, self.errors);
         }
         s.first_request_ms = s.first_request_ms.min(self.first_request_ms);
         s.first_error_ms = s.first_error_ms.min(self.first_error_ms);
-        *self = Pending::CLOSED;
+        self.series = usize::MAX;
+        self.start_ms = f64::INFINITY;
+        self.end_ms = f64::NEG_INFINITY;
+        self.touched = 0;
+        self.errors = 0;
+        self.first_request_ms = f64::INFINITY;
+        self.first_error_ms = f64::INFINITY;
     }
 }
+
+// `Pending::touched` has a bit per histogram bucket.
+const _: () = assert!(HISTOGRAM_LEN <= 32);
 
 /// How many series a source gathers seconds for at once (more ways go straight to the series).
 const PENDING: usize = 4;
@@ -493,6 +508,8 @@ pub struct Source {
     pub target: Target,
     /// The host its routing is looked up by.
     host: String,
+    /// Its number at the router, once the host has been routed.
+    host_id: Option<HostId>,
     /// Requests per second.
     pub rate: f64,
     /// When it starts sending.
@@ -570,6 +587,7 @@ impl Traffic {
         self.sources.push(Source {
             target,
             host,
+            host_id: None,
             rate,
             start: start.max(self.horizon),
             sent: 0,
@@ -748,8 +766,12 @@ impl Traffic {
         }
         let to_ms = to.millis() as f64;
         for s in 0..self.sources.len() {
-            let src = &self.sources[s];
-            let generation = (cluster.generation(), router.host_generation(&src.host));
+            let src = &mut self.sources[s];
+            if src.host_id.is_none() {
+                src.host_id = router.host_id(&src.host);
+            }
+            let host_generation = src.host_id.map_or(0, |id| router.generation_of(id));
+            let generation = (cluster.generation(), host_generation);
             let step_ms = 1000.0 / src.rate;
             let start_ms = src.start.millis() as f64;
             if start_ms + src.sent as f64 * step_ms >= to_ms {
