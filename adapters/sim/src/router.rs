@@ -49,6 +49,9 @@ pub struct Rules {
     /// Changes (to a number no other rules set had) whenever the destinations change other than
     /// in weight: traffic keeps what it resolved them to until then.
     pub(crate) names: u64,
+    /// The numbers of `hosts`, once registered (a change then bumps their generations by
+    /// number, without looking the hosts up by name).
+    host_ids: Vec<HostId>,
 }
 
 /// A routing change that could not be made.
@@ -217,31 +220,47 @@ impl Router {
             .filter_map(|primary| self.rules.get(primary))
     }
 
-    fn touch(&mut self, primary: &str) {
+    /// Records a change of the rules keyed by `primary` (`renamed`: of their destinations'
+    /// names, not only weights): bumps the generations of the hosts they route, registering
+    /// those hosts on the rules' first change.
+    fn touch(&mut self, primary: &str, renamed: bool) {
         self.generation += 1;
-        let Some(rules) = self.rules.get(primary) else {
+        let Router {
+            rules,
+            by_host,
+            host_ids,
+            host_generations,
+            names,
+            ..
+        } = self;
+        let Some(rules) = rules.get_mut(primary) else {
             return;
         };
-        // Looked up before inserting: the hosts are known after the first change.
-        for h in &rules.hosts {
-            match self.by_host.get_mut(h) {
-                Some(primaries) => {
-                    if !primaries.iter().any(|p| p == primary) {
-                        primaries.push(primary.to_string());
+        if renamed {
+            *names += 1;
+            rules.names = *names;
+        }
+        if rules.host_ids.is_empty() {
+            for h in &rules.hosts {
+                match by_host.get_mut(h) {
+                    Some(primaries) => {
+                        if !primaries.iter().any(|p| p == primary) {
+                            primaries.push(primary.to_string());
+                        }
+                    }
+                    None => {
+                        by_host.insert(h.clone(), vec![primary.to_string()]);
                     }
                 }
-                None => {
-                    self.by_host.insert(h.clone(), vec![primary.to_string()]);
-                }
+                let id = *host_ids.entry(h.clone()).or_insert_with(|| {
+                    host_generations.push(0);
+                    HostId(host_generations.len() - 1)
+                });
+                rules.host_ids.push(id);
             }
-            match self.host_ids.get(h) {
-                Some(id) => self.host_generations[id.0] += 1,
-                None => {
-                    self.host_ids
-                        .insert(h.clone(), HostId(self.host_generations.len()));
-                    self.host_generations.push(1);
-                }
-            }
+        }
+        for id in &rules.host_ids {
+            host_generations[id.0] += 1;
         }
     }
 
@@ -300,15 +319,12 @@ impl Router {
         action: &RoutingAction,
     ) -> Result<(), RoutingError> {
         let host = host.ok_or(RoutingError::NoHost)?;
-        if let Some(r) = self.rules.get(host)
-            && r.role == Role::Progressing
-            && r.owner != me
-        {
-            return Err(RoutingError::Held {
+        let held = |r: &Rules| {
+            (r.role == Role::Progressing && r.owner != me).then(|| RoutingError::Held {
                 host: host.to_string(),
                 owner: r.owner.clone(),
-            });
-        }
+            })
+        };
         let ts = &exp.spec.target_service;
         let (baseline, candidate) = (ts.baseline(), ts.candidate());
         let split_destinations = |split: TrafficSplit| {
@@ -319,6 +335,9 @@ impl Router {
         };
         let renamed = match action {
             RoutingAction::Initialize => {
+                if let Some(e) = self.rules.get(host).and_then(held) {
+                    return Err(e);
+                }
                 let mut hosts = Vec::new();
                 let mut gateways = Vec::new();
                 if let Some(name) = ts.name.as_deref().filter(|n| !n.is_empty()) {
@@ -347,6 +366,7 @@ impl Router {
                         owner: me.to_string(),
                         role: Role::Progressing,
                         names: 0,
+                        host_ids: Vec::new(),
                     },
                 );
                 true
@@ -356,6 +376,9 @@ impl Router {
                     .rules
                     .get_mut(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                if let Some(e) = held(rules) {
+                    return Err(e);
+                }
                 let renamed = !set_destinations(
                     &mut rules.destinations,
                     exp,
@@ -370,6 +393,9 @@ impl Router {
                     .rules
                     .get_mut(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                if let Some(e) = held(rules) {
+                    return Err(e);
+                }
                 rules.destinations = match winner {
                     Winner::Baseline => vec![destination(exp, baseline, 100)],
                     Winner::Candidate => vec![destination(exp, candidate, 100)],
@@ -380,11 +406,7 @@ impl Router {
                 true
             }
         };
-        if renamed && let Some(rules) = self.rules.get_mut(host) {
-            self.names += 1;
-            rules.names = self.names;
-        }
-        self.touch(host);
+        self.touch(host, renamed);
         Ok(())
     }
 }
