@@ -313,13 +313,23 @@ impl ExperimentStatus {
                     message.clone_into(&mut c.message);
                 }
             }
-            None => self.conditions.push(Condition {
-                type_,
-                status,
-                reason: reason.to_string(),
-                message: message.to_string(),
-                last_transition_time: Some(now),
-            }),
+            None => {
+                // Room for every known type at once: a copied status has no spare room, and
+                // growing by doubling from five conditions asked the allocator for more than
+                // 1 KiB (glibc then merges its free lists) at every experiment's completion.
+                let known = ConditionType::KNOWN.len();
+                if self.conditions.len() == self.conditions.capacity() {
+                    self.conditions
+                        .reserve_exact(known.saturating_sub(self.conditions.len()).max(1));
+                }
+                self.conditions.push(Condition {
+                    type_,
+                    status,
+                    reason: reason.to_string(),
+                    message: message.to_string(),
+                    last_transition_time: Some(now),
+                })
+            }
         }
     }
 }
