@@ -90,7 +90,8 @@ pub async fn reconcile_once(
         Step::Decided(d) => d,
         Step::Analyze(request) => {
             obs.analysis = Some(ports.analytics.analyze(&request).await);
-            match engine::reconcile_taking_analysis(experiment, &mut obs, ctx) {
+            // `experiment` and `ctx` are the ones the first call validated.
+            match engine::reconcile_validated_taking_analysis(experiment, &mut obs, ctx) {
                 Step::Decided(d) => d,
                 Step::Analyze(_) => return Err(DriverError::Protocol),
             }
@@ -264,6 +265,77 @@ mod tests {
         let d = block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
         assert_eq!(d.status.phase, Some(Phase::Pause));
         assert_eq!(d.requeue_after, Some(engine::RETRY_AFTER));
+    }
+
+    /// Ports that accept every write, observing default routing, analysing with `analytics`.
+    fn decide_with_driver(
+        exp: &Experiment,
+        analytics: &dyn Analytics,
+        m: &MetricsConfig,
+    ) -> Decision {
+        let mut router = MockTrafficRouter::new();
+        router
+            .expect_observe()
+            .returning(|_| Ok(RoutingObservation::default()));
+        router.expect_apply().returning(|_, _| Ok(()));
+        let mut store = MockExperimentStore::new();
+        store.expect_add_finalizer().returning(|_| Ok(()));
+        store.expect_write_status().returning(|_, _| Ok(()));
+        let (t, e) = (targets(), events());
+        let ports = Ports {
+            targets: &t,
+            router: &router,
+            analytics,
+            store: &store,
+            events: &e,
+        };
+        block_on(reconcile_once(exp, &ports, &Context::new(m, now()))).unwrap()
+    }
+
+    #[test]
+    fn the_driver_decides_as_the_engine_called_twice() {
+        let exp = experiment();
+        let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
+        let mut analytics = MockAnalytics::new();
+        analytics
+            .expect_analyze()
+            .times(1)
+            .returning(|_| first_outcome());
+        let by_driver = decide_with_driver(&exp, &analytics, &m);
+        let ctx = Context::new(&m, now());
+        let mut obs = Observations {
+            targets: Targets::all_present(),
+            routing: RoutingObservation::default(),
+            analysis: None,
+        };
+        assert!(matches!(
+            engine::reconcile(&exp, &obs, &ctx),
+            Step::Analyze(_)
+        ));
+        obs.analysis = Some(first_outcome());
+        let Step::Decided(by_hand) = engine::reconcile(&exp, &obs, &ctx) else {
+            panic!("asked twice");
+        };
+        assert_eq!(by_driver, by_hand);
+        assert_eq!(by_driver.status.current_iteration, 1);
+    }
+
+    #[test]
+    fn an_invalid_experiment_is_paused_without_an_analysis() {
+        let mut exp = experiment();
+        exp.spec.traffic_control.interval = Some(crate::GoDuration::new("soon"));
+        let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
+        let mut analytics = MockAnalytics::new();
+        analytics.expect_analyze().times(0);
+        let d = decide_with_driver(&exp, &analytics, &m);
+        assert!(
+            d.status
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("ValidationError: spec.trafficControl.interval")),
+            "{:?}",
+            d.status.message
+        );
     }
 
     #[test]

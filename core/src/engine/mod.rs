@@ -97,7 +97,13 @@ pub enum Step {
 
 /// Decides what to do for an experiment now.
 pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
-    decide(exp, obs, obs.analysis.as_ref().map(Outcome::Borrowed), ctx)
+    decide(
+        exp,
+        obs,
+        obs.analysis.as_ref().map(Outcome::Borrowed),
+        ctx,
+        false,
+    )
 }
 
 /// [`reconcile`], taking the analysis outcome out of `obs.analysis` (left `None`) instead of
@@ -105,7 +111,20 @@ pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
 /// observations and is done with the outcome once decided.
 pub fn reconcile_taking_analysis(exp: &Experiment, obs: &mut Observations, ctx: &Context) -> Step {
     let analysis = obs.analysis.take().map(Outcome::Owned);
-    decide(exp, obs, analysis, ctx)
+    decide(exp, obs, analysis, ctx, false)
+}
+
+/// [`reconcile_taking_analysis`] for the driver's second call of an iteration, which holds the
+/// experiment and the context borrowed since the first call asked for the analysis: they are
+/// the ones that call validated (it asks for an analysis only then), so they are not validated
+/// again.
+pub(crate) fn reconcile_validated_taking_analysis(
+    exp: &Experiment,
+    obs: &mut Observations,
+    ctx: &Context,
+) -> Step {
+    let analysis = obs.analysis.take().map(Outcome::Owned);
+    decide(exp, obs, analysis, ctx, true)
 }
 
 /// An analysis' outcome, lent by the caller or given.
@@ -136,6 +155,7 @@ fn decide(
     obs: &Observations,
     analysis: Option<Outcome<'_>>,
     ctx: &Context,
+    validated: bool,
 ) -> Step {
     let mut d = Draft::new(exp, ctx.now);
     let started = exp.status.start_timestamp.is_some();
@@ -185,7 +205,12 @@ fn decide(
     }
     // Only the settings: the full plan (criteria with their metrics) is built when an analysis
     // is asked for.
-    let plan = match validation::check(exp, ctx.metrics) {
+    let checked = if validated {
+        Ok(())
+    } else {
+        validation::check(exp, ctx.metrics)
+    };
+    let plan = match checked {
         Ok(()) => Settings::of(exp),
         Err(problems) => {
             let text = problems
