@@ -63,15 +63,7 @@ pub struct Plan {
 impl Plan {
     /// The labels identifying a version's series, as iter8 v0.2 queries them.
     pub fn tags(&self, version: &str) -> VersionTags {
-        let (name_key, ns_key) = match self.kind {
-            TargetKind::Service => ("destination_service_name", "destination_service_namespace"),
-            _ => ("destination_workload", "destination_workload_namespace"),
-        };
-        // Two inserts: `From<[_; 2]>` sorts and deduplicates first, on every analysis request.
-        let mut tags = VersionTags::new();
-        tags.insert(name_key.to_string(), version.to_string());
-        tags.insert(ns_key.to_string(), self.namespace.clone());
-        tags
+        version_tags(&self.kind, &self.namespace, version)
     }
 
     /// The baseline's labels.
@@ -83,6 +75,20 @@ impl Plan {
     pub fn candidate_tags(&self) -> VersionTags {
         self.tags(&self.candidate)
     }
+}
+
+/// The labels identifying the series of `version` (of `kind`, in `namespace`), as iter8 v0.2
+/// queries them.
+pub(crate) fn version_tags(kind: &TargetKind, namespace: &str, version: &str) -> VersionTags {
+    let (name_key, ns_key) = match kind {
+        TargetKind::Service => ("destination_service_name", "destination_service_namespace"),
+        _ => ("destination_workload", "destination_workload_namespace"),
+    };
+    // Two inserts: `From<[_; 2]>` sorts and deduplicates first, on every analysis request.
+    let mut tags = VersionTags::new();
+    tags.insert(name_key.to_string(), version.to_string());
+    tags.insert(ns_key.to_string(), namespace.to_string());
+    tags
 }
 
 /// The settings of a valid experiment that the engine steers by, defaults applied and nothing

@@ -377,6 +377,35 @@ pub(crate) fn check(exp: &Experiment, metrics: &MetricsConfig) -> Result<(), Vec
 
 /// The plan of an experiment that passed [`check`], from its settings.
 pub(crate) fn build_plan(exp: &Experiment, metrics: &MetricsConfig, s: &Settings) -> Plan {
+    let (criteria, reward) = criteria(exp, metrics);
+    Plan {
+        kind: exp.spec.target_service.kind(),
+        service: s.service.to_string(),
+        namespace: exp.target_namespace().to_string(),
+        baseline: s.baseline.to_string(),
+        candidate: s.candidate.to_string(),
+        strategy: s.strategy.clone(),
+        interval: s.interval,
+        max_iterations: s.max_iterations,
+        step_size: s.step_size,
+        max_traffic_percentage: s.max_traffic_percentage,
+        on_success: s.on_success.clone(),
+        confidence: s.confidence,
+        criteria,
+        reward,
+        cleanup: s.cleanup,
+    }
+}
+
+/// The success criteria (with their metrics and defaults) and the reward metric of an
+/// experiment that passed [`check`]: what an analysis request needs of its plan.
+pub(crate) fn criteria(
+    exp: &Experiment,
+    metrics: &MetricsConfig,
+) -> (
+    Vec<Criterion>,
+    Option<(crate::metrics_config::Metric, Option<crate::model::MinMax>)>,
+) {
     // Defaults are applied field by field: cloning the spec with `with_defaults` on every
     // reconcile would cost more than the rest of the plan.
     let spec = &exp.spec;
@@ -403,23 +432,7 @@ pub(crate) fn build_plan(exp: &Experiment, metrics: &MetricsConfig, s: &Settings
         .reward
         .as_ref()
         .and_then(|r| Some((metrics.metric(&r.metric_name)?, r.min_max.clone())));
-    Plan {
-        kind: spec.target_service.kind(),
-        service: s.service.to_string(),
-        namespace: exp.target_namespace().to_string(),
-        baseline: s.baseline.to_string(),
-        candidate: s.candidate.to_string(),
-        strategy: s.strategy.clone(),
-        interval: s.interval,
-        max_iterations: s.max_iterations,
-        step_size: s.step_size,
-        max_traffic_percentage: s.max_traffic_percentage,
-        on_success: s.on_success.clone(),
-        confidence: s.confidence,
-        criteria,
-        reward,
-        cleanup: s.cleanup,
-    }
+    (criteria, reward)
 }
 
 #[cfg(test)]

@@ -121,6 +121,44 @@ impl DashboardLink for Link {
 }
 
 #[test]
+fn the_engine_asks_for_the_request_its_plan_makes() {
+    // Built without the plan (no copies of its names), the request is the plan's all the same.
+    for file in [
+        "canary_reviews-v2_to_reviews-v3.yaml",
+        "canary_reviews-v3_to_reviews-v6.yaml",
+        "canary_productpage-v1_to_productpage-v2.yaml",
+        "service-kind/canary_productpage-v1_to_productpage-v2.yaml",
+    ] {
+        let mut exp = tutorial(file);
+        exp.spec.analysis.reward = Some(iter8_core::Reward {
+            metric_name: "iter8_error_rate".into(),
+            min_max: None,
+        });
+        let m = metrics();
+        let ctx = Context::new(&m, t0());
+        let Step::Analyze(asked) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx)
+        else {
+            panic!("{file}: iteration 1 needs an analysis")
+        };
+        let plan = iter8_core::validation::plan(&exp, &m).unwrap();
+        let window = iter8_core::measurement::Window {
+            start: t0(),
+            end: t0(),
+        };
+        let expected = AnalysisRequest {
+            analytics_service: exp.spec.analytics_service().to_string(),
+            seed: asked.seed,
+            ..AnalysisRequest::new(&plan, window, None)
+        };
+        assert_eq!(asked, expected, "{file}");
+        assert!(
+            asked.reward.is_some() && !asked.criteria.is_empty(),
+            "{file}"
+        );
+    }
+}
+
+#[test]
 fn the_candidate_appearing_starts_iteration_one_at_once() {
     let mut exp = tutorial("canary_reviews-v2_to_reviews-v3.yaml");
     let m = metrics();

@@ -450,21 +450,23 @@ fn analysis_request(
         start: status.start_timestamp.unwrap_or(ctx.now),
         end: ctx.now,
     };
-    let plan = validation::build_plan(exp, ctx.metrics, settings);
-    // As `AnalysisRequest::new`, moving the plan's criteria instead of copying them.
+    // As `AnalysisRequest::new` from the plan, without building the rest of the plan.
+    let (criteria, reward) = validation::criteria(exp, ctx.metrics);
+    let (kind, namespace) = (exp.spec.target_service.kind(), exp.target_namespace());
+    let tags = |version| std::sync::Arc::new(crate::plan::version_tags(&kind, namespace, version));
     AnalysisRequest {
-        baseline: std::sync::Arc::new(plan.baseline_tags()),
-        candidate: std::sync::Arc::new(plan.candidate_tags()),
-        strategy: plan.strategy,
+        baseline: tags(settings.baseline),
+        candidate: tags(settings.candidate),
+        strategy: settings.strategy.clone(),
         window,
-        criteria: plan.criteria,
-        step_size: plan.step_size,
-        max_traffic_percentage: plan.max_traffic_percentage,
-        confidence: plan.confidence,
+        criteria,
+        step_size: settings.step_size,
+        max_traffic_percentage: settings.max_traffic_percentage,
+        confidence: settings.confidence,
         last_state: exp.status.analysis_state.clone(),
         analytics_service: exp.spec.analytics_service().to_string(),
         seed: experiment_seed(exp),
-        reward: plan.reward,
+        reward,
     }
 }
 
