@@ -246,9 +246,12 @@ pub fn parse_objects(text: &str, namespace: &str) -> Result<Vec<Object>, Manifes
 type ByName<T> = Map<String, Map<String, T>>;
 
 fn put<T>(map: &mut ByName<T>, namespace: &str, name: &str, value: T) {
-    map.entry(namespace.to_string())
-        .or_default()
-        .insert(name.to_string(), value);
+    // Looked up before inserting: the namespace is almost always there already.
+    let names = match map.get_mut(namespace) {
+        Some(names) => names,
+        None => map.entry(namespace.to_string()).or_default(),
+    };
+    names.insert(name.to_string(), value);
 }
 
 fn take<T>(map: &mut ByName<T>, namespace: &str, name: &str) -> Option<T> {
@@ -278,7 +281,7 @@ impl Cluster {
 
     /// Creates or replaces a Deployment.
     pub fn apply_deployment(&mut self, d: Deployment) {
-        self.delete_deployment(&d.namespace.clone(), &d.name.clone());
+        self.delete_deployment(&d.namespace, &d.name);
         for (k, v) in &d.pod_labels {
             self.by_label
                 .entry((d.namespace.clone(), k.clone(), v.clone()))
