@@ -168,7 +168,7 @@ fn decide(
                     winner: Winner::Baseline,
                     split: TrafficSplit::ALL_BASELINE,
                 });
-                d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+                d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
             }
             d.actions.push(Action::RemoveFinalizer);
         }
@@ -232,13 +232,13 @@ fn decide(
             return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
         }
         Some(UserAction::Pause) => {
-            d.status.phase = Some(Phase::Pause);
-            d.status.message = Some(PAUSE.to_string());
+            d.status_mut().phase = Some(Phase::Pause);
+            d.status_mut().message = Some(PAUSE.to_string());
             return Step::Decided(d.finish(None));
         }
         Some(UserAction::Resume) if exp.status.message.as_deref() == Some(PAUSE) => {
-            d.status.phase = Some(Phase::Progressing);
-            d.status.message = Some(RESUME.to_string());
+            d.status_mut().phase = Some(Phase::Progressing);
+            d.status_mut().message = Some(RESUME.to_string());
         }
         _ => {}
     }
@@ -259,7 +259,7 @@ fn decide(
                 &text,
                 Some(ConditionType::TargetsProvided),
             );
-            d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+            d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
             return Step::Decided(d.finish(None));
         }
         let text = format!("{what} Deleted");
@@ -288,7 +288,7 @@ fn decide(
             TARGETS_NOT_FOUND,
             &format!("targets are used by running experiment {other}"),
         );
-        d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+        d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
         return Step::Decided(d.finish(None));
     }
     d.condition(ConditionType::TargetsProvided, true, "", "");
@@ -307,29 +307,29 @@ fn decide(
     }
 
     if !started {
-        d.status.start_timestamp = Some(ctx.now);
-        d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
-        d.status.grafana_url = ctx.dashboard.url(exp, ctx.now, None);
+        d.status_mut().start_timestamp = Some(ctx.now);
+        d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+        d.status_mut().grafana_url = ctx.dashboard.url(exp, ctx.now, None);
         d.route(RoutingAction::Initialize);
     }
     d.condition(ConditionType::RoutingRulesReady, true, "", "");
 
     let due_at = d
-        .status
+        .status()
         .last_increment_time
         .map(|t| t + chrono::Duration::from_std(plan.interval).unwrap_or(chrono::TimeDelta::MAX));
-    let due = d.status.current_iteration == 0 || due_at.is_none_or(|t| ctx.now >= t);
+    let due = d.status().current_iteration == 0 || due_at.is_none_or(|t| ctx.now >= t);
     if !due {
         if let Some(observed) = obs.routing.split
-            && observed != d.status.split()
+            && observed != d.status().split()
         {
             // Someone edited the weights by hand: put ours back.
-            let split = d.status.split();
+            let split = d.status().split();
             d.route(RoutingAction::SetSplit(split));
         }
-        if d.status.phase != Some(Phase::Progressing) && d.status.current_iteration > 0 {
+        if d.status().phase != Some(Phase::Progressing) && d.status().current_iteration > 0 {
             // Back from a pause for a failing dependency: progressing again.
-            let text = format!("Iteration {} Started", d.status.current_iteration);
+            let text = format!("Iteration {} Started", d.status().current_iteration);
             d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
         }
         let mut wait = due_at
@@ -340,8 +340,8 @@ fn decide(
             // ignored so that the boundary's change detection sees the same data it would
             // have seen without the check. Errors here are left to the boundary's analysis.
             match analysis {
-                None if d.status.current_iteration > 0 => {
-                    let request = analysis_request(exp, &plan, &d.status, ctx);
+                None if d.status().current_iteration > 0 => {
+                    let request = analysis_request(exp, &plan, d.status(), ctx);
                     return Step::Analyze(request);
                 }
                 Some(a)
@@ -364,14 +364,14 @@ fn decide(
     // The request is built only when it is needed: on the second call of an iteration the
     // outcome is already here.
     let outcome: AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
-        let request = analysis_request(exp, &plan, &d.status, ctx);
+        let request = analysis_request(exp, &plan, d.status(), ctx);
         match analytics::increment_without_check(&request) {
             Ok(o) => o,
             Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
         }
     } else {
         let Some(a) = analysis else {
-            return Step::Analyze(analysis_request(exp, &plan, &d.status, ctx));
+            return Step::Analyze(analysis_request(exp, &plan, d.status(), ctx));
         };
         match a.into_result() {
             Ok(o) => o,
@@ -381,7 +381,7 @@ fn decide(
     d.condition(ConditionType::AnalyticsServiceNormal, true, "", "");
     let all_met = outcome.assessment.all_success_criteria_met;
     let abort = outcome.assessment.abort_experiment;
-    let first = d.status.current_iteration == 0;
+    let first = d.status().current_iteration == 0;
     d.set_analysis_state(outcome.state);
     let candidate_share = outcome.candidate_traffic_percentage;
     d.set_assessment(outcome.assessment);
@@ -389,7 +389,7 @@ fn decide(
     if abort {
         return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
     }
-    if d.status.current_iteration >= plan.max_iterations {
+    if d.status().current_iteration >= plan.max_iterations {
         let decision = if !plan.has_criteria {
             complete(d, &plan, ctx, true, LAST_ITERATION_COMPLETED, None)
         } else if all_met {
@@ -411,14 +411,14 @@ fn decide(
         let cap = plan.max_traffic_percentage.trunc();
         let candidate = candidate_share.min(cap).clamp(0.0, 100.0).trunc() as u32;
         let split = TrafficSplit::with_candidate(candidate);
-        if split != d.status.split() || obs.routing.split.is_some_and(|o| o != split) {
+        if split != d.status().split() || obs.routing.split.is_some_and(|o| o != split) {
             d.route(RoutingAction::SetSplit(split));
         }
-        d.status.traffic_split_percentage = Some(split);
+        d.status_mut().traffic_split_percentage = Some(split);
     }
-    d.status.current_iteration += 1;
-    d.status.last_increment_time = Some(ctx.now);
-    let text = format!("Iteration {} Started", d.status.current_iteration);
+    d.status_mut().current_iteration += 1;
+    d.status_mut().last_increment_time = Some(ctx.now);
+    let text = format!("Iteration {} Started", d.status().current_iteration);
     d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
     let wait = abort_check_every(&plan, ctx).map_or(plan.interval, |e| e.min(plan.interval));
     Step::Decided(d.finish(Some(wait)))
@@ -508,7 +508,7 @@ fn complete(
     text: &str,
     forced_winner: Option<Winner>,
 ) -> Decision {
-    let started = d.status.start_timestamp.is_some();
+    let started = d.status().start_timestamp.is_some();
     let winner = match (succeeded, forced_winner) {
         (_, Some(w)) => w,
         (false, None) => Winner::Baseline,
@@ -521,7 +521,7 @@ fn complete(
     let split = match winner {
         Winner::Baseline => TrafficSplit::ALL_BASELINE,
         Winner::Candidate => TrafficSplit::ALL_CANDIDATE,
-        Winner::Both => d.status.split(),
+        Winner::Both => d.status().split(),
     };
     if started {
         d.route(RoutingAction::Finalize { winner, split });
@@ -537,10 +537,10 @@ fn complete(
             }
         }
     }
-    d.status.traffic_split_percentage = Some(split);
-    d.status.end_timestamp = Some(ctx.now);
-    if let Some(start) = d.status.start_timestamp {
-        d.status.grafana_url = ctx.dashboard.url(d.exp, start, Some(ctx.now));
+    d.status_mut().traffic_split_percentage = Some(split);
+    d.status_mut().end_timestamp = Some(ctx.now);
+    if let Some(start) = d.status().start_timestamp {
+        d.status_mut().grafana_url = ctx.dashboard.url(d.exp, start, Some(ctx.now));
     }
     let reason = if succeeded {
         EXPERIMENT_SUCCEEDED
