@@ -167,17 +167,29 @@ fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostId(usize);
 
+/// What the router knows of a host: its generation and the rules sets that route it.
+#[derive(Debug, Clone, Default)]
+struct Host {
+    /// Bumped when the routing of the host changes.
+    generation: u64,
+    /// Indices into [`Router::rules`], in the order they first routed the host.
+    rules: Vec<usize>,
+}
+
 /// Every rules set, by primary host.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    /// Hashed: looked up on every reconcile; [`Router::all`] sorts.
-    rules: Map<String, Rules>,
-    /// Host -> the primary hosts of the rules that route it.
-    by_host: Map<String, Vec<String>>,
+    /// Every rules set, in the order first created (a set is replaced in place, never
+    /// removed): traffic sources and hosts refer to them by index.
+    rules: Vec<Rules>,
+    /// The primary host of each of `rules` ([`Router::all`] sorts by it).
+    primaries: Vec<String>,
+    /// Primary host -> index into `rules`. Hashed: looked up on every reconcile.
+    by_primary: Map<String, usize>,
     /// Host -> its [`HostId`].
     host_ids: Map<String, HostId>,
-    /// By [`HostId`]: bumped when the routing of that host changes.
-    host_generations: Vec<u64>,
+    /// By [`HostId`].
+    hosts: Vec<Host>,
     generation: u64,
     /// The last [`Rules::names`] handed out.
     names: u64,
@@ -191,7 +203,7 @@ impl Router {
 
     /// Every rules set, by primary host.
     pub fn all(&self) -> impl Iterator<Item = &Rules> {
-        let mut all: Vec<(&String, &Rules)> = self.rules.iter().collect();
+        let mut all: Vec<(&String, &Rules)> = self.primaries.iter().zip(&self.rules).collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all.into_iter().map(|(_, r)| r)
     }
@@ -208,16 +220,24 @@ impl Router {
 
     /// [`Router::host_generation`] by number.
     pub fn generation_of(&self, id: HostId) -> u64 {
-        self.host_generations[id.0]
+        self.hosts[id.0].generation
     }
 
     /// The rules that route `host`.
     pub fn routing<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Rules> + 'a {
-        self.by_host
-            .get(host)
+        self.host_id(host)
             .into_iter()
-            .flatten()
-            .filter_map(|primary| self.rules.get(primary))
+            .flat_map(move |id| self.routing_of(id))
+    }
+
+    /// [`Router::routing`] by the host's number (no lookup by name).
+    pub fn routing_of(&self, id: HostId) -> impl Iterator<Item = &Rules> + '_ {
+        self.hosts[id.0].rules.iter().map(|&i| &self.rules[i])
+    }
+
+    fn rules_mut(&mut self, primary: &str) -> Option<&mut Rules> {
+        let i = *self.by_primary.get(primary)?;
+        self.rules.get_mut(i)
     }
 
     /// Records a change of the rules keyed by `primary` (`renamed`: of their destinations'
@@ -225,48 +245,42 @@ impl Router {
     /// those hosts on the rules' first change.
     fn touch(&mut self, primary: &str, renamed: bool) {
         self.generation += 1;
+        let Some(&index) = self.by_primary.get(primary) else {
+            return;
+        };
         let Router {
             rules,
-            by_host,
             host_ids,
-            host_generations,
+            hosts,
             names,
             ..
         } = self;
-        let Some(rules) = rules.get_mut(primary) else {
-            return;
-        };
+        let rules = &mut rules[index];
         if renamed {
             *names += 1;
             rules.names = *names;
         }
         if rules.host_ids.is_empty() {
             for h in &rules.hosts {
-                match by_host.get_mut(h) {
-                    Some(primaries) => {
-                        if !primaries.iter().any(|p| p == primary) {
-                            primaries.push(primary.to_string());
-                        }
-                    }
-                    None => {
-                        by_host.insert(h.clone(), vec![primary.to_string()]);
-                    }
-                }
                 let id = *host_ids.entry(h.clone()).or_insert_with(|| {
-                    host_generations.push(0);
-                    HostId(host_generations.len() - 1)
+                    hosts.push(Host::default());
+                    HostId(hosts.len() - 1)
                 });
+                let routed_by = &mut hosts[id.0].rules;
+                if !routed_by.contains(&index) {
+                    routed_by.push(index);
+                }
                 rules.host_ids.push(id);
             }
         }
         for id in &rules.host_ids {
-            host_generations[id.0] += 1;
+            hosts[id.0].generation += 1;
         }
     }
 
     /// The rules keyed by a host.
     pub fn rules(&self, host: &str) -> Option<&Rules> {
-        self.rules.get(host)
+        self.by_primary.get(host).map(|&i| &self.rules[i])
     }
 
     /// What routing does for the experiment now.
@@ -276,7 +290,7 @@ impl Router {
 
     /// [`Router::observe`] with the experiment's [`primary_host`] and [`owner_id`] given.
     pub fn observe_as(&self, exp: &Experiment, host: Option<&str>, me: &str) -> RoutingObservation {
-        let Some(rules) = host.and_then(|h| self.rules.get(h)) else {
+        let Some(rules) = host.and_then(|h| self.rules(h)) else {
             return RoutingObservation::default();
         };
         if rules.role == Role::Progressing && rules.owner != me {
@@ -335,7 +349,7 @@ impl Router {
         };
         let renamed = match action {
             RoutingAction::Initialize => {
-                if let Some(e) = self.rules.get(host).and_then(held) {
+                if let Some(e) = self.rules(host).and_then(held) {
                     return Err(e);
                 }
                 let mut hosts = Vec::new();
@@ -356,25 +370,30 @@ impl Router {
                         gateways.push(g.clone());
                     }
                 }
-                self.rules.insert(
-                    host.to_string(),
-                    Rules {
-                        namespace: exp.target_namespace().to_string(),
-                        hosts,
-                        gateways,
-                        destinations: split_destinations(TrafficSplit::ALL_BASELINE),
-                        owner: me.to_string(),
-                        role: Role::Progressing,
-                        names: 0,
-                        host_ids: Vec::new(),
-                    },
-                );
+                let rules = Rules {
+                    namespace: exp.target_namespace().to_string(),
+                    hosts,
+                    gateways,
+                    destinations: split_destinations(TrafficSplit::ALL_BASELINE),
+                    owner: me.to_string(),
+                    role: Role::Progressing,
+                    names: 0,
+                    host_ids: Vec::new(),
+                };
+                match self.by_primary.get(host) {
+                    // Replaced in place: hosts and traffic refer to it by index.
+                    Some(&i) => self.rules[i] = rules,
+                    None => {
+                        self.by_primary.insert(host.to_string(), self.rules.len());
+                        self.primaries.push(host.to_string());
+                        self.rules.push(rules);
+                    }
+                }
                 true
             }
             RoutingAction::SetSplit(split) => {
                 let rules = self
-                    .rules
-                    .get_mut(host)
+                    .rules_mut(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
                 if let Some(e) = held(rules) {
                     return Err(e);
@@ -390,8 +409,7 @@ impl Router {
             }
             RoutingAction::Finalize { winner, split } => {
                 let rules = self
-                    .rules
-                    .get_mut(host)
+                    .rules_mut(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
                 if let Some(e) = held(rules) {
                     return Err(e);
@@ -473,5 +491,22 @@ mod tests {
         assert!(r.generation_of(id) > first, "a split change moves it");
         assert_eq!(r.generation_of(id), r.host_generation(host));
         assert_eq!(r.host_id(host), Some(id), "the number stays");
+        let by_number: Vec<&Rules> = r.routing_of(id).collect();
+        assert_eq!(by_number, r.routing(host).collect::<Vec<_>>());
+        assert_eq!(by_number, [r.rules(host).unwrap()]);
+        // Rules initialised again are the same rules set, replaced in place.
+        r.apply(
+            &a,
+            &RoutingAction::Finalize {
+                winner: Winner::Candidate,
+                split: TrafficSplit::ALL_CANDIDATE,
+            },
+        )
+        .unwrap();
+        r.apply(&exp("b", "v3", "v4"), &RoutingAction::Initialize)
+            .unwrap();
+        assert_eq!(r.routing_of(id).count(), 1);
+        assert_eq!(r.routing_of(id).next().unwrap().owner, "b.ns");
+        assert_eq!(r.all().count(), 1);
     }
 }

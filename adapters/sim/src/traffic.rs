@@ -14,7 +14,7 @@ use crate::clock::SimTime;
 use crate::cluster::Cluster;
 use crate::names::Map;
 use crate::profile::{self, Latency, Profile, Sampler, VersionProfile};
-use crate::router::{HostId, MESH, Router, fqdn};
+use crate::router::{HostId, MESH, Router, Rules, fqdn};
 
 /// Width of a counting bucket, in milliseconds.
 pub const BUCKET_MS: i64 = 1000;
@@ -868,11 +868,23 @@ impl Traffic {
         let at = self.horizon.millis() as f64;
         let rules = {
             let src = &self.sources[s];
+            // By the host's number once it has one (routes change every iteration).
+            let (mut by_number, mut by_name);
+            let mut routing: &mut dyn Iterator<Item = &Rules> = match src.host_id {
+                Some(id) => {
+                    by_number = router.routing_of(id);
+                    &mut by_number
+                }
+                None => {
+                    by_name = router.routing(&src.host);
+                    &mut by_name
+                }
+            };
             match &src.target {
-                Target::Service { .. } => router
-                    .routing(&src.host)
-                    .find(|r| r.gateways.iter().any(|g| g == MESH)),
-                Target::Host(host) => router.routing(host).find(|r| {
+                Target::Service { .. } => {
+                    Iterator::find(&mut routing, |r| r.gateways.iter().any(|g| g == MESH))
+                }
+                Target::Host(host) => Iterator::find(&mut routing, |r| {
                     r.gateways.iter().any(|g| {
                         g != MESH
                             && cluster
