@@ -235,19 +235,11 @@ impl Router {
         self.hosts[id.0].rules.iter().map(|&i| &self.rules[i])
     }
 
-    fn rules_mut(&mut self, primary: &str) -> Option<&mut Rules> {
-        let i = *self.by_primary.get(primary)?;
-        self.rules.get_mut(i)
-    }
-
-    /// Records a change of the rules keyed by `primary` (`renamed`: of their destinations'
-    /// names, not only weights): bumps the generations of the hosts they route, registering
-    /// those hosts on the rules' first change.
-    fn touch(&mut self, primary: &str, renamed: bool) {
+    /// Records a change of the rules at `index` (`renamed`: of their destinations' names, not
+    /// only weights): bumps the generations of the hosts they route, registering those hosts
+    /// on the rules' first change.
+    fn touch(&mut self, index: usize, renamed: bool) {
         self.generation += 1;
-        let Some(&index) = self.by_primary.get(primary) else {
-            return;
-        };
         let Router {
             rules,
             host_ids,
@@ -290,7 +282,23 @@ impl Router {
 
     /// [`Router::observe`] with the experiment's [`primary_host`] and [`owner_id`] given.
     pub fn observe_as(&self, exp: &Experiment, host: Option<&str>, me: &str) -> RoutingObservation {
-        let Some(rules) = host.and_then(|h| self.rules(h)) else {
+        self.observe_index(exp, host.and_then(|h| self.rules_index(h)), me)
+    }
+
+    /// The index of the rules keyed by `host`, if there are any: it stays theirs (rules are
+    /// replaced in place, never removed).
+    pub fn rules_index(&self, host: &str) -> Option<usize> {
+        self.by_primary.get(host).copied()
+    }
+
+    /// [`Router::observe_as`] with the rules found already ([`Router::rules_index`]).
+    pub fn observe_index(
+        &self,
+        exp: &Experiment,
+        index: Option<usize>,
+        me: &str,
+    ) -> RoutingObservation {
+        let Some(rules) = index.and_then(|i| self.rules.get(i)) else {
             return RoutingObservation::default();
         };
         if rules.role == Role::Progressing && rules.owner != me {
@@ -347,7 +355,7 @@ impl Router {
                 destination(exp, candidate, split.candidate),
             ]
         };
-        let renamed = match action {
+        let (index, renamed) = match action {
             RoutingAction::Initialize => {
                 if let Some(e) = self.rules(host).and_then(held) {
                     return Err(e);
@@ -380,21 +388,26 @@ impl Router {
                     names: 0,
                     host_ids: Vec::new(),
                 };
-                match self.by_primary.get(host) {
+                let index = match self.by_primary.get(host) {
                     // Replaced in place: hosts and traffic refer to it by index.
-                    Some(&i) => self.rules[i] = rules,
+                    Some(&i) => {
+                        self.rules[i] = rules;
+                        i
+                    }
                     None => {
                         self.by_primary.insert(host.to_string(), self.rules.len());
                         self.primaries.push(host.to_string());
                         self.rules.push(rules);
+                        self.rules.len() - 1
                     }
-                }
-                true
+                };
+                (index, true)
             }
             RoutingAction::SetSplit(split) => {
-                let rules = self
-                    .rules_mut(host)
+                let index = self
+                    .rules_index(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                let rules = &mut self.rules[index];
                 if let Some(e) = held(rules) {
                     return Err(e);
                 }
@@ -405,12 +418,13 @@ impl Router {
                 );
                 set_owner(&mut rules.owner, me);
                 rules.role = Role::Progressing;
-                renamed
+                (index, renamed)
             }
             RoutingAction::Finalize { winner, split } => {
-                let rules = self
-                    .rules_mut(host)
+                let index = self
+                    .rules_index(host)
                     .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                let rules = &mut self.rules[index];
                 if let Some(e) = held(rules) {
                     return Err(e);
                 }
@@ -421,10 +435,10 @@ impl Router {
                 };
                 set_owner(&mut rules.owner, me);
                 rules.role = Role::Stable;
-                true
+                (index, true)
             }
         };
-        self.touch(host, renamed);
+        self.touch(index, renamed);
         Ok(())
     }
 }

@@ -52,6 +52,8 @@ struct Resolved {
     on_service: Vec<ExperimentId>,
     host: Option<String>,
     owner: String,
+    /// The index of the rules keyed by `host`, once they exist (they stay at that index).
+    rules: Option<usize>,
 }
 
 /// The cached lookups of `exp`, when it is the checked-out experiment.
@@ -60,7 +62,7 @@ fn resolve<'a>(
     cluster: &Cluster,
     store: &Store,
     exp: &Experiment,
-) -> Option<&'a Resolved> {
+) -> Option<&'a mut Resolved> {
     let id = store.checked_out_id(exp)?;
     if cache.len() <= id {
         cache.resize(id + 1, None);
@@ -81,9 +83,10 @@ fn resolve<'a>(
             on_service: store.on_service(exp).to_vec(),
             host: primary_host(exp),
             owner: owner_id(exp),
+            rules: None,
         });
     }
-    slot.as_ref()
+    slot.as_mut()
 }
 
 /// Whether the experiment's service, baseline and candidate exist.
@@ -136,7 +139,12 @@ impl WorldState {
     /// What routing does for the experiment now.
     pub fn observe_routing(&mut self, exp: &Experiment) -> RoutingObservation {
         match resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
-            Some(r) => self.router.observe_as(exp, r.host.as_deref(), &r.owner),
+            Some(r) => {
+                if r.rules.is_none() {
+                    r.rules = r.host.as_deref().and_then(|h| self.router.rules_index(h));
+                }
+                self.router.observe_index(exp, r.rules, &r.owner)
+            }
             None => self.router.observe(exp),
         }
     }
