@@ -457,6 +457,15 @@ mod tests {
             .experiment
     }
 
+    /// Completes `e`'s rules on its candidate.
+    fn finish_on_candidate(r: &mut Router, e: &Experiment) {
+        let finalize = RoutingAction::Finalize {
+            winner: Winner::Candidate,
+            split: TrafficSplit::ALL_CANDIDATE,
+        };
+        r.apply(e, &finalize).unwrap();
+    }
+
     #[test]
     fn life_of_the_rules() {
         let mut r = Router::default();
@@ -472,14 +481,7 @@ mod tests {
         assert_eq!(r.observe(&a).split, Some(TrafficSplit::with_candidate(20)));
         assert_eq!(r.observe(&b).held_by.as_deref(), Some("a.ns"));
         assert!(r.apply(&b, &RoutingAction::Initialize).is_err());
-        r.apply(
-            &a,
-            &RoutingAction::Finalize {
-                winner: Winner::Candidate,
-                split: TrafficSplit::ALL_CANDIDATE,
-            },
-        )
-        .unwrap();
+        finish_on_candidate(&mut r, &a);
         // Stable rules to v3 are free for b, and read as all-baseline for it.
         assert_eq!(r.observe(&b).split, Some(TrafficSplit::ALL_BASELINE));
         r.apply(&b, &RoutingAction::Initialize).unwrap();
@@ -509,14 +511,7 @@ mod tests {
         assert_eq!(by_number, r.routing(host).collect::<Vec<_>>());
         assert_eq!(by_number, [r.rules(host).unwrap()]);
         // Rules initialised again are the same rules set, replaced in place.
-        r.apply(
-            &a,
-            &RoutingAction::Finalize {
-                winner: Winner::Candidate,
-                split: TrafficSplit::ALL_CANDIDATE,
-            },
-        )
-        .unwrap();
+        finish_on_candidate(&mut r, &a);
         r.apply(&exp("b", "v3", "v4"), &RoutingAction::Initialize)
             .unwrap();
         assert_eq!(r.routing_of(id).count(), 1);
