@@ -24,6 +24,8 @@ pub mod profile;
 pub mod router;
 pub mod scenario;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod traffic;
 pub mod tutorial;
 pub mod whatif;

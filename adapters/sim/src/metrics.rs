@@ -473,34 +473,11 @@ mod tests {
 
     #[test]
     fn remembered_series_follow_new_series_and_other_labels() {
-        use crate::cluster::{Cluster, Deployment, Service};
         use crate::router::Router;
-        use crate::traffic::Target;
-        let labels = |v: &str| {
-            [("app", "reviews"), ("version", v)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let deployment = |name: &str, v: &str| Deployment {
-            namespace: "ns".into(),
-            name: name.into(),
-            pod_labels: labels(v),
-        };
-        let mut c = Cluster::default();
-        c.apply_service(Service {
-            namespace: "ns".into(),
-            name: "reviews".into(),
-            selector: [("app".to_string(), "reviews".to_string())].into(),
-        });
-        c.apply_deployment(deployment("reviews-v2", "v2"));
+        use crate::test_support::{deployment, reviews_cluster, reviews_traffic};
+        let mut c = reviews_cluster();
         let r = Router::default();
-        let mut t = Traffic::new(1);
-        let target = Target::Service {
-            namespace: "ns".into(),
-            name: "reviews".into(),
-        };
-        t.add_source(target, 10.0, SimTime::ZERO);
+        let mut t = reviews_traffic(1, 10.0);
         t.advance(SimTime::from_secs(5), &c, &r);
         let tags = |pairs: [(&str, &str); 2]| -> VersionTags {
             pairs

@@ -447,15 +447,7 @@ impl Router {
 mod tests {
     use super::*;
 
-    fn exp(name: &str, b: &str, c: &str) -> Experiment {
-        let text = format!(
-            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  targetService: {{name: reviews, baseline: {b}, candidate: {c}}}\n"
-        );
-        iter8_core::manifest::parse_experiments(&text).unwrap()[0]
-            .clone()
-            .unwrap()
-            .experiment
-    }
+    use crate::test_support::experiment as exp;
 
     /// Completes `e`'s rules on its candidate.
     fn finish_on_candidate(r: &mut Router, e: &Experiment) {

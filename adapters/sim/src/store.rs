@@ -340,16 +340,7 @@ mod tests {
     use super::*;
 
     fn experiment(name: &str) -> Experiment {
-        let text = format!(
-            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  targetService: {{name: reviews, baseline: v1, candidate: v2}}\n"
-        );
-        match iter8_core::manifest::parse_experiments(&text)
-            .unwrap()
-            .pop()
-        {
-            Some(Ok(d)) => d.experiment,
-            _ => panic!("not an experiment"),
-        }
+        crate::test_support::experiment(name, "v1", "v2")
     }
 
     #[test]

@@ -1014,63 +1014,20 @@ impl Traffic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Deployment, Service};
+    use crate::test_support::{deployment, experiment, reviews, reviews_cluster, reviews_traffic};
 
-    fn cluster() -> Cluster {
-        let mut c = Cluster::default();
-        let labels = |v: &str| {
-            [("app", "reviews"), ("version", v)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        c.apply_service(Service {
-            namespace: "ns".into(),
-            name: "reviews".into(),
-            selector: [("app".to_string(), "reviews".to_string())].into(),
-        });
-        c.apply_deployment(Deployment {
-            namespace: "ns".into(),
-            name: "reviews-v2".into(),
-            pod_labels: labels("v2"),
-        });
-        c
-    }
-
-    /// [`cluster`] with a reviews-v3 candidate, and an experiment from v2 to v3.
+    /// [`reviews_cluster`] with a reviews-v3 candidate, and an experiment from v2 to v3.
     fn cluster_with_candidate() -> (Cluster, iter8_core::Experiment) {
-        let mut c = cluster();
-        c.apply_deployment(Deployment {
-            namespace: "ns".into(),
-            name: "reviews-v3".into(),
-            pod_labels: [("app", "reviews"), ("version", "v3")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-        let exp = iter8_core::manifest::parse_experiments(
-            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {name: e, namespace: ns}\nspec:\n  targetService: {name: reviews, baseline: reviews-v2, candidate: reviews-v3}\n",
-        )
-        .unwrap()[0]
-            .clone()
-            .unwrap()
-            .experiment;
-        (c, exp)
+        let mut c = reviews_cluster();
+        c.apply_deployment(deployment("reviews-v3", "v3"));
+        (c, experiment("e", "reviews-v2", "reviews-v3"))
     }
 
     #[test]
     fn counts_every_request_once_by_completion_time() {
-        let c = cluster();
+        let c = reviews_cluster();
         let r = Router::default();
-        let mut t = Traffic::new(1);
-        t.add_source(
-            Target::Service {
-                namespace: "ns".into(),
-                name: "reviews".into(),
-            },
-            10.0,
-            SimTime::ZERO,
-        );
+        let mut t = reviews_traffic(1, 10.0);
         t.advance(SimTime::from_secs(60), &c, &r);
         let s = &t.series()[0];
         assert_eq!(s.workload, "reviews-v2");
@@ -1092,15 +1049,7 @@ mod tests {
         use iter8_core::action::{RoutingAction, Winner};
         let (c, exp) = cluster_with_candidate();
         let mut r = Router::default();
-        let mut t = Traffic::new(1);
-        t.add_source(
-            Target::Service {
-                namespace: "ns".into(),
-                name: "reviews".into(),
-            },
-            100.0,
-            SimTime::ZERO,
-        );
+        let mut t = reviews_traffic(1, 100.0);
         let requests = |t: &Traffic, workload: &str, from: i64, to: i64| {
             t.series()
                 .iter()
@@ -1148,17 +1097,9 @@ mod tests {
 
     #[test]
     fn series_found_by_index_still_check_the_other_labels() {
-        let c = cluster();
+        let c = reviews_cluster();
         let r = Router::default();
-        let mut t = Traffic::new(1);
-        t.add_source(
-            Target::Service {
-                namespace: "ns".into(),
-                name: "reviews".into(),
-            },
-            1.0,
-            SimTime::ZERO,
-        );
+        let mut t = reviews_traffic(1, 1.0);
         t.advance(SimTime::from_secs(5), &c, &r);
         let tags = |pairs: &[(&str, &str)]| -> VersionTags {
             pairs
@@ -1196,17 +1137,9 @@ mod tests {
 
     #[test]
     fn growing_windows_sum_the_same_with_the_memo() {
-        let c = cluster();
+        let c = reviews_cluster();
         let r = Router::default();
-        let mut t = Traffic::new(3);
-        t.add_source(
-            Target::Service {
-                namespace: "ns".into(),
-                name: "reviews".into(),
-            },
-            7.0,
-            SimTime::ZERO,
-        );
+        let mut t = reviews_traffic(3, 7.0);
         let from = SimTime::from_secs(2);
         for end_ms in [1_500, 4_000, 4_700, 9_000, 9_001, 15_250] {
             let to = SimTime(end_ms);
@@ -1255,12 +1188,8 @@ mod tests {
                 },
             );
             t.add_profiles(&profile);
-            let target = Target::Service {
-                namespace: "ns".into(),
-                name: "reviews".into(),
-            };
-            t.add_source(target.clone(), 3_500.0, SimTime::ZERO);
-            t.add_source(target, 7.0, SimTime(250));
+            t.add_source(reviews(), 3_500.0, SimTime::ZERO);
+            t.add_source(reviews(), 7.0, SimTime(250));
             for end_ms in [900, 1_000, 4_321, 9_000] {
                 t.generate(SimTime(end_ms), &c, &r, gather);
             }
@@ -1341,7 +1270,7 @@ mod tests {
 
     #[test]
     fn no_route_for_a_host_without_gateway_drops_requests() {
-        let c = cluster();
+        let c = reviews_cluster();
         let r = Router::default();
         let mut t = Traffic::new(1);
         t.add_source(Target::Host("x.dev".into()), 2.0, SimTime::ZERO);

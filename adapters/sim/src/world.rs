@@ -294,13 +294,7 @@ mod tests {
     use crate::cluster::{Deployment, Service};
 
     fn experiment(name: &str) -> Experiment {
-        let text = format!(
-            "apiVersion: iter8.tools/v1alpha1\nkind: Experiment\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  targetService: {{name: reviews, baseline: v1, candidate: v2}}\n"
-        );
-        iter8_core::manifest::parse_experiments(&text).unwrap()[0]
-            .clone()
-            .unwrap()
-            .experiment
+        crate::test_support::experiment(name, "v1", "v2")
     }
 
     #[test]
