@@ -148,6 +148,17 @@ fn is_destination(exp: &Experiment, d: &Destination, version: &str) -> bool {
 }
 
 /// Sets the owner label without allocating when it does not change.
+/// Whether `me` may change these rules (of `host`): not while another experiment runs on them.
+fn free_for(rules: &Rules, host: &str, me: &str) -> Result<(), RoutingError> {
+    if rules.role == Role::Progressing && rules.owner != me {
+        return Err(RoutingError::Held {
+            host: host.to_string(),
+            owner: rules.owner.clone(),
+        });
+    }
+    Ok(())
+}
+
 fn set_owner(owner: &mut String, me: &str) {
     if owner != me {
         owner.clear();
@@ -327,6 +338,15 @@ impl Router {
         }
     }
 
+    /// The index of the rules keyed by `host`, if they exist and `me` may change them.
+    fn changeable(&self, host: &str, me: &str) -> Result<usize, RoutingError> {
+        let index = self
+            .rules_index(host)
+            .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+        free_for(&self.rules[index], host, me)?;
+        Ok(index)
+    }
+
     /// Applies a routing change for the experiment.
     pub fn apply(&mut self, exp: &Experiment, action: &RoutingAction) -> Result<(), RoutingError> {
         self.apply_as(exp, primary_host(exp).as_deref(), &owner_id(exp), action)
@@ -341,12 +361,6 @@ impl Router {
         action: &RoutingAction,
     ) -> Result<(), RoutingError> {
         let host = host.ok_or(RoutingError::NoHost)?;
-        let held = |r: &Rules| {
-            (r.role == Role::Progressing && r.owner != me).then(|| RoutingError::Held {
-                host: host.to_string(),
-                owner: r.owner.clone(),
-            })
-        };
         let ts = &exp.spec.target_service;
         let (baseline, candidate) = (ts.baseline(), ts.candidate());
         let split_destinations = |split: TrafficSplit| {
@@ -357,8 +371,9 @@ impl Router {
         };
         let (index, renamed) = match action {
             RoutingAction::Initialize => {
-                if let Some(e) = self.rules(host).and_then(held) {
-                    return Err(e);
+                let existing = self.rules_index(host);
+                if let Some(i) = existing {
+                    free_for(&self.rules[i], host, me)?;
                 }
                 let mut hosts = Vec::new();
                 let mut gateways = Vec::new();
@@ -388,9 +403,9 @@ impl Router {
                     names: 0,
                     host_ids: Vec::new(),
                 };
-                let index = match self.by_primary.get(host) {
+                let index = match existing {
                     // Replaced in place: hosts and traffic refer to it by index.
-                    Some(&i) => {
+                    Some(i) => {
                         self.rules[i] = rules;
                         i
                     }
@@ -404,13 +419,8 @@ impl Router {
                 (index, true)
             }
             RoutingAction::SetSplit(split) => {
-                let index = self
-                    .rules_index(host)
-                    .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                let index = self.changeable(host, me)?;
                 let rules = &mut self.rules[index];
-                if let Some(e) = held(rules) {
-                    return Err(e);
-                }
                 let renamed = !set_destinations(
                     &mut rules.destinations,
                     exp,
@@ -421,13 +431,8 @@ impl Router {
                 (index, renamed)
             }
             RoutingAction::Finalize { winner, split } => {
-                let index = self
-                    .rules_index(host)
-                    .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
+                let index = self.changeable(host, me)?;
                 let rules = &mut self.rules[index];
-                if let Some(e) = held(rules) {
-                    return Err(e);
-                }
                 rules.destinations = match winner {
                     Winner::Baseline => vec![destination(exp, baseline, 100)],
                     Winner::Candidate => vec![destination(exp, candidate, 100)],
