@@ -1,0 +1,266 @@
+//! Test support for running iter8 against a real Kubernetes control plane.
+//!
+//! - [`ControlPlane`]: etcd and kube-apiserver on 127.0.0.1, started by
+//!   `scripts/control-plane.sh` (one per test binary through [`ControlPlane::shared`]), stopped
+//!   by their PIDs when the test binary exits; `kubectl` at the pinned release; clients as the
+//!   cluster admin or as a ServiceAccount (a real token from the TokenRequest API, so requests
+//!   go through the RBAC authorizer as that account).
+//! - [`FakePrometheus`]: answers the stock and extended Istio telemetry-v2 queries with values
+//!   per version (`destination_workload`), so an operator's analysis sees each tutorial version
+//!   behave as the tutorial describes it. Prometheus itself is tested for real elsewhere
+//!   (adapters/prometheus); here it stands in because no pods run and so nothing is scraped.
+
+mod prometheus;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use prometheus::{Behaviour, FakePrometheus, tutorial_versions};
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running etcd + kube-apiserver.
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: PathBuf,
+    owned_dir: bool,
+}
+
+static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+
+extern "C" fn stop_shared_at_exit() {
+    if let Some(cp) = SHARED.get() {
+        cp.stop();
+        if std::env::var_os("ITER8_KEEP_CONTROL_PLANE_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&cp.dir);
+        }
+    }
+}
+
+impl ControlPlane {
+    /// The control plane of this test binary: started at the first call, stopped when the
+    /// process exits.
+    pub fn shared() -> &'static ControlPlane {
+        SHARED.get_or_init(|| {
+            let cp = ControlPlane::start().unwrap_or_else(|e| panic!("control plane: {e}"));
+            // SAFETY: registers a plain `extern "C" fn` with no captured state.
+            unsafe { libc::atexit(stop_shared_at_exit) };
+            cp
+        })
+    }
+
+    /// Starts a control plane of its own in a new temporary folder (stopped on drop).
+    pub fn start() -> Result<ControlPlane, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "iter8-control-plane-{}-{nanos}",
+            std::process::id()
+        ));
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/control-plane.sh"))
+            .arg("up")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running scripts/control-plane.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/control-plane.sh up failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        eprintln!(
+            "control plane at {} up in {:.1} s",
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(ControlPlane {
+            dir,
+            owned_dir: true,
+        })
+    }
+
+    /// The admin kubeconfig (group `system:masters`).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The folder holding the kubeconfig, the certificates, the logs and the PID files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The API server's URL (`https://127.0.0.1:<port>`).
+    pub fn server(&self) -> String {
+        let text = std::fs::read_to_string(self.kubeconfig()).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The folder of the pinned etcd, kube-apiserver and kubectl.
+    pub fn bin_dir(&self) -> PathBuf {
+        let env = std::fs::read_to_string(self.dir.join("env")).unwrap_or_default();
+        env.lines()
+            .find_map(|l| l.strip_prefix("export PATH="))
+            .and_then(|p| p.split(':').next())
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    }
+
+    /// Runs the pinned `kubectl` as the admin with `args`, feeding `stdin`.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_as(&self.kubeconfig(), args, stdin)
+    }
+
+    /// Runs the pinned `kubectl` with another kubeconfig.
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(self.bin_dir().join("kubectl"))
+            .args(args)
+            .arg("--request-timeout=20s")
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl starts");
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).expect("kubectl reads stdin");
+        }
+        drop(pipe);
+        child.wait_with_output().expect("kubectl runs")
+    }
+
+    /// `kubectl <args>` that must succeed; returns its standard output.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl apply --server-side` of a manifest (as a user would apply it).
+    pub fn apply(&self, manifest: &str) -> String {
+        self.kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=kubectl",
+                "-f",
+                "-",
+            ],
+            Some(manifest),
+        )
+    }
+
+    /// Applies a manifest and waits until each CustomResourceDefinition in it is Established.
+    pub fn apply_crds(&self, manifest: &str) {
+        let applied = self.apply(manifest);
+        for line in applied.lines() {
+            if let Some(name) = line.strip_prefix("customresourcedefinition.apiextensions.k8s.io/")
+            {
+                let name = name.split_whitespace().next().unwrap_or(name);
+                self.kubectl_ok(
+                    &[
+                        "wait",
+                        "--for=condition=Established",
+                        "--timeout=30s",
+                        &format!("crd/{name}"),
+                    ],
+                    None,
+                );
+            }
+        }
+    }
+
+    /// A client as the cluster admin.
+    pub async fn client(&self) -> kube::Client {
+        client_for(&self.kubeconfig()).await
+    }
+
+    /// A kubeconfig that authenticates as ServiceAccount `namespace/name` with a token from
+    /// the TokenRequest API, written into this control plane's folder.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.kubectl_ok(
+            &["create", "token", name, "-n", namespace, "--duration=6h"],
+            None,
+        );
+        let path = self.dir.join(format!("kubeconfig-{namespace}-{name}"));
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: iter8-test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: iter8-test\n    user: {name}\ncurrent-context: {name}\n",
+            self.server(),
+            self.dir.join("pki/ca.crt").display(),
+            token.trim()
+        );
+        std::fs::write(&path, config).expect("kubeconfig written");
+        path
+    }
+
+    /// Stops etcd and kube-apiserver by their PIDs.
+    pub fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/control-plane.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+        if self.owned_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A client for a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> kube::Client {
+    // kube is built with ring only; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig reads");
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .expect("kubeconfig is usable");
+    kube::Client::try_from(config).expect("client builds")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
