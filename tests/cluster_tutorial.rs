@@ -49,12 +49,23 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
     let tables = seed_tables();
     assert_eq!(tables.len(), 14, "the seed has 14 experiment tables");
 
-    let prometheus = runtime.block_on(FakePrometheus::start(NS, tutorial_versions()));
+    let prometheus = runtime.block_on(FakePrometheus::start(NS));
+    let versions = tutorial_versions();
+    // A version serves (and Prometheus counts its requests) once its Deployment is applied.
+    let deploy = |file: &str| {
+        let manifest = example(file, INTERVAL);
+        apply_in(cp, NS, &manifest);
+        for (name, behaviour) in &versions {
+            if manifest.contains(&format!("name: {name}\n")) {
+                prometheus.set(name, *behaviour);
+            }
+        }
+    };
     let _guard = runtime.enter();
 
     // Part 1, step 1: the Bookinfo application (objects only: no pods run here).
     cp.apply(&std::fs::read_to_string(format!("{EXAMPLES}/namespace.yaml")).unwrap());
-    apply_in(cp, NS, &example("bookinfo-tutorial.yaml", INTERVAL));
+    deploy("bookinfo-tutorial.yaml");
     apply_in(cp, NS, &example("bookinfo-gateway.yaml", INTERVAL));
 
     // The operator as the bundle's ServiceAccount.
@@ -78,21 +89,21 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
     // Part 1: reviews-v2 -> reviews-v3, succeeds.
     apply_in(cp, NS, &example("canary_reviews-v2_to_reviews-v3.yaml", INTERVAL));
     expect(&mut operator, 30);
-    apply_in(cp, NS, &example("reviews-v3.yaml", INTERVAL));
+    deploy("reviews-v3.yaml");
     expect(&mut operator, 30);
     expect(&mut operator, 60);
 
     // Part 2: reviews-v3 -> reviews-v4 (5 s latency), rolled back.
     apply_in(cp, NS, &example("canary_reviews-v3_to_reviews-v4.yaml", INTERVAL));
     expect(&mut operator, 30);
-    apply_in(cp, NS, &example("reviews-v4.yaml", INTERVAL));
+    deploy("reviews-v4.yaml");
     expect(&mut operator, 30);
     expect(&mut operator, 60);
     expect(&mut operator, 10);
 
     // Part 3: reviews-v3 -> reviews-v5 (every request fails), aborted.
     apply_in(cp, NS, &example("canary_reviews-v3_to_reviews-v5.yaml", INTERVAL));
-    apply_in(cp, NS, &example("reviews-v5.yaml", INTERVAL));
+    deploy("reviews-v5.yaml");
     expect(&mut operator, 30);
     expect(&mut operator, 60);
 
@@ -105,7 +116,7 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
     );
     apply_in(cp, NS, &example("canary_reviews-v3_to_reviews-v6.yaml", INTERVAL));
     expect(&mut operator, 30);
-    apply_in(cp, NS, &example("reviews-v6.yaml", INTERVAL));
+    deploy("reviews-v6.yaml");
     expect(&mut operator, 30);
     expect(&mut operator, 60);
 
@@ -116,7 +127,7 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
         NS,
         &example("canary_productpage-v1_to_productpage-v2.yaml", INTERVAL),
     );
-    apply_in(cp, NS, &example("productpage-v2.yaml", INTERVAL));
+    deploy("productpage-v2.yaml");
     expect(&mut operator, 30);
     assert_eq!(table, tables.len());
 

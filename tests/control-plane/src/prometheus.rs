@@ -1,13 +1,18 @@
 //! A fake Prometheus answering Istio telemetry-v2 instant queries per version.
 //!
 //! It recognises the query by the metric it reads (the stock and extended templates of
-//! `iter8config-metrics`), and answers one series per known version (`destination_workload`):
-//! request counts that grow with time (so every analysis sees new data), the version's mean and
+//! `iter8config-metrics`), and answers one series per version added (`destination_workload`):
+//! request counts that grow with time since the version was added, after a warm-up of
+//! [`WARM_UP`] (a new version gets no traffic until routing sends it some, so the first
+//! analysis of a candidate sees no samples, as in the tutorial), the version's mean and
 //! 90th-percentile latency, and its error count and rate.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long after it is added a version starts to count requests.
+pub const WARM_UP: Duration = Duration::from_secs(2);
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,7 +66,8 @@ pub fn tutorial_versions() -> BTreeMap<String, Behaviour> {
 #[derive(Debug)]
 struct State {
     namespace: String,
-    versions: BTreeMap<String, Behaviour>,
+    /// Each version's behaviour and when it was added.
+    versions: BTreeMap<String, (Behaviour, Instant)>,
     queries: u64,
     /// While set, every query is answered with this HTTP status (an outage).
     failing: Option<u16>,
@@ -76,18 +82,17 @@ pub struct FakePrometheus {
 }
 
 impl FakePrometheus {
-    /// Starts on 127.0.0.1 with these versions, all in `namespace`.
-    pub async fn start(namespace: &str, versions: BTreeMap<String, Behaviour>) -> FakePrometheus {
+    /// Starts on 127.0.0.1 with no versions; they are added with [`FakePrometheus::set`].
+    pub async fn start(namespace: &str) -> FakePrometheus {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let url = format!("http://{}", listener.local_addr().expect("has an address"));
         let state = Arc::new(Mutex::new(State {
             namespace: namespace.to_string(),
-            versions,
+            versions: BTreeMap::new(),
             queries: 0,
             failing: None,
         }));
         let shared = state.clone();
-        let started = Instant::now();
         let task = tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let state = shared.clone();
@@ -105,7 +110,7 @@ impl FakePrometheus {
                     }
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let line = head.lines().next().unwrap_or("").to_string();
-                    let (status, body) = answer(&state, &line, started.elapsed().as_secs_f64());
+                    let (status, body) = answer(&state, &line);
                     let response = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
@@ -128,13 +133,18 @@ impl FakePrometheus {
         self.state.lock().expect("not poisoned").queries
     }
 
-    /// Sets (or adds) a version's behaviour from the next query on.
+    /// Adds a version (its requests count from now on, after [`WARM_UP`]), or changes a
+    /// known version's behaviour from the next query on.
     pub fn set(&self, version: &str, behaviour: Behaviour) {
-        self.state
-            .lock()
-            .expect("not poisoned")
+        let mut state = self.state.lock().expect("not poisoned");
+        let added = state
             .versions
-            .insert(version.to_string(), behaviour);
+            .get(version)
+            .map(|(_, added)| *added)
+            .unwrap_or_else(Instant::now);
+        state
+            .versions
+            .insert(version.to_string(), (behaviour, added));
     }
 
     /// Answers every query with HTTP `status` (`None`: answers again).
@@ -197,7 +207,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn answer(state: &Mutex<State>, line: &str, secs: f64) -> (String, String) {
+fn answer(state: &Mutex<State>, line: &str) -> (String, String) {
     let Some(rest) = line.strip_prefix("GET /api/v1/query?") else {
         return ("404 Not Found".into(), "{}".into());
     };
@@ -220,9 +230,9 @@ fn answer(state: &Mutex<State>, line: &str, secs: f64) -> (String, String) {
     let result: Vec<Value> = state
         .versions
         .iter()
-        .map(|(workload, b)| {
-            // Requests since the fake started (at least one interval's worth), so counts grow.
-            let requests = (b.rps * (secs + 10.0)).floor();
+        .map(|(workload, (b, added))| {
+            let serving = added.elapsed().saturating_sub(WARM_UP).as_secs_f64();
+            let requests = (b.rps * serving).floor();
             let value = match asked {
                 Asked::RequestCount => requests,
                 Asked::MeanLatency => b.mean_ms,
