@@ -140,6 +140,7 @@ impl Operator {
     pub fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 
@@ -153,7 +154,9 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        self.signal("KILL");
+        if let Ok(None) = self.child.try_wait() {
+            self.signal("KILL");
+        }
         let _ = self.child.wait();
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);
@@ -202,4 +205,175 @@ pub fn wait_for_table(
         "kubectl {} never printed\n{expected:#?}\nlast output:\n{last}",
         args.join(" ")
     );
+}
+
+/// Every version of the objects a `kubectl get --watch` saw, recorded from before they were
+/// created (a real API server keeps no history a test could replay later).
+pub struct Recorder {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Recorder {
+    /// Watches `kind` objects named `name` in `ns`.
+    pub fn start(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> Recorder {
+        let file = std::env::temp_dir().join(format!(
+            "iter8-watch-{}-{ns}-{name}-{}.json",
+            std::process::id(),
+            free_port()
+        ));
+        let child = Command::new(cp.bin_dir().join("kubectl"))
+            .args([
+                "get",
+                kind,
+                "-n",
+                ns,
+                "--field-selector",
+                &format!("metadata.name={name}"),
+                "--watch",
+                "-o",
+                "json",
+            ])
+            .env("KUBECONFIG", cp.kubeconfig())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&file).expect("watch file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl starts");
+        Recorder { child, file }
+    }
+
+    /// The objects seen so far, oldest first.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<serde_json::Value>()
+            .map_while(Result::ok)
+            .collect()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The iterations a history went through, in order: each distinct (`currentIteration`,
+/// `lastIncrementTime`). An iteration run twice shows as a repeated number, a lost one as a gap.
+pub fn iterations(history: &[serde_json::Value]) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for exp in history {
+        let s = &exp["status"];
+        let Some(n) = s["currentIteration"].as_u64().filter(|n| *n > 0) else {
+            continue;
+        };
+        let at = s["lastIncrementTime"].as_str().unwrap_or("").to_string();
+        if out.last() != Some(&(n, at.clone())) {
+            out.push((n, at));
+        }
+    }
+    out
+}
+
+/// Seconds from one RFC 3339 timestamp to another.
+pub fn seconds_between(from: &str, to: &str) -> f64 {
+    let from = chrono::DateTime::parse_from_rfc3339(from).expect("a timestamp");
+    let to = chrono::DateTime::parse_from_rfc3339(to).expect("a timestamp");
+    (to - from).as_seconds_f64()
+}
+
+/// Fails unless `runs` are iterations 1..=`n`, each once, in order, `interval` seconds or more
+/// apart.
+pub fn assert_iterations_once(runs: &[(u64, String)], n: u64, interval: f64) {
+    assert_eq!(
+        runs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>(),
+        "{runs:#?}"
+    );
+    for pair in runs.windows(2) {
+        assert!(
+            seconds_between(&pair[0].1, &pair[1].1) >= interval,
+            "increments in order, an interval apart: {runs:#?}"
+        );
+    }
+}
+
+/// How often each `IterationUpdate` Event message was recorded on experiment `name` (summing
+/// `count` over aggregated Events and over Events of different operator instances).
+pub fn iteration_events(cp: &ControlPlane, ns: &str, name: &str) -> Vec<(String, i64)> {
+    let out = cp.kubectl_ok(&["get", "events", "-n", ns, "-o", "json"], None);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("an event list");
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for e in list["items"].as_array().into_iter().flatten() {
+        if e["involvedObject"]["name"] == name && e["reason"] == "IterationUpdate" {
+            *counts
+                .entry(e["message"].as_str().unwrap_or("").to_string())
+                .or_default() += e["count"].as_i64().unwrap_or(1);
+        }
+    }
+    counts.into_iter().collect()
+}
+
+/// One object as JSON (`None` if it does not exist).
+pub fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> Option<serde_json::Value> {
+    let out = cp.kubectl(&["get", kind, name, "-n", ns, "-o", "json"], None);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// A GET on 127.0.0.1:`port`: (status, body), or (0, "") if nothing answers.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// A namespace with bookinfo's Deployments and Services and reviews-v3, and the fake
+/// Prometheus told that reviews-v2 and reviews-v3 serve.
+pub fn bookinfo_with_reviews_v3(cp: &ControlPlane, ns: &str, prometheus: &iter8_control_plane::FakePrometheus) {
+    namespace(cp, ns);
+    apply_in(cp, ns, &example("bookinfo-tutorial.yaml", "30s"));
+    apply_in(cp, ns, &example("reviews-v3.yaml", "30s"));
+    let versions = iter8_control_plane::tutorial_versions();
+    for v in ["reviews-v2", "reviews-v3"] {
+        prometheus.set(v, versions[v]);
+    }
+}
+
+/// Part 1's experiment with `interval` and `iterations`.
+pub fn part1_experiment(interval: &str, iterations: u32) -> String {
+    example("canary_reviews-v2_to_reviews-v3.yaml", interval)
+        .replace("maxIterations: 8", &format!("maxIterations: {iterations}"))
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `timeout` (panics with `what`).
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

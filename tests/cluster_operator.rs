@@ -1,0 +1,288 @@
+//! The `iter8 operator` binary on a real kube-apiserver, as the install bundle's ServiceAccount:
+//! the finalizer (a running experiment deleted is rolled back, then gone), routing applied by
+//! server-side apply under the Istio CRDs' schemas without touching what a user set on the same
+//! VirtualService, and two operator processes on a real Lease (the leader killed with SIGKILL,
+//! the standby goes on, no iteration lost or repeated).
+
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use cluster::*;
+use iter8_control_plane::FakePrometheus;
+use serde_json::Value;
+
+const EXPERIMENT: &str = "reviews-v3-rollout";
+const HOST: &str = "reviews";
+
+fn routing(cp: &iter8_control_plane::ControlPlane, ns: &str) -> Option<Value> {
+    let out = cp.kubectl_ok(
+        &[
+            "get",
+            "virtualservice",
+            "-n",
+            ns,
+            "-l",
+            &format!("iter8-tools/host={HOST}.{ns}.svc.cluster.local"),
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        None,
+    );
+    let list: Value = serde_json::from_str(&out).ok()?;
+    list["items"].get(0).cloned()
+}
+
+/// (subset, weight) of the VirtualService's first http route.
+fn weights(vs: &Value) -> Vec<(String, i64)> {
+    vs["spec"]["http"][0]["route"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["destination"]["subset"].as_str().unwrap_or("").to_string(),
+                r["weight"].as_i64().unwrap_or(100),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_deleted_running_experiment_is_rolled_back_then_gone_and_user_fields_stay() {
+    let ns = "finalizer-check";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cp = cluster();
+    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let _guard = runtime.enter();
+    bookinfo_with_reviews_v3(cp, ns, &prometheus);
+    let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
+    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+
+    apply_in(cp, ns, &part1_experiment("2s", 8));
+    wait_until(Duration::from_secs(60), "traffic shifted past 20%", || {
+        operator.assert_running();
+        routing(cp, ns)
+            .map(|vs| weights(&vs).contains(&("candidate".to_string(), 40)))
+            .unwrap_or(false)
+    });
+
+    // The status is written through the status subresource, by the operator's manager.
+    let exp = object(cp, "experiment", ns, EXPERIMENT).unwrap();
+    assert_eq!(exp["metadata"]["finalizers"][0], "finalizer.iter8-tools");
+
+    // A user sets a field of their own on the VirtualService iter8 manages.
+    cp.kubectl_ok(
+        &[
+            "annotate",
+            "virtualservice",
+            "-n",
+            ns,
+            "-l",
+            &format!("iter8-tools/host={HOST}.{ns}.svc.cluster.local"),
+            "team=reviews-owners",
+        ],
+        None,
+    );
+    let vs_name = routing(cp, ns).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cp.kubectl_ok(
+        &[
+            "patch",
+            "virtualservice",
+            &vs_name,
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"exportTo":["."]}}"#,
+        ],
+        None,
+    );
+    // The operator's next applies leave both alone.
+    wait_until(Duration::from_secs(30), "another traffic step", || {
+        routing(cp, ns)
+            .map(|vs| weights(&vs).contains(&("candidate".to_string(), 60)))
+            .unwrap_or(false)
+    });
+    let vs = routing(cp, ns).unwrap();
+    assert_eq!(vs["metadata"]["annotations"]["team"], "reviews-owners");
+    assert_eq!(vs["spec"]["exportTo"], serde_json::json!(["."]));
+    let managers: Vec<(String, String)> = vs["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or("").to_string(),
+                m["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        managers
+            .iter()
+            .any(|(m, op)| m.starts_with("iter8") && op == "Apply"),
+        "iter8 applies the rules server-side: {managers:?}"
+    );
+
+    // Deleting the running experiment: traffic back to the baseline, then the object is gone.
+    cp.kubectl_ok(
+        &["delete", "experiment", EXPERIMENT, "-n", ns, "--wait=false"],
+        None,
+    );
+    wait_until(Duration::from_secs(30), "the experiment is gone", || {
+        operator.assert_running();
+        object(cp, "experiment", ns, EXPERIMENT).is_none()
+    });
+    let vs = routing(cp, ns).expect("the rules stay");
+    let to_candidate: i64 = weights(&vs)
+        .iter()
+        .filter(|(s, _)| s == "candidate")
+        .map(|(_, w)| *w)
+        .sum();
+    assert_eq!(to_candidate, 0, "rolled back before the finalizer went: {vs:#}");
+}
+
+#[test]
+fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
+    const LEASE: f64 = 3.0;
+    const INTERVAL: f64 = 2.0;
+    const ITERATIONS: u64 = 4;
+    // Room for process scheduling and the new leader's first list on a loaded machine.
+    const SLACK: f64 = 4.0;
+    let ns = "leader-check";
+    let lease = "iter8-leader-check";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cp = cluster();
+    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let _guard = runtime.enter();
+    bookinfo_with_reviews_v3(cp, ns, &prometheus);
+    let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
+    let lease_holder = || {
+        object(cp, "lease", "iter8", lease)
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+
+    let names = ["iter8-a", "iter8-b"];
+    let mut operators: Vec<Operator> = names
+        .iter()
+        .map(|name| {
+            Operator::spawn(
+                &kubeconfig,
+                ns,
+                prometheus.url(),
+                &[
+                    "--leader-elect",
+                    "--identity",
+                    name,
+                    "--lease-name",
+                    lease,
+                    "--lease-namespace",
+                    "iter8",
+                    "--lease-duration",
+                    "3s",
+                ],
+            )
+        })
+        .collect();
+    let mut holder = None;
+    wait_until(Duration::from_secs(30), "somebody leads", || {
+        holder = lease_holder().filter(|h| !h.is_empty());
+        holder.is_some()
+    });
+    let holder = holder.unwrap();
+    let leader = names
+        .iter()
+        .position(|n| *n == holder)
+        .unwrap_or_else(|| panic!("the Lease is held by {holder}"));
+    let standby = 1 - leader;
+
+    let recorder = Recorder::start(cp, "experiments", ns, EXPERIMENT);
+    std::thread::sleep(Duration::from_millis(500));
+    apply_in(cp, ns, &part1_experiment("2s", ITERATIONS as u32));
+
+    // Kill between reconciles, during iteration 2 (or later on a slow machine): a reconcile is
+    // over once its Event is recorded.
+    wait_until(Duration::from_secs(30), "iteration 2 started", || {
+        operators[leader].assert_running();
+        iteration_events(cp, ns, EXPERIMENT)
+            .iter()
+            .any(|(m, _)| m == "Iteration 2 Started")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, standby_metrics) = http_get(operators[standby].port, "/metrics");
+    assert_eq!(code, 200, "the standby serves its endpoints");
+    assert!(
+        !standby_metrics.contains("experiment=\"reviews-v3-rollout\""),
+        "the standby does not reconcile: {standby_metrics}"
+    );
+    let at_kill = object(cp, "experiment", ns, EXPERIMENT).unwrap()["status"]["currentIteration"]
+        .as_u64()
+        .unwrap();
+    assert!((2..ITERATIONS).contains(&at_kill), "{at_kill}");
+
+    // SIGKILL: no chance to release the Lease.
+    operators[leader].signal("KILL");
+    let killed = Instant::now();
+    let status = operators[leader].child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+    assert_eq!(
+        lease_holder().as_deref(),
+        Some(names[leader]),
+        "the killed leader still holds the Lease until it expires"
+    );
+    wait_until(Duration::from_secs(30), "the standby takes over", || {
+        operators[standby].assert_running();
+        lease_holder().as_deref() == Some(names[standby])
+    });
+    wait_until(Duration::from_secs(60), "the experiment completes", || {
+        operators[standby].assert_running();
+        object(cp, "experiment", ns, EXPERIMENT)
+            .is_some_and(|e| e["status"]["phase"] == "Completed")
+    });
+    let exp = object(cp, "experiment", ns, EXPERIMENT).unwrap();
+    assert_eq!(
+        exp["status"]["message"],
+        "ExperimentSucceeded: All Success Criteria Were Met"
+    );
+    eprintln!(
+        "killed in iteration {at_kill}; completed {:.1} s later",
+        killed.elapsed().as_secs_f64()
+    );
+
+    // Every iteration once, in order, an interval or more apart; the one across the kill
+    // within the Lease's expiry.
+    let runs = iterations(&recorder.history());
+    assert_iterations_once(&runs, ITERATIONS, INTERVAL);
+    let k = at_kill as usize;
+    let across_kill = seconds_between(&runs[k - 1].1, &runs[k].1);
+    assert!(
+        across_kill <= LEASE + INTERVAL + SLACK + 1.0,
+        "iteration {at_kill} -> {} took {across_kill}s: {runs:#?}",
+        at_kill + 1
+    );
+    let expected: Vec<(String, i64)> = (1..=ITERATIONS)
+        .map(|i| (format!("Iteration {i} Started"), 1))
+        .collect();
+    assert_eq!(iteration_events(cp, ns, EXPERIMENT), expected);
+
+    // A clean stop releases the Lease.
+    operators[standby].signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = operators[standby].child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(lease_holder().unwrap_or_default(), "");
+}
