@@ -11,6 +11,7 @@
 //!   (adapters/prometheus); here it stands in because no pods run and so nothing is scraped.
 
 mod prometheus;
+mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,6 +19,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use prometheus::{Behaviour, FakePrometheus, tutorial_versions};
+pub use proxy::FaultProxy;
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
@@ -208,6 +210,27 @@ impl ControlPlane {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: iter8-test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: iter8-test\n    user: {name}\ncurrent-context: {name}\n",
             self.server(),
             self.dir.join("pki/ca.crt").display(),
+            token.trim()
+        );
+        std::fs::write(&path, config).expect("kubeconfig written");
+        path
+    }
+
+    /// The CA certificate (PEM) that signs the API server's serving certificate.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("pki/ca.crt")).expect("the CA certificate")
+    }
+
+    /// A kubeconfig for ServiceAccount `namespace/name` that reaches the API server through
+    /// `server` (e.g. a [`FaultProxy`] on plain HTTP).
+    pub fn service_account_kubeconfig_via(&self, namespace: &str, name: &str, server: &str) -> PathBuf {
+        let token = self.kubectl_ok(
+            &["create", "token", name, "-n", namespace, "--duration=6h"],
+            None,
+        );
+        let path = self.dir.join(format!("kubeconfig-{namespace}-{name}-via-proxy"));
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: proxy\n  cluster:\n    server: {server}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: proxy\n    user: {name}\ncurrent-context: {name}\n",
             token.trim()
         );
         std::fs::write(&path, config).expect("kubeconfig written");
