@@ -42,7 +42,8 @@ impl Default for InstallOptions {
     fn default() -> Self {
         InstallOptions {
             namespace: "iter8".to_string(),
-            image: format!("iter8-rs/iter8:{}", env!("CARGO_PKG_VERSION")),
+            // The reference scripts/build-image.sh tags (buildah names local images localhost/...).
+            image: format!("localhost/iter8-rs/iter8:{}", env!("CARGO_PKG_VERSION")),
             telemetry: Telemetry::V2,
             prometheus_url: "http://prometheus.istio-system:9090".to_string(),
             replicas: 1,
