@@ -74,7 +74,16 @@ fn every_tutorial_experiment_is_accepted_unchanged() {
     namespace(cp, NS);
     for (file, doc) in all {
         let out = cp.kubectl(
-            &["create", "--dry-run=server", "-n", NS, "-o", "json", "-f", "-"],
+            &[
+                "create",
+                "--dry-run=server",
+                "-n",
+                NS,
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
             Some(&doc.to_string()),
         );
         assert!(
@@ -84,7 +93,11 @@ fn every_tutorial_experiment_is_accepted_unchanged() {
         );
         // Nothing of what the user wrote was pruned or changed by the API server.
         let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(numbers_as_f64(&stored["spec"]), numbers_as_f64(&doc["spec"]), "{file}");
+        assert_eq!(
+            numbers_as_f64(&stored["spec"]),
+            numbers_as_f64(&doc["spec"]),
+            "{file}"
+        );
     }
 }
 
@@ -173,13 +186,27 @@ fn unknown_fields_are_named_or_pruned_and_the_status_is_a_subresource() {
     assert!(err.contains("unknown field \"spec.notAField\""), "{err}");
     // Without it, the structural schema prunes it.
     let out = cp.kubectl_ok(
-        &["create", "--validate=false", "-n", NS, "-o", "json", "-f", "-"],
+        &[
+            "create",
+            "--validate=false",
+            "-n",
+            NS,
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
         Some(&doc.to_string()),
     );
     let stored: Value = serde_json::from_str(&out).unwrap();
     assert!(stored["spec"].get("notAField").is_none(), "{stored}");
     // With the status subresource, a create ignores the status.
-    assert!(stored.get("status").is_none_or(|s| s.get("phase").is_none()), "{stored}");
+    assert!(
+        stored
+            .get("status")
+            .is_none_or(|s| s.get("phase").is_none()),
+        "{stored}"
+    );
     // The categories and the short name reach the experiment.
     let names = cp.kubectl_ok(&["get", "exp", "-n", NS, "-o", "name"], None);
     assert!(names.contains("experiment.iter8.tools/pruning"), "{names}");

@@ -61,8 +61,7 @@ fn api_faults_end_with_the_operator_recovered_and_nothing_lost() {
     });
     let exp = object(cp, "experiment", ns, EXPERIMENT).unwrap();
     assert_eq!(
-        exp["status"]["message"],
-        "ExperimentSucceeded: All Success Criteria Were Met",
+        exp["status"]["message"], "ExperimentSucceeded: All Success Criteria Were Met",
         "{exp:#}"
     );
     let runs = iterations(&recorder.history());
@@ -80,7 +79,10 @@ fn api_faults_end_with_the_operator_recovered_and_nothing_lost() {
     );
     let seen = proxy.seen();
     eprintln!("requests through the proxy: {seen:?}; injected: {injected:?}");
-    assert!(seen.get("WATCH").copied().unwrap_or(0) >= 4, "watches restarted: {seen:?}");
+    assert!(
+        seen.get("WATCH").copied().unwrap_or(0) >= 4,
+        "watches restarted: {seen:?}"
+    );
     // The operator is still up and serving.
     operator.assert_running();
     assert_eq!(http_get(operator.port, "/healthz").0, 200);

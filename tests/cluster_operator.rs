@@ -42,7 +42,10 @@ fn weights(vs: &Value) -> Vec<(String, i64)> {
         .flatten()
         .map(|r| {
             (
-                r["destination"]["subset"].as_str().unwrap_or("").to_string(),
+                r["destination"]["subset"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 r["weight"].as_i64().unwrap_or(100),
             )
         })
@@ -144,7 +147,10 @@ fn a_deleted_running_experiment_is_rolled_back_then_gone_and_user_fields_stay() 
         .filter(|(s, _)| s == "candidate")
         .map(|(_, w)| *w)
         .sum();
-    assert_eq!(to_candidate, 0, "rolled back before the finalizer went: {vs:#}");
+    assert_eq!(
+        to_candidate, 0,
+        "rolled back before the finalizer went: {vs:#}"
+    );
 }
 
 #[test]

@@ -87,14 +87,22 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
     };
 
     // Part 1: reviews-v2 -> reviews-v3, succeeds.
-    apply_in(cp, NS, &example("canary_reviews-v2_to_reviews-v3.yaml", INTERVAL));
+    apply_in(
+        cp,
+        NS,
+        &example("canary_reviews-v2_to_reviews-v3.yaml", INTERVAL),
+    );
     expect(&mut operator, 30);
     deploy("reviews-v3.yaml");
     expect(&mut operator, 30);
     expect(&mut operator, 60);
 
     // Part 2: reviews-v3 -> reviews-v4 (5 s latency), rolled back.
-    apply_in(cp, NS, &example("canary_reviews-v3_to_reviews-v4.yaml", INTERVAL));
+    apply_in(
+        cp,
+        NS,
+        &example("canary_reviews-v3_to_reviews-v4.yaml", INTERVAL),
+    );
     expect(&mut operator, 30);
     deploy("reviews-v4.yaml");
     expect(&mut operator, 30);
@@ -102,7 +110,11 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
     expect(&mut operator, 10);
 
     // Part 3: reviews-v3 -> reviews-v5 (every request fails), aborted.
-    apply_in(cp, NS, &example("canary_reviews-v3_to_reviews-v5.yaml", INTERVAL));
+    apply_in(
+        cp,
+        NS,
+        &example("canary_reviews-v3_to_reviews-v5.yaml", INTERVAL),
+    );
     deploy("reviews-v5.yaml");
     expect(&mut operator, 30);
     expect(&mut operator, 60);
@@ -114,7 +126,11 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
         "iter8",
         &example("iter8_metrics_extended_telemetry-v2.yaml", INTERVAL),
     );
-    apply_in(cp, NS, &example("canary_reviews-v3_to_reviews-v6.yaml", INTERVAL));
+    apply_in(
+        cp,
+        NS,
+        &example("canary_reviews-v3_to_reviews-v6.yaml", INTERVAL),
+    );
     expect(&mut operator, 30);
     deploy("reviews-v6.yaml");
     expect(&mut operator, 30);
@@ -154,7 +170,10 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
         .iter()
         .map(|r| {
             (
-                r["destination"]["subset"].as_str().unwrap_or("").to_string(),
+                r["destination"]["subset"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 r["weight"].as_i64().unwrap_or(100),
             )
         })

@@ -50,7 +50,10 @@ fn the_image_holds_a_static_iter8_as_user_65532_and_nothing_else() {
         serde_json::from_str(&buildah(&["inspect", "--type", "image", &image])).unwrap();
     let oci = &config["OCIv1"]["config"];
     assert_eq!(oci["User"], "65532:65532");
-    assert_eq!(oci["Entrypoint"], serde_json::json!(["/usr/local/bin/iter8"]));
+    assert_eq!(
+        oci["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/iter8"])
+    );
     assert_eq!(oci["Cmd"], serde_json::json!(["operator"]));
 
     // The root filesystem: the binary, the CA bundle, and no shell.
@@ -62,12 +65,18 @@ fn the_image_holds_a_static_iter8_as_user_65532_and_nothing_else() {
         .map(|p| p.strip_prefix(rootfs).unwrap().display().to_string())
         .collect();
     let result = std::panic::catch_unwind(|| {
-        assert!(files.contains(&"usr/local/bin/iter8".to_string()), "{files:?}");
+        assert!(
+            files.contains(&"usr/local/bin/iter8".to_string()),
+            "{files:?}"
+        );
         assert!(
             files.contains(&"etc/ssl/certs/ca-certificates.crt".to_string()),
             "{files:?}"
         );
-        assert!(!files.iter().any(|f| f.ends_with("bin/sh")), "no shell: {files:?}");
+        assert!(
+            !files.iter().any(|f| f.ends_with("bin/sh")),
+            "no shell: {files:?}"
+        );
         let binary = rootfs.join("usr/local/bin/iter8");
         // With nothing but the image's files visible.
         let version = Command::new("chroot")
@@ -86,7 +95,10 @@ fn the_image_holds_a_static_iter8_as_user_65532_and_nothing_else() {
         );
         // Statically linked: no program interpreter (ld.so) to find in an empty image.
         let elf = std::fs::read(&binary).unwrap();
-        assert!(!has_interpreter(&elf), "the binary asks for a dynamic loader");
+        assert!(
+            !has_interpreter(&elf),
+            "the binary asks for a dynamic loader"
+        );
     });
     buildah(&["umount", &container]);
     buildah(&["rm", &container]);

@@ -353,7 +353,11 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// A namespace with bookinfo's Deployments and Services and reviews-v3, and the fake
 /// Prometheus told that reviews-v2 and reviews-v3 serve.
-pub fn bookinfo_with_reviews_v3(cp: &ControlPlane, ns: &str, prometheus: &iter8_control_plane::FakePrometheus) {
+pub fn bookinfo_with_reviews_v3(
+    cp: &ControlPlane,
+    ns: &str,
+    prometheus: &iter8_control_plane::FakePrometheus,
+) {
     namespace(cp, ns);
     apply_in(cp, ns, &example("bookinfo-tutorial.yaml", "30s"));
     apply_in(cp, ns, &example("reviews-v3.yaml", "30s"));
@@ -373,7 +377,10 @@ pub fn part1_experiment(interval: &str, iterations: u32) -> String {
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

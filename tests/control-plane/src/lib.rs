@@ -140,7 +140,8 @@ impl ControlPlane {
             .expect("kubectl starts");
         let mut pipe = child.stdin.take().expect("stdin is piped");
         if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes()).expect("kubectl reads stdin");
+            pipe.write_all(text.as_bytes())
+                .expect("kubectl reads stdin");
         }
         drop(pipe);
         child.wait_with_output().expect("kubectl runs")
@@ -223,12 +224,19 @@ impl ControlPlane {
 
     /// A kubeconfig for ServiceAccount `namespace/name` that reaches the API server through
     /// `server` (e.g. a [`FaultProxy`] on plain HTTP).
-    pub fn service_account_kubeconfig_via(&self, namespace: &str, name: &str, server: &str) -> PathBuf {
+    pub fn service_account_kubeconfig_via(
+        &self,
+        namespace: &str,
+        name: &str,
+        server: &str,
+    ) -> PathBuf {
         let token = self.kubectl_ok(
             &["create", "token", name, "-n", namespace, "--duration=6h"],
             None,
         );
-        let path = self.dir.join(format!("kubeconfig-{namespace}-{name}-via-proxy"));
+        let path = self
+            .dir
+            .join(format!("kubeconfig-{namespace}-{name}-via-proxy"));
         let config = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: proxy\n  cluster:\n    server: {server}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: proxy\n    user: {name}\ncurrent-context: {name}\n",
             token.trim()

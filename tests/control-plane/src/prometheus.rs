@@ -262,7 +262,8 @@ mod tests {
 
     #[test]
     fn queries_are_told_apart_by_the_metric_they_read() {
-        let config = include_str!("../../../examples/bookinfo/iter8_metrics_extended_telemetry-v2.yaml");
+        let config =
+            include_str!("../../../examples/bookinfo/iter8_metrics_extended_telemetry-v2.yaml");
         let expect = [
             ("iter8_sample_size", Asked::RequestCount),
             ("iter8_latency", Asked::MeanLatency),
