@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use crate::duration::parse_go;
 use crate::metrics_config::MetricsConfig;
 use crate::model::{
-    API_VERSION, DEFAULT_CONFIDENCE, DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_TRAFFIC_PERCENTAGE,
-    DEFAULT_SAMPLE_SIZE, DEFAULT_STEP_SIZE, Experiment, OnSuccess, Strategy, TargetKind,
-    ToleranceType, UserAction,
+    API_VERSION, DEFAULT_CONFIDENCE, DEFAULT_INTERVAL, DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MAX_TRAFFIC_PERCENTAGE, DEFAULT_SAMPLE_SIZE, DEFAULT_STEP_SIZE, Experiment, OnSuccess,
+    Strategy, TargetKind, ToleranceType, UserAction,
 };
 use crate::plan::{Criterion, Plan, experiment_seed};
 
@@ -376,10 +377,10 @@ pub fn plan(exp: &Experiment, metrics: &MetricsConfig) -> Result<Plan, Vec<Probl
 
 /// The plan of an experiment without validation errors: defaults applied, metrics looked up.
 fn build_plan(exp: &Experiment, metrics: &MetricsConfig) -> Plan {
-    let spec = exp.spec.with_defaults();
+    let spec = &exp.spec;
     let (ts, tc) = (&spec.target_service, &spec.traffic_control);
-    // Validation guarantees every value below is present and well-formed; the fallbacks are
-    // the defaults and are never used.
+    // Validation guarantees that every criterion has a known metric and a tolerance, and that
+    // the interval parses: nothing below is dropped or falls back.
     let criteria = spec
         .analysis
         .success_criteria
@@ -400,6 +401,10 @@ fn build_plan(exp: &Experiment, metrics: &MetricsConfig) -> Plan {
         .reward
         .as_ref()
         .and_then(|r| Some((metrics.metric(&r.metric_name)?, r.min_max.clone())));
+    let interval = tc
+        .interval
+        .as_ref()
+        .map_or(DEFAULT_INTERVAL, |i| i.as_str());
     Plan {
         kind: ts.kind(),
         service: ts.name.clone().unwrap_or_default(),
@@ -407,15 +412,11 @@ fn build_plan(exp: &Experiment, metrics: &MetricsConfig) -> Plan {
         baseline: ts.baseline().to_string(),
         candidate: ts.candidate().to_string(),
         strategy: spec.strategy(),
-        interval: tc
-            .interval
-            .as_ref()
-            .and_then(|i| i.parse().ok())
-            .unwrap_or(Duration::from_secs(60)),
+        interval: parse_go(interval).unwrap_or(MIN_INTERVAL),
         max_iterations: tc
             .max_iterations
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(DEFAULT_MAX_ITERATIONS as u32),
+            .unwrap_or(DEFAULT_MAX_ITERATIONS)
+            .clamp(1, MAX_ITERATIONS) as u32,
         step_size: tc.traffic_step_size.unwrap_or(DEFAULT_STEP_SIZE),
         max_traffic_percentage: tc
             .max_traffic_percentage
