@@ -93,6 +93,7 @@ pub struct Decision {
 
 /// What a reconcile comes to: a decision, or an analysis to run first.
 #[derive(Debug)]
+#[must_use = "a decision to carry out, or an analysis to run and resume with"]
 #[allow(clippy::large_enum_variant)] // made once per reconcile and taken apart at once
 pub enum Step<'a> {
     /// The decision.
@@ -102,6 +103,7 @@ pub enum Step<'a> {
 }
 
 /// A reconcile waiting for an analysis: the decision so far and the request to run.
+#[must_use = "run `request()` and hand its outcome to `resume` to get the decision"]
 pub struct Pending<'a> {
     run: Running<'a>,
     request: AnalysisRequest,
