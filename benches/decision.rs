@@ -1,7 +1,6 @@
-//! One decision with two criteria: the check_and_increment analysis alone, the engine's
-//! reconcile that applies an analysis outcome (status, conditions, events), and a whole
-//! iteration as the driver runs it (reconcile asking for the analysis, the analysis, reconcile
-//! deciding).
+//! One decision with two criteria: the check_and_increment analysis alone, the engine's part
+//! of an iteration (reconcile asking for the analysis, resume deciding: status, conditions,
+//! events), and a whole iteration as the driver runs it (the same with the analysis between).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iter8_benches::{experiment, metrics, readings, request, t0};
@@ -19,7 +18,7 @@ fn analysis(c: &mut Criterion) {
         b.iter(|| analytics::analyze(black_box(&req), black_box(&readings)))
     });
 
-    // A whole reconcile of an experiment mid-run, with the analysis outcome observed.
+    // An experiment mid-run: its first iteration decided.
     let mut exp = experiment();
     exp.metadata.finalizers.push(iter8_core::FINALIZER.into());
     let m = metrics();
@@ -28,40 +27,36 @@ fn analysis(c: &mut Criterion) {
         ..Default::default()
     };
     let ctx = Context::new(&m, t0());
-    if let Step::Analyze(r) = engine::reconcile(&exp, &obs, &ctx) {
-        let o = Observations {
-            analysis: Some(analytics::analyze(&r, &readings)),
-            ..obs.clone()
-        };
-        if let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) {
-            exp.status = d.status;
-        }
+    if let Step::Analyze(pending) = engine::reconcile(&exp, &obs, &ctx) {
+        let outcome = analytics::analyze(pending.request(), &readings);
+        exp.status = pending.resume(outcome).status;
     }
     let later = Context::new(&m, t0() + chrono::Duration::seconds(30));
-    let outcome = match engine::reconcile(&exp, &obs, &later) {
-        Step::Analyze(r) => analytics::analyze(&r, &readings),
-        Step::Decided(_) => panic!("an iteration is due"),
+    let Step::Analyze(pending) = engine::reconcile(&exp, &obs, &later) else {
+        panic!("an iteration is due")
     };
-    let with_outcome = Observations {
-        analysis: Some(outcome),
-        ..obs.clone()
-    };
+    let outcome = analytics::analyze(pending.request(), &readings);
+
+    // The engine's part of an iteration: reconcile (asks for the analysis) and resume with
+    // the outcome (decides).
     g.bench_function("engine_reconcile_two_criteria", |b| {
-        b.iter(|| engine::reconcile(black_box(&exp), black_box(&with_outcome), &later))
+        b.iter(|| {
+            let Step::Analyze(pending) = engine::reconcile(black_box(&exp), &obs, &later) else {
+                panic!("an iteration is due")
+            };
+            pending.resume(black_box(outcome.clone()))
+        })
     });
 
     // A whole iteration as the driver runs it: reconcile (asks for the analysis), analysis,
-    // reconcile with the outcome (decides).
+    // resume with the outcome (decides).
     g.bench_function("engine_iteration_two_criteria", |b| {
         b.iter(|| {
-            let Step::Analyze(r) = engine::reconcile(black_box(&exp), &obs, &later) else {
+            let Step::Analyze(pending) = engine::reconcile(black_box(&exp), &obs, &later) else {
                 panic!("an iteration is due")
             };
-            let o = Observations {
-                analysis: Some(analytics::analyze(&r, black_box(&readings))),
-                ..obs.clone()
-            };
-            engine::reconcile(&exp, &o, &later)
+            let outcome = analytics::analyze(pending.request(), black_box(&readings));
+            pending.resume(outcome)
         })
     });
     g.finish();

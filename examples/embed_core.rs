@@ -30,17 +30,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     while !exp.status.is_completed() {
         let ctx = Context::new(&metrics, now);
-        let mut obs = Observations {
+        let obs = Observations {
             targets: Targets::all_present(),
             routing: RoutingObservation {
                 split: Some(routed),
                 held_by: None,
             },
-            analysis: None,
         };
+        // The engine decides at once, or asks for an analysis and decides when it gets the
+        // outcome back: `resume` is the only way on from `Analyze`.
         let decision = match engine::reconcile(&exp, &obs, &ctx) {
             Step::Decided(d) => d,
-            Step::Analyze(request) => {
+            Step::Analyze(pending) => {
+                let request = pending.request();
                 // Your metrics backend goes here: one reading per criterion, both versions.
                 let seconds = request.window.interval_secs() as f64;
                 let reading = |latency: f64, requests: f64| VersionReading {
@@ -56,11 +58,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         candidate: reading(9.5, seconds * 2.0),
                     })
                     .collect();
-                obs.analysis = Some(analytics::analyze(&request, &readings));
-                match engine::reconcile(&exp, &obs, &ctx) {
-                    Step::Decided(d) => d,
-                    Step::Analyze(_) => return Err("the engine asked twice".into()),
-                }
+                let outcome = analytics::analyze(request, &readings);
+                pending.resume(outcome)
             }
         };
         // Your routing goes here.

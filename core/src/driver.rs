@@ -39,9 +39,6 @@ pub enum DriverError {
     /// The status or finalizer could not be written.
     #[error("writing the experiment: {0}")]
     Store(PortError),
-    /// The engine asked for an analysis twice in one step (a bug).
-    #[error("the engine asked for a second analysis in one step")]
-    Protocol,
 }
 
 /// The built-in analytics: measures with a [`MetricSource`], decides with the core's strategies.
@@ -81,20 +78,12 @@ pub async fn reconcile_once(
         .observe(experiment)
         .await
         .map_err(DriverError::Routing)?;
-    let mut obs = Observations {
-        targets,
-        routing,
-        analysis: None,
-    };
+    let obs = Observations { targets, routing };
     let mut decision = match engine::reconcile(experiment, &obs, ctx) {
         Step::Decided(d) => d,
-        Step::Analyze(request) => {
-            obs.analysis = Some(ports.analytics.analyze(&request).await);
-            // `experiment` and `ctx` are the ones the first call validated.
-            match engine::reconcile_validated_taking_analysis(experiment, &mut obs, ctx) {
-                Step::Decided(d) => d,
-                Step::Analyze(_) => return Err(DriverError::Protocol),
-            }
+        Step::Analyze(pending) => {
+            let outcome = ports.analytics.analyze(pending.request()).await;
+            pending.resume(outcome)
         }
     };
 
@@ -293,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn the_driver_decides_as_the_engine_called_twice() {
+    fn the_driver_decides_as_the_engine_resumed_with_the_outcome() {
         let exp = experiment();
         let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
         let mut analytics = MockAnalytics::new();
@@ -303,19 +292,14 @@ mod tests {
             .returning(|_| first_outcome());
         let by_driver = decide_with_driver(&exp, &analytics, &m);
         let ctx = Context::new(&m, now());
-        let mut obs = Observations {
+        let obs = Observations {
             targets: Targets::all_present(),
             routing: RoutingObservation::default(),
-            analysis: None,
         };
-        assert!(matches!(
-            engine::reconcile(&exp, &obs, &ctx),
-            Step::Analyze(_)
-        ));
-        obs.analysis = Some(first_outcome());
-        let Step::Decided(by_hand) = engine::reconcile(&exp, &obs, &ctx) else {
-            panic!("asked twice");
+        let Step::Analyze(pending) = engine::reconcile(&exp, &obs, &ctx) else {
+            panic!("iteration 1 needs an analysis");
         };
+        let by_hand = pending.resume(first_outcome());
         assert_eq!(by_driver, by_hand);
         assert_eq!(by_driver.status.current_iteration, 1);
     }

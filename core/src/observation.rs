@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::{AnalysisOutcome, AnalyticsError};
 use crate::model::TrafficSplit;
 
 /// Which of the experiment's targets exist.
@@ -40,12 +39,10 @@ pub struct RoutingObservation {
 }
 
 /// Everything observed for one decision.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Observations {
     /// Which targets exist.
     pub targets: Targets,
     /// What routing does now.
     pub routing: RoutingObservation,
-    /// The analysis the engine asked for (see [`crate::engine::Step::Analyze`]), once made.
-    pub analysis: Option<Result<AnalysisOutcome, AnalyticsError>>,
 }

@@ -58,9 +58,23 @@ pub struct Plan {
     pub reward: Option<(Metric, Option<MinMax>)>,
     /// Delete the loser when done.
     pub cleanup: bool,
+    /// Where a remote analytics service would be (`spec.analysis.analyticsService`).
+    pub analytics_service: String,
+    /// Seed of the strategies' draws, stable for an experiment (see [`experiment_seed`]).
+    pub seed: u64,
 }
 
 impl Plan {
+    /// Whether the spec has success criteria (without any, nothing is checked).
+    pub fn has_criteria(&self) -> bool {
+        !self.criteria.is_empty()
+    }
+
+    /// Whether some criterion stops the experiment as soon as it fails.
+    pub fn stops_on_failure(&self) -> bool {
+        self.criteria.iter().any(|c| c.stop_on_failure)
+    }
+
     /// The labels identifying a version's series, as iter8 v0.2 queries them.
     pub fn tags(&self, version: &str) -> VersionTags {
         version_tags(&self.kind, &self.namespace, version)
@@ -79,75 +93,25 @@ impl Plan {
 
 /// The labels identifying the series of `version` (of `kind`, in `namespace`), as iter8 v0.2
 /// queries them.
-pub(crate) fn version_tags(kind: &TargetKind, namespace: &str, version: &str) -> VersionTags {
+fn version_tags(kind: &TargetKind, namespace: &str, version: &str) -> VersionTags {
     let (name_key, ns_key) = match kind {
         TargetKind::Service => ("destination_service_name", "destination_service_namespace"),
         _ => ("destination_workload", "destination_workload_namespace"),
     };
-    // Two inserts: `From<[_; 2]>` sorts and deduplicates first, on every analysis request.
-    let mut tags = VersionTags::new();
-    tags.insert(name_key.to_string(), version.to_string());
-    tags.insert(ns_key.to_string(), namespace.to_string());
-    tags
+    VersionTags::from([
+        (name_key.to_string(), version.to_string()),
+        (ns_key.to_string(), namespace.to_string()),
+    ])
 }
 
-/// The settings of a valid experiment that the engine steers by, defaults applied and nothing
-/// copied: a reconcile that does not ask for an analysis needs no [`Plan`] (whose criteria copy
-/// every metric's templates).
-#[derive(Debug, Clone)]
-pub(crate) struct Settings<'a> {
-    pub service: &'a str,
-    pub baseline: &'a str,
-    pub candidate: &'a str,
-    pub strategy: Strategy,
-    pub interval: Duration,
-    pub max_iterations: u32,
-    pub step_size: f64,
-    pub max_traffic_percentage: f64,
-    pub on_success: OnSuccess,
-    pub confidence: f64,
-    pub cleanup: bool,
-    /// Whether there are success criteria.
-    pub has_criteria: bool,
-    /// Whether some criterion stops the experiment on failure.
-    pub stops_on_failure: bool,
-}
-
-impl<'a> Settings<'a> {
-    /// The settings of an experiment that passed validation.
-    pub fn of(exp: &'a Experiment) -> Self {
-        let spec = &exp.spec;
-        let ts = &spec.target_service;
-        let tc = &spec.traffic_control;
-        let criteria = &spec.analysis.success_criteria;
-        Settings {
-            service: ts.name.as_deref().unwrap_or(""),
-            baseline: ts.baseline(),
-            candidate: ts.candidate(),
-            strategy: spec.strategy(),
-            interval: tc
-                .interval
-                .as_ref()
-                .and_then(|i| i.parse().ok())
-                .unwrap_or(Duration::from_secs(60)),
-            max_iterations: u32::try_from(
-                tc.max_iterations
-                    .unwrap_or(crate::model::DEFAULT_MAX_ITERATIONS),
-            )
-            .unwrap_or(u32::MAX),
-            step_size: tc
-                .traffic_step_size
-                .unwrap_or(crate::model::DEFAULT_STEP_SIZE),
-            max_traffic_percentage: tc
-                .max_traffic_percentage
-                .unwrap_or(crate::model::DEFAULT_MAX_TRAFFIC_PERCENTAGE),
-            on_success: tc.on_success.clone().unwrap_or(OnSuccess::Candidate),
-            confidence: tc.confidence.unwrap_or(crate::model::DEFAULT_CONFIDENCE),
-            cleanup: spec.cleanup.is_some(),
-            has_criteria: !criteria.is_empty(),
-            stops_on_failure: criteria.iter().any(|c| c.stop_on_failure.unwrap_or(false)),
-        }
-    }
+/// A seed for the strategies' draws that is stable for an experiment (FNV-1a of
+/// `namespace/name`), so a restarted controller draws what the first one would have.
+pub fn experiment_seed(exp: &Experiment) -> u64 {
+    format!("{}/{}", exp.namespace(), exp.name())
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Where a plan came from, for messages.

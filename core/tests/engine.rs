@@ -122,7 +122,6 @@ impl DashboardLink for Link {
 
 #[test]
 fn the_engine_asks_for_the_request_its_plan_makes() {
-    // Built without the plan (no copies of its names), the request is the plan's all the same.
     for file in [
         "canary_reviews-v2_to_reviews-v3.yaml",
         "canary_reviews-v3_to_reviews-v6.yaml",
@@ -136,21 +135,22 @@ fn the_engine_asks_for_the_request_its_plan_makes() {
         });
         let m = metrics();
         let ctx = Context::new(&m, t0());
-        let Step::Analyze(asked) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx)
+        let Step::Analyze(pending) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx)
         else {
             panic!("{file}: iteration 1 needs an analysis")
         };
+        let asked = pending.request();
         let plan = iter8_core::validation::plan(&exp, &m).unwrap();
         let window = iter8_core::measurement::Window {
             start: t0(),
             end: t0(),
         };
-        let expected = AnalysisRequest {
-            analytics_service: exp.spec.analytics_service().to_string(),
-            seed: asked.seed,
-            ..AnalysisRequest::new(&plan, window, None)
-        };
-        assert_eq!(asked, expected, "{file}");
+        assert_eq!(*asked, AnalysisRequest::new(&plan, window, None), "{file}");
+        assert_eq!(
+            asked.analytics_service,
+            exp.spec.analytics_service(),
+            "{file}"
+        );
         assert!(
             asked.reward.is_some() && !asked.criteria.is_empty(),
             "{file}"
@@ -165,19 +165,14 @@ fn the_candidate_appearing_starts_iteration_one_at_once() {
     let mut ctx = Context::new(&m, t0());
     ctx.dashboard = &Link;
     let o = obs(Targets::all_present());
-    let Step::Analyze(req) = engine::reconcile(&exp, &o, &ctx) else {
+    let Step::Analyze(pending) = engine::reconcile(&exp, &o, &ctx) else {
         panic!("iteration 1 needs an analysis")
     };
+    let req = pending.request();
     assert_eq!(req.window.start, t0());
     assert_eq!(req.last_state, None);
-    let outcome = iter8_core::analytics::analyze(&req, &good(0, &req).unwrap());
-    let o = Observations {
-        analysis: Some(outcome),
-        ..o
-    };
-    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else {
-        panic!()
-    };
+    let outcome = iter8_core::analytics::analyze(req, &good(0, req).unwrap());
+    let d = pending.resume(outcome);
     assert_eq!(message(&d), "IterationUpdate: Iteration 1 Started");
     assert_eq!(d.status.phase, Some(Phase::Progressing));
     assert_eq!(
@@ -363,8 +358,9 @@ fn fast_abort_checks_change_nothing_else() {
 
 #[test]
 fn no_criteria_steps_without_checks_and_succeeds() {
+    // As v0.2.1: a step is taken only while the result stays within the cap (20, 40, 40, ...).
     let exp = with(
-        "    interval: 10s\n    trafficStepSize: 30\n    maxIterations: 4\n    maxTrafficPercentage: 50",
+        "    interval: 10s\n    trafficStepSize: 20\n    maxIterations: 4\n    maxTrafficPercentage: 50",
         "      []",
     );
     let mut w = World::present(|_, _| panic!("nothing is measured"));
@@ -378,7 +374,7 @@ fn no_criteria_steps_without_checks_and_succeeds() {
         .iter()
         .map(|r| r.decision.status.split().candidate)
         .collect();
-    assert_eq!(candidate, [30, 50, 50, 50, 100]);
+    assert_eq!(candidate, [20, 40, 40, 40, 100]);
 }
 
 fn started(file: &str) -> Experiment {
@@ -444,19 +440,15 @@ fn a_metrics_error_holds_traffic_and_says_why() {
     let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
     let m = metrics();
     let ctx = Context::new(&m, t0() + chrono::Duration::seconds(60));
-    let o = Observations {
-        targets: Targets::all_present(),
-        analysis: Some(Err(iter8_core::analytics::AnalyticsError::Metrics(
-            iter8_core::MetricError::new(
-                iter8_core::MetricErrorKind::Unreachable,
-                "prometheus: connection refused",
-            ),
-        ))),
-        ..Default::default()
+    let Step::Analyze(pending) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx) else {
+        panic!("the iteration is due")
     };
-    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else {
-        panic!()
-    };
+    let d = pending.resume(Err(iter8_core::analytics::AnalyticsError::Metrics(
+        iter8_core::MetricError::new(
+            iter8_core::MetricErrorKind::Unreachable,
+            "prometheus: connection refused",
+        ),
+    )));
     assert_eq!(
         message(&d),
         "AnalyticsServiceError: metrics backend: prometheus: connection refused"
@@ -510,7 +502,6 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
             split: None,
             held_by: Some("reviews-v3-rollout.bookinfo-iter8".into()),
         },
-        analysis: None,
     };
     let d = decide(&exp, &o, t0());
     assert_eq!(
@@ -597,7 +588,6 @@ fn hand_edited_weights_are_put_back() {
             split: Some(TrafficSplit::with_candidate(90)),
             held_by: None,
         },
-        analysis: None,
     };
     let d = decide(
         &exp,
@@ -622,7 +612,6 @@ fn completed_routing_is_reasserted_until_observed() {
             split: Some(TrafficSplit::with_candidate(20)),
             held_by: None,
         },
-        analysis: None,
     };
     let d = decide(&exp, &drifted, t0());
     assert_eq!(
@@ -729,18 +718,74 @@ fn a_routing_failure_reports_no_split_that_was_not_applied() {
     assert_eq!(d.status.phase, Some(Phase::Pause));
 }
 
-#[test]
-fn other_strategies_apply_their_recommendation_as_given() {
-    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
-    exp.spec.traffic_control.strategy = Some(iter8_core::Strategy::PosteriorBayesianRouting);
+/// The decision on `recommended` (with `all_met`) at the next boundary of a started experiment.
+fn decide_on(
+    exp: &Experiment,
+    recommended: f64,
+    all_met: bool,
+) -> (engine::Decision, AnalysisRequest) {
     let m = metrics();
     let now = exp.status.last_increment_time.unwrap() + chrono::Duration::seconds(30);
     let ctx = Context::new(&m, now);
-    let o = obs(Targets::all_present());
-    let Step::Analyze(req) = engine::reconcile(&exp, &o, &ctx) else {
+    let Step::Analyze(pending) = engine::reconcile(exp, &obs(Targets::all_present()), &ctx) else {
         panic!("due")
     };
-    assert_ne!(req.seed, 0, "a per-experiment seed");
+    let request = pending.request().clone();
+    let outcome = iter8_core::analytics::AnalysisOutcome {
+        candidate_traffic_percentage: recommended,
+        assessment: iter8_core::Assessment {
+            all_success_criteria_met: all_met,
+            ..Default::default()
+        },
+        state: serde_json::json!({}).into(),
+    };
+    (pending.resume(Ok(outcome)), request)
+}
+
+#[test]
+fn every_strategy_moves_traffic_only_when_all_criteria_are_met() {
+    for strategy in [
+        iter8_core::Strategy::CheckAndIncrement,
+        iter8_core::Strategy::EpsilonGreedy,
+        iter8_core::Strategy::PosteriorBayesianRouting,
+        iter8_core::Strategy::OptimisticBayesianRouting,
+    ] {
+        let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+        exp.spec.traffic_control.strategy = Some(strategy.clone());
+        let held = exp.status.split();
+        let (d, _) = decide_on(&exp, 7.9, false);
+        assert_eq!(
+            d.status.split(),
+            held,
+            "{strategy}: held while criteria fail"
+        );
+        assert!(d.actions.iter().all(|a| !matches!(a, Action::Route(_))));
+        let (d, _) = decide_on(&exp, 7.9, true);
+        assert_eq!(
+            d.status.split(),
+            TrafficSplit::with_candidate(7),
+            "{strategy}: applied (truncated) once all are met"
+        );
+    }
+}
+
+#[test]
+fn a_recommendation_above_the_cap_is_ignored_not_clamped() {
+    let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let max = exp.spec.traffic_control.max_traffic_percentage.unwrap();
+    let held = exp.status.split();
+    let (d, _) = decide_on(&exp, max + 0.5, true);
+    assert_eq!(d.status.split(), held);
+    assert_eq!(d.status.current_iteration, exp.status.current_iteration + 1);
+    let (d, _) = decide_on(&exp, max, true);
+    assert_eq!(d.status.split(), TrafficSplit::with_candidate(max as u32));
+}
+
+#[test]
+fn the_draws_are_seeded_per_experiment() {
+    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    exp.spec.traffic_control.strategy = Some(iter8_core::Strategy::PosteriorBayesianRouting);
+    let (_, req) = decide_on(&exp, 0.0, true);
     // FNV-1a of `namespace/name`: what every version of the controller draws with.
     let fnv1a = format!("{}/{}", exp.namespace(), exp.name())
         .bytes()
@@ -750,27 +795,8 @@ fn other_strategies_apply_their_recommendation_as_given() {
     assert_eq!(req.seed, fnv1a);
     let mut other = exp.clone();
     other.metadata.name = Some("another".into());
-    let Step::Analyze(req2) = engine::reconcile(&other, &o, &ctx) else {
-        panic!("due")
-    };
+    let (_, req2) = decide_on(&other, 0.0, true);
     assert_ne!(req.seed, req2.seed);
-    let outcome = iter8_core::analytics::AnalysisOutcome {
-        candidate_traffic_percentage: 7.9,
-        assessment: iter8_core::Assessment::default(),
-        state: serde_json::json!({}).into(),
-    };
-    let o = Observations {
-        analysis: Some(Ok(outcome)),
-        ..o
-    };
-    let Step::Decided(d) = engine::reconcile(&exp, &o, &ctx) else {
-        panic!()
-    };
-    assert_eq!(
-        d.status.split(),
-        TrafficSplit::with_candidate(7),
-        "lowered although criteria fail"
-    );
 }
 
 #[test]
@@ -792,5 +818,66 @@ fn the_reward_metric_is_measured_for_bayesian_strategies_only() {
         };
         let q = AnalysisRequest::new(&p, w, None).metrics_query();
         assert_eq!(q.metrics.len(), metrics_measured);
+    }
+}
+
+#[test]
+fn increment_without_check_ends_with_the_last_iteration_even_with_criteria() {
+    // As v0.2.1: the strategy checks nothing, so its ending says only that the last iteration
+    // was completed.
+    let exp = with(
+        "    strategy: increment_without_check\n    interval: 10s\n    trafficStepSize: 20\n    maxIterations: 3\n    maxTrafficPercentage: 50",
+        "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200",
+    );
+    let mut w = World::present(|_, _| panic!("nothing is measured"));
+    let run = Run::new(exp).run(&mut w, &metrics(), 50);
+    assert_eq!(
+        run.message(),
+        "ExperimentSucceeded: Last Iteration Was Completed"
+    );
+    let candidate: Vec<u32> = run
+        .records
+        .iter()
+        .map(|r| r.decision.status.split().candidate)
+        .collect();
+    assert_eq!(candidate, [20, 40, 40, 100]);
+}
+
+#[test]
+fn an_interval_past_the_calendar_pauses_and_never_panics() {
+    let exp = with(
+        "    interval: 99999999999h",
+        "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200",
+    );
+    let d = decide(&exp, &obs(Targets::all_present()), t0());
+    assert_eq!(
+        message(&d),
+        "ValidationError: spec.trafficControl.interval: must be from 1s to 24h, not 99999999999h"
+    );
+    assert_eq!(d.status.phase, Some(Phase::Pause));
+    assert!(d.actions.iter().all(|a| !matches!(a, Action::Route(_))));
+}
+
+#[test]
+fn timestamps_at_the_ends_of_the_calendar_never_panic() {
+    // A status written by someone else may hold any time; the engine only subtracts times.
+    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let m = metrics();
+    for (last, now) in [
+        (DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC),
+        (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC),
+    ] {
+        exp.status.last_increment_time = Some(last);
+        let ctx = Context::new(&m, now);
+        match engine::reconcile(&exp, &obs(Targets::all_present()), &ctx) {
+            Step::Decided(d) => assert!(d.requeue_after.is_some()),
+            Step::Analyze(pending) => {
+                let req = pending.request().clone();
+                let _ = pending.resume(iter8_core::analytics::analyze(
+                    &req,
+                    &good(0, &req).unwrap(),
+                ));
+            }
+        }
     }
 }

@@ -1,11 +1,15 @@
-//! Properties of the engine for any valid spec and any sequence of measurements.
+//! Properties of the engine for any valid spec (any strategy), any sequence of measurements and
+//! any script of what happens meanwhile: user actions, deleted targets, routing rules held by
+//! another experiment, deletion of the experiment.
 
 mod support;
 
+use iter8_core::action::{Action, RoutingAction, Winner};
 use iter8_core::analytics::AnalysisRequest;
+use iter8_core::observation::Targets;
 use iter8_core::{
-    Experiment, Measurement, MetricError, MetricErrorKind, MetricReadings, Strategy as Spread,
-    TrafficSplit, VersionReading,
+    Experiment, ExperimentStatus, Measurement, MetricError, MetricErrorKind, MetricReadings,
+    Strategy as Spread, TrafficSplit, UserAction, VersionReading,
 };
 use proptest::prelude::*;
 use support::*;
@@ -17,8 +21,17 @@ const METRICS: [(&str, &str); 4] = [
     ("iter8_90_perc_latency", "threshold"),
 ];
 
+const STRATEGIES: [&str; 5] = [
+    "check_and_increment",
+    "increment_without_check",
+    "epsilon_greedy",
+    "posterior_bayesian_routing",
+    "optimistic_bayesian_routing",
+];
+
 #[derive(Debug, Clone)]
 struct Spec {
+    strategy: Option<&'static str>,
     interval: u32,
     max_iterations: u32,
     step: f64,
@@ -43,9 +56,13 @@ impl Spec {
         } else {
             criteria
         };
+        let strategy = self
+            .strategy
+            .map(|s| format!("    strategy: {s}\n"))
+            .unwrap_or_default();
         with(
             &format!(
-                "    interval: {}s\n    maxIterations: {}\n    trafficStepSize: {}\n    maxTrafficPercentage: {}",
+                "{strategy}    interval: {}s\n    maxIterations: {}\n    trafficStepSize: {}\n    maxTrafficPercentage: {}",
                 self.interval, self.max_iterations, self.step, self.max
             ),
             &criteria,
@@ -55,6 +72,7 @@ impl Spec {
 
 fn spec(min_criteria: usize) -> impl Strategy<Value = Spec> {
     (
+        prop_oneof![2 => Just(None), 3 => proptest::sample::select(&STRATEGIES[..]).prop_map(Some)],
         1u32..120,
         1u32..12,
         prop_oneof![1u32..=100u32, Just(20u32)].prop_map(f64::from),
@@ -64,13 +82,16 @@ fn spec(min_criteria: usize) -> impl Strategy<Value = Spec> {
             min_criteria..4,
         ),
     )
-        .prop_map(|(interval, max_iterations, step, max, criteria)| Spec {
-            interval,
-            max_iterations,
-            step,
-            max,
-            criteria,
-        })
+        .prop_map(
+            |(strategy, interval, max_iterations, step, max, criteria)| Spec {
+                strategy,
+                interval,
+                max_iterations,
+                step,
+                max,
+                criteria,
+            },
+        )
 }
 
 fn measurement() -> impl Strategy<Value = Measurement> {
@@ -94,7 +115,115 @@ fn tape() -> impl Strategy<Value = Vec<Vec<(VersionReading, VersionReading)>>> {
 }
 
 fn world(tape: &[Vec<(VersionReading, VersionReading)>]) -> World<'_> {
-    World::present(move |i, req: &AnalysisRequest| {
+    scripted_world(tape, &[])
+}
+
+/// Something that happens before a reconcile.
+#[derive(Debug, Clone)]
+enum Happening {
+    /// The user sets `action`.
+    Action(UserAction),
+    /// A target is deleted (for good).
+    Deleted(Target),
+    /// Another experiment takes (true) or releases (false) the routing rules.
+    RulesHeld(bool),
+    /// The experiment is deleted.
+    ExperimentDeleted,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Service,
+    Baseline,
+    Candidate,
+}
+
+fn happening() -> impl Strategy<Value = Happening> {
+    prop_oneof![
+        proptest::sample::select(vec![
+            UserAction::Pause,
+            UserAction::Resume,
+            UserAction::OverrideSuccess,
+            UserAction::OverrideFailure,
+        ])
+        .prop_map(Happening::Action),
+        proptest::sample::select(vec![Target::Service, Target::Baseline, Target::Candidate])
+            .prop_map(Happening::Deleted),
+        any::<bool>().prop_map(Happening::RulesHeld),
+        Just(Happening::ExperimentDeleted),
+    ]
+}
+
+/// What happens before each reconcile, by reconcile number: mostly nothing.
+type Script = Vec<Option<Happening>>;
+
+fn script() -> impl Strategy<Value = Script> {
+    proptest::collection::vec(
+        prop_oneof![6 => Just(None), 1 => happening().prop_map(Some)],
+        0..40,
+    )
+}
+
+/// What happened up to and including reconcile `i`.
+fn so_far(script: &[Option<Happening>], i: usize) -> impl Iterator<Item = &Happening> {
+    script[..(i + 1).min(script.len())].iter().flatten()
+}
+
+fn targets_at(script: &[Option<Happening>], i: usize) -> Targets {
+    let mut t = Targets::all_present();
+    for h in so_far(script, i) {
+        match h {
+            Happening::Deleted(Target::Service) => t.service = false,
+            Happening::Deleted(Target::Baseline) => t.baseline = false,
+            Happening::Deleted(Target::Candidate) => t.candidate = false,
+            _ => {}
+        }
+    }
+    t
+}
+
+/// Whether another experiment holds the routing rules at reconcile `i`.
+fn held_at(script: &[Option<Happening>], i: usize) -> bool {
+    so_far(script, i)
+        .filter_map(|h| match h {
+            Happening::RulesHeld(held) => Some(*held),
+            _ => None,
+        })
+        .last()
+        .unwrap_or(false)
+}
+
+/// Sets the experiment and the routing as the script has them before the next reconcile.
+fn stage(run: &mut Run, script: &[Option<Happening>]) {
+    let i = run.reconciles;
+    for h in so_far(script, i) {
+        match h {
+            Happening::Action(a) => run.exp.action = Some(a.clone()),
+            Happening::ExperimentDeleted => {
+                let now = run.now;
+                run.exp.metadata.deletion_timestamp.get_or_insert(now);
+            }
+            Happening::Deleted(_) | Happening::RulesHeld(_) => {}
+        }
+    }
+    run.held_by = held_at(script, i).then(|| "other.ns".to_string());
+}
+
+/// Runs until the experiment completes or is gone, or `until` reconciles have run.
+fn play(mut run: Run, world: &mut World, script: &[Option<Happening>], until: usize) -> Run {
+    let m = metrics();
+    while !run.exp.status.is_completed() && !run.gone && run.reconciles < until {
+        stage(&mut run, script);
+        run.step(world, &m);
+    }
+    run
+}
+
+fn scripted_world<'a>(
+    tape: &'a [Vec<(VersionReading, VersionReading)>],
+    script: &'a [Option<Happening>],
+) -> World<'a> {
+    let mut w = World::present(move |i, req: &AnalysisRequest| {
         let row = &tape[i % tape.len()];
         Some(
             req.criteria
@@ -107,7 +236,9 @@ fn world(tape: &[Vec<(VersionReading, VersionReading)>]) -> World<'_> {
                 })
                 .collect(),
         )
-    })
+    });
+    w.targets = Box::new(move |i| targets_at(script, i));
+    w
 }
 
 const STEPS: usize = 200;
@@ -140,24 +271,6 @@ proptest! {
     }
 
     #[test]
-    fn taking_the_analysis_decides_as_lending_it(
-        spec in spec(0),
-        tape in tape(),
-        fast_abort in proptest::bool::ANY,
-    ) {
-        let every = fast_abort.then(|| std::time::Duration::from_secs(7));
-        let mut lent = Run::new(spec.experiment());
-        lent.abort_check_every = every;
-        let mut taken = Run::new(spec.experiment());
-        taken.abort_check_every = every;
-        taken.take_analysis = true;
-        let lent = lent.run(&mut world(&tape), &metrics(), STEPS);
-        let taken = taken.run(&mut world(&tape), &metrics(), STEPS);
-        prop_assert!(lent.records.iter().any(|r| r.analyzed) || spec.experiment().spec.analysis.success_criteria.is_empty());
-        prop_assert_eq!(&lent.records, &taken.records);
-    }
-
-    #[test]
     fn errors_never_move_traffic(spec in spec(1), tape in tape()) {
         let run = Run::new(spec.experiment()).run(&mut world(&tape), &metrics(), STEPS);
         let mut prev = TrafficSplit::ALL_BASELINE;
@@ -174,6 +287,8 @@ proptest! {
     #[test]
     fn abort_comes_at_the_first_failing_stop_criterion(spec in spec(1), tape in tape()) {
         let exp = spec.experiment();
+        // The strategies judged by check_and_increment's rules.
+        prop_assume!(matches!(exp.spec.strategy(), Spread::CheckAndIncrement | Spread::EpsilonGreedy));
         let criteria = exp.spec.analysis.success_criteria.clone();
         let run = Run::new(exp).run(&mut world(&tape), &metrics(), STEPS);
         for (i, r) in run.records.iter().enumerate() {
@@ -210,6 +325,8 @@ proptest! {
                 (r.clone(), r)
             }).collect())
             .collect();
+        // increment_without_check measures nothing and succeeds by design.
+        prop_assume!(spec.experiment().spec.strategy() != Spread::IncrementWithoutCheck);
         let run = Run::new(spec.experiment()).run(&mut world(&tape), &metrics(), STEPS);
         prop_assert!(!run.message().starts_with("ExperimentSucceeded"), "{}", run.message());
     }
@@ -222,18 +339,81 @@ proptest! {
     }
 
     #[test]
-    fn a_restart_from_the_persisted_status_changes_nothing(spec in spec(0), tape in tape(), cut in 0usize..30) {
-        let whole = Run::new(spec.experiment()).run(&mut world(&tape), &metrics(), STEPS);
-        let mut w = world(&tape);
-        let mut first = Run::new(spec.experiment());
-        while !first.exp.status.is_completed() && first.reconciles < cut.min(whole.records.len()) {
-            first.step(&mut w, &metrics());
+    fn traffic_moves_only_when_allowed(spec in spec(0), tape in tape(), script in script()) {
+        let exp = spec.experiment();
+        let run = play(Run::new(exp.clone()), &mut scripted_world(&tape, &script), &script, STEPS);
+        let mut prev: ExperimentStatus = exp.status.clone();
+        for (i, r) in run.records.iter().enumerate() {
+            let s = &r.decision.status;
+            let routed = r.decision.actions.iter().any(|a| matches!(a, Action::Route(RoutingAction::SetSplit(_))));
+            let user_paused = matches!(so_far(&script, i).filter_map(|h| match h { Happening::Action(a) => Some(a), _ => None }).last(), Some(UserAction::Pause));
+            let deleted = so_far(&script, i).any(|h| matches!(h, Happening::ExperimentDeleted));
+            if s.start_timestamp.is_some() {
+                prop_assert_eq!(r.routed, s.split(), "decision {}: routing serves the status' split", i);
+            }
+            if s.is_completed() || deleted {
+                prev = s.clone();
+                continue;
+            }
+            if s.split() != prev.split() && prev.start_timestamp.is_some() {
+                // Only an iteration moves traffic: on the first, or with every criterion met.
+                prop_assert_eq!(s.current_iteration, prev.current_iteration + 1, "decision {}", i);
+                let all_met = s.assessment.as_ref().is_some_and(|a| a.all_success_criteria_met);
+                prop_assert!(prev.current_iteration == 0 || all_met, "decision {} moved traffic with criteria failing", i);
+                prop_assert!(f64::from(s.split().candidate) <= spec.max, "decision {}: above the cap", i);
+            }
+            if user_paused || held_at(&script, i) {
+                prop_assert!(!routed, "decision {} moved traffic while paused or without the rules", i);
+                prop_assert_eq!(s.split(), prev.split());
+            }
+            prev = s.clone();
         }
+    }
+
+    #[test]
+    fn every_ending_routes_all_traffic_to_the_winner(spec in spec(0), tape in tape(), script in script()) {
+        let run = play(Run::new(spec.experiment()), &mut scripted_world(&tape, &script), &script, STEPS);
+        let last = run.records.last().expect("at least one reconcile");
+        let status = &last.decision.status;
+        let finalized = last.decision.actions.iter().rev().find_map(|a| match a {
+            Action::Route(RoutingAction::Finalize { winner, split }) => Some((*winner, *split)),
+            _ => None,
+        });
+        if status.is_completed() && status.start_timestamp.is_some() {
+            let message = status.message.clone().unwrap_or_default();
+            let expected = if message.starts_with("ExperimentFailed") {
+                (Winner::Baseline, TrafficSplit::ALL_BASELINE)
+            } else {
+                prop_assert!(message.starts_with("ExperimentSucceeded"), "{}", message);
+                (Winner::Candidate, TrafficSplit::ALL_CANDIDATE)
+            };
+            prop_assert_eq!(finalized, Some(expected), "{}", message);
+            prop_assert_eq!(status.split(), expected.1);
+            prop_assert_eq!(run.routed, Some(expected.1));
+        }
+        if run.gone && status.start_timestamp.is_some() {
+            // Deleted while running (a run stops at completion): rolled back to the baseline
+            // before going.
+            prop_assert_eq!(run.routed, Some(TrafficSplit::ALL_BASELINE));
+        }
+    }
+
+    #[test]
+    fn a_restart_at_any_point_reproduces_the_run(
+        spec in spec(0),
+        tape in tape(),
+        script in script(),
+        cut in 0usize..40,
+    ) {
+        let whole = play(Run::new(spec.experiment()), &mut scripted_world(&tape, &script), &script, STEPS);
+        let mut w = scripted_world(&tape, &script);
+        let mut first = play(Run::new(spec.experiment()), &mut w, &script, cut);
         // The controller dies; another one reads the experiment back from the API server.
         let json = serde_json::to_string(&first.exp).unwrap();
         first.exp = serde_json::from_str(&json).unwrap();
-        let resumed = first.run(&mut w, &metrics(), STEPS);
+        let resumed = play(first, &mut w, &script, STEPS);
         prop_assert_eq!(resumed.statuses(), whole.statuses());
+        prop_assert_eq!(&resumed.records, &whole.records);
         prop_assert_eq!(resumed.message(), whole.message());
     }
 }

@@ -104,7 +104,7 @@ fn each_rule_names_its_field() {
         ),
         (
             doc(TARGET, "    maxIterations: 0", ANALYSIS),
-            "spec.trafficControl.maxIterations: must be at least 1, not 0",
+            "spec.trafficControl.maxIterations: must be from 1 to 1000, not 0",
         ),
         (
             doc(TARGET, "    interval: soon", ANALYSIS),
@@ -112,7 +112,19 @@ fn each_rule_names_its_field() {
         ),
         (
             doc(TARGET, "    interval: 0s", ANALYSIS),
-            "spec.trafficControl.interval: must be longer than 0",
+            "spec.trafficControl.interval: must be from 1s to 24h, not 0s",
+        ),
+        (
+            doc(TARGET, "    interval: 500ms", ANALYSIS),
+            "spec.trafficControl.interval: must be from 1s to 24h, not 500ms",
+        ),
+        (
+            doc(TARGET, "    interval: 25h", ANALYSIS),
+            "spec.trafficControl.interval: must be from 1s to 24h, not 25h",
+        ),
+        (
+            doc(TARGET, "    maxIterations: 1001", ANALYSIS),
+            "spec.trafficControl.maxIterations: must be from 1 to 1000, not 1001",
         ),
         (
             doc(TARGET, "    onSuccess: everyone", ANALYSIS),
@@ -140,7 +152,15 @@ fn each_rule_names_its_field() {
                 TRAFFIC,
                 "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: 1\n      sampleSize: -5",
             ),
-            "spec.analysis.successCriteria[0].sampleSize: must be 0 or more, not -5",
+            "spec.analysis.successCriteria[0].sampleSize: must be from 0 to 1000000000, not -5",
+        ),
+        (
+            doc(
+                TARGET,
+                TRAFFIC,
+                "    successCriteria:\n    - metricName: iter8_latency\n      toleranceType: threshold\n      tolerance: 1\n      sampleSize: 1000000001",
+            ),
+            "spec.analysis.successCriteria[0].sampleSize: must be from 0 to 1000000000, not 1000000001",
         ),
         (
             doc(
@@ -196,6 +216,53 @@ fn each_rule_names_its_field() {
             "expected `{expected}` in {found:?}"
         );
     }
+}
+
+#[test]
+fn non_finite_numbers_are_rejected_naming_the_field() {
+    // Manifests cannot spell them (the parser refuses `.inf`); a spec built in code can.
+    let mut exp = experiment(&doc(TARGET, TRAFFIC, ANALYSIS));
+    let c = &mut exp.spec.analysis.success_criteria[0];
+    c.tolerance = Some(f64::INFINITY);
+    c.min_max = Some(iter8_core::MinMax {
+        min: 0.0,
+        max: f64::NAN,
+    });
+    let found: Vec<String> = validate(&exp, &metrics(), MetricCheck::Strict)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "spec.analysis.successCriteria[0].tolerance: must be a finite number, not inf",
+            "spec.analysis.successCriteria[0].min_max: min and max must be finite numbers",
+        ]
+    );
+}
+
+#[test]
+fn the_longest_interval_and_the_most_iterations_are_accepted() {
+    let yaml = doc(
+        TARGET,
+        "    interval: 24h\n    maxIterations: 1000",
+        ANALYSIS,
+    );
+    assert_eq!(problems(&yaml), Vec::<String>::new());
+    let p = plan(&experiment(&yaml), &metrics()).unwrap();
+    assert_eq!(p.interval, std::time::Duration::from_secs(24 * 3600));
+    assert_eq!(p.max_iterations, 1000);
+}
+
+#[test]
+fn an_interval_past_the_calendar_is_rejected_naming_the_field() {
+    // Added to a timestamp this interval overflows any date: it must be refused, not used.
+    let yaml = doc(TARGET, "    interval: 99999999999h", ANALYSIS);
+    let found = problems(&yaml);
+    assert_eq!(
+        found,
+        ["spec.trafficControl.interval: must be from 1s to 24h, not 99999999999h"]
+    );
 }
 
 #[test]

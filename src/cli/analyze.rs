@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, AnalysisState, analyze};
 use iter8_core::duration::parse_go;
+use iter8_core::engine::{self, Step};
 use iter8_core::measurement::{Measurement, Window};
 use iter8_core::model::{Experiment, Reading};
+use iter8_core::observation::{Observations, RoutingObservation, Targets};
 use iter8_core::plan::Plan;
 use iter8_core::validation;
 use iter8_core::{MetricReadings, MetricsConfig};
@@ -198,14 +200,17 @@ fn last_state(args: &Args, exp: &Experiment) -> Option<AnalysisState> {
     }
 }
 
-/// What the engine would do with the outcome (the controller truncates shares to integers).
+/// What the engine would do with the outcome at the experiment's next iteration.
 #[derive(Debug, Clone, PartialEq)]
 struct Decision {
+    /// `new_split`, `hold`, `abort` or `complete`.
     action: &'static str,
     baseline: u32,
     candidate: u32,
     current_baseline: u32,
     current_candidate: u32,
+    /// The status message the engine would write.
+    message: String,
 }
 
 impl Decision {
@@ -215,30 +220,59 @@ impl Decision {
             "baseline": self.baseline,
             "candidate": self.candidate,
             "current": {"baseline": self.current_baseline, "candidate": self.current_candidate},
+            "message": self.message,
         })
     }
 }
 
-fn decide(plan: &Plan, exp: &Experiment, outcome: &AnalysisOutcome) -> Decision {
+/// Asks the engine: the experiment as the manifest has it, its iteration due now, targets
+/// present and routing serving the status' split, analysed to `outcome`.
+fn decide(
+    exp: &Experiment,
+    last_state: Option<AnalysisState>,
+    first_iteration: bool,
+    outcome: &AnalysisOutcome,
+    ctx: &engine::Context,
+) -> Decision {
     let current = exp.status.split();
-    let share = outcome
-        .candidate_traffic_percentage
-        .trunc()
-        .clamp(0.0, 100.0) as u32;
-    let cap = plan.max_traffic_percentage.trunc() as u32;
-    let (action, candidate) = if outcome.assessment.abort_experiment {
-        ("abort", 0)
-    } else if share <= cap && share != current.candidate {
-        ("new_split", share)
+    let mut due = exp.clone();
+    due.status.last_increment_time = None;
+    due.status.analysis_state = last_state;
+    if first_iteration {
+        due.status.current_iteration = 0;
+    }
+    let obs = Observations {
+        targets: Targets::all_present(),
+        routing: RoutingObservation {
+            split: Some(current),
+            held_by: None,
+        },
+    };
+    let decided = match engine::reconcile(&due, &obs, ctx) {
+        Step::Analyze(pending) => pending.resume(Ok(outcome.clone())),
+        // Nothing to analyse (completed, paused): the engine's decision as it stands.
+        Step::Decided(d) => d,
+    };
+    let status = &decided.status;
+    let split = status.split();
+    let action = if status.is_completed() {
+        if outcome.assessment.abort_experiment {
+            "abort"
+        } else {
+            "complete"
+        }
+    } else if split != current {
+        "new_split"
     } else {
-        ("hold", current.candidate)
+        "hold"
     };
     Decision {
         action,
-        baseline: 100 - candidate,
-        candidate,
+        baseline: split.baseline,
+        candidate: split.candidate,
         current_baseline: current.baseline,
         current_candidate: current.candidate,
+        message: status.message.clone().unwrap_or_default(),
     }
 }
 
@@ -426,6 +460,10 @@ impl Report<'_> {
                 out += &format!("\nAssessment: {}\n", o.assessment.conclusions.join("; "));
                 out += &match d.action {
                     "abort" => "Decision:   abort: the experiment ends and traffic returns to the baseline (100/0)\n".to_string(),
+                    "complete" => format!(
+                        "Decision:   complete: baseline {}, candidate {} ({})\n",
+                        d.baseline, d.candidate, d.message
+                    ),
                     "new_split" => format!(
                         "Decision:   new split: baseline {}, candidate {} (now {}/{})\n",
                         d.baseline, d.candidate, d.current_baseline, d.current_candidate
@@ -467,7 +505,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = PrometheusClient::new(&settings(&args)?)?;
     let query_url = client.query_url().to_string();
     let source = PrometheusSource::new(client);
-    let request = AnalysisRequest::new(&plan, window, last_state(&args, &exp));
+    let last_state = last_state(&args, &exp);
+    let request = AnalysisRequest::new(&plan, window, last_state.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -483,7 +522,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("Prometheus did not answer within 10 minutes")?
         .with_context(|| format!("measuring in Prometheus ({query_url})"))?;
     let outcome = analyze(&request, &measured.readings).map_err(|e| e.to_string());
-    let decision = outcome.as_ref().ok().map(|o| decide(&plan, &exp, o));
+    let ctx = engine::Context::new(&metrics, now);
+    let decision = outcome
+        .as_ref()
+        .ok()
+        .map(|o| decide(&exp, last_state, args.first_iteration, o, &ctx));
     let report = Report {
         exp: &exp,
         plan: &plan,

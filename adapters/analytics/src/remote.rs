@@ -136,7 +136,7 @@ pub fn payload(request: &AnalysisRequest) -> Value {
     tc.insert("success_criteria".into(), Value::Array(criteria));
     let last_state = match &request.last_state {
         None => json!({}),
-        Some(s) => s.as_json().into_owned(),
+        Some(s) => s.as_json().clone(),
     };
     json!({
         "baseline": version(&request.baseline),

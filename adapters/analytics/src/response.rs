@@ -204,7 +204,7 @@ impl AnalyticsResponseWire {
                         .collect(),
                 ),
             }),
-            last_state: Some(outcome.state.as_json().into_owned()),
+            last_state: Some(outcome.state.as_json().clone()),
         }
     }
 

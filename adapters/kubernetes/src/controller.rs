@@ -123,7 +123,6 @@ impl ReconcileError {
             ReconcileError::Driver(DriverError::Targets(_)) => "targets",
             ReconcileError::Driver(DriverError::Routing(_)) => "routing",
             ReconcileError::Driver(DriverError::Store(_)) => "store",
-            ReconcileError::Driver(DriverError::Protocol) => "protocol",
         }
     }
 }

@@ -50,6 +50,8 @@ fn plan(config: &MetricsConfig) -> Option<Plan> {
         ],
         reward: None,
         cleanup: false,
+        analytics_service: String::new(),
+        seed: 0,
     })
 }
 

@@ -246,6 +246,8 @@ fn tutorial_plan(config: &MetricsConfig) -> Plan {
         ],
         reward: None,
         cleanup: false,
+        analytics_service: String::new(),
+        seed: 0,
     }
 }
 

@@ -235,7 +235,7 @@ pub fn bayesian_routing(
     let criteria: Vec<CriterionAssessment> = assessed.success_criteria;
 
     let last_json = request.last_state.as_ref().map(|s| s.as_json());
-    let last = match last_json.as_deref() {
+    let last = match last_json {
         Some(v @ serde_json::Value::Object(m)) if !m.is_empty() => Some(v),
         _ => None,
     };

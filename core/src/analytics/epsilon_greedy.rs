@@ -74,7 +74,7 @@ pub fn epsilon_t_greedy(
         0
     } else {
         let json = request.last_state.as_ref().map(AnalysisState::as_json);
-        last_count(json.as_deref())?
+        last_count(json)?
     };
     let last_share = last.map_or(0.0, |s| s.candidate.traffic_percentage);
 

@@ -1,4 +1,5 @@
-//! `increment_without_check`: step up every iteration, up to the cap; nothing is measured.
+//! `increment_without_check`: step up every iteration while the cap allows; nothing is
+//! measured.
 
 use serde_json::json;
 
@@ -8,7 +9,8 @@ use crate::model::Assessment;
 /// The conclusion recorded when no criteria are checked.
 pub const NO_CRITERIA_CONCLUSION: &str = "No success criteria: traffic is shifted without checks";
 
-/// The candidate's next share: the last share plus a step, clamped to `[0, max]`.
+/// The candidate's next share: the last share plus a step when the result stays within the cap,
+/// the last share otherwise (as iter8 v0.2.1: step 20, max 50 gives 20, 40, 40, ...).
 pub fn increment_without_check(
     request: &AnalysisRequest,
 ) -> Result<AnalysisOutcome, AnalyticsError> {
@@ -25,9 +27,12 @@ pub fn increment_without_check(
                 )
             })?,
     };
-    let next = (last + request.step_size)
-        .min(request.max_traffic_percentage)
-        .clamp(0.0, 100.0);
+    let stepped = last + request.step_size;
+    let next = if stepped <= request.max_traffic_percentage {
+        stepped
+    } else {
+        last
+    };
     Ok(AnalysisOutcome {
         candidate_traffic_percentage: next,
         assessment: Assessment {
@@ -36,7 +41,7 @@ pub fn increment_without_check(
             abort_experiment: false,
             success_criteria: Vec::new(),
         },
-        state: AnalysisState::Json(json!({
+        state: AnalysisState::from(json!({
             "baseline": {"traffic_percentage": 100.0 - next},
             "candidate": {"traffic_percentage": next},
         })),

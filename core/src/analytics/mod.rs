@@ -63,7 +63,8 @@ pub struct AnalysisRequest {
 }
 
 impl AnalysisRequest {
-    /// The request for a plan over a window, continuing from `last_state`.
+    /// The request for a plan over a window, continuing from `last_state`: the one way a
+    /// request is built (the engine asks with it, `iter8 analyze` and the benchmarks use it).
     pub fn new(plan: &Plan, window: Window, last_state: Option<AnalysisState>) -> Self {
         AnalysisRequest {
             strategy: plan.strategy.clone(),
@@ -75,8 +76,8 @@ impl AnalysisRequest {
             max_traffic_percentage: plan.max_traffic_percentage,
             confidence: plan.confidence,
             last_state,
-            analytics_service: String::new(),
-            seed: 0,
+            analytics_service: plan.analytics_service.clone(),
+            seed: plan.seed,
             reward: plan.reward.clone(),
         }
     }
@@ -127,10 +128,7 @@ impl AnalysisOutcome {
         Ok(AnalysisOutcome {
             candidate_traffic_percentage,
             assessment,
-            state: AnalysisState::Json(
-                serde_json::to_value(state)
-                    .map_err(|e| AnalyticsError::Invalid(format!("state: {e}")))?,
-            ),
+            state: AnalysisState::of(state)?,
         })
     }
 }

@@ -6,78 +6,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Decision;
-use super::messages::{self, compose, compose_into};
+use super::messages::{self, compose};
 use crate::action::{Action, Event, EventType, RoutingAction};
-use crate::analytics::AnalysisState;
-use crate::model::{Assessment, ConditionType, Experiment, ExperimentStatus, Phase};
+use crate::model::{ConditionType, Experiment, ExperimentStatus, Phase};
 
-/// The status being decided, copied from the experiment's at the first change: the first call
-/// of an iteration only asks for an analysis and changes nothing, so it copies nothing. The
-/// copy's `assessment` and `analysis_state` start empty and are copied from the experiment's
-/// in [`Draft::finish`] unless a decision replaced them: an iteration replaces both, and
-/// copying them first would be wasted.
+/// The status being decided (a copy of the experiment's) and the actions so far.
 pub(super) struct Draft<'a> {
     pub exp: &'a Experiment,
     pub now: DateTime<Utc>,
-    status: Option<ExperimentStatus>,
+    pub status: ExperimentStatus,
     pub actions: Vec<Action>,
-    assessment_set: bool,
-    analysis_state_set: bool,
-}
-
-/// The experiment's status to decide on, without its assessment and analysis state.
-fn copy(exp: &Experiment, now: DateTime<Utc>) -> ExperimentStatus {
-    let s = &exp.status;
-    ExperimentStatus {
-        phase: s.phase.clone(),
-        message: s.message.clone(),
-        conditions: s.conditions.clone(),
-        create_timestamp: Some(s.create_timestamp.unwrap_or(now)),
-        start_timestamp: s.start_timestamp,
-        end_timestamp: s.end_timestamp,
-        last_increment_time: s.last_increment_time,
-        current_iteration: s.current_iteration,
-        traffic_split_percentage: s.traffic_split_percentage,
-        assessment: None,
-        analysis_state: None,
-        grafana_url: s.grafana_url.clone(),
-    }
 }
 
 impl<'a> Draft<'a> {
     pub fn new(exp: &'a Experiment, now: DateTime<Utc>) -> Self {
+        let mut status = exp.status.clone();
+        status.create_timestamp.get_or_insert(now);
         Draft {
             exp,
             now,
-            status: None,
+            status,
             actions: Vec::new(),
-            assessment_set: false,
-            analysis_state_set: false,
         }
-    }
-
-    /// The status as decided so far: the experiment's until something changes. (Read only
-    /// for what a copy holds alike: not the creation time, assessment or analysis state.)
-    pub fn status(&self) -> &ExperimentStatus {
-        self.status.as_ref().unwrap_or(&self.exp.status)
-    }
-
-    /// The status, to change: copied from the experiment's the first time.
-    pub fn status_mut(&mut self) -> &mut ExperimentStatus {
-        let (exp, now) = (self.exp, self.now);
-        self.status.get_or_insert_with(|| copy(exp, now))
-    }
-
-    /// Records an analysis' verdict.
-    pub fn set_assessment(&mut self, assessment: Assessment) {
-        self.status_mut().assessment = Some(assessment);
-        self.assessment_set = true;
-    }
-
-    /// Records the state the next analysis continues from.
-    pub fn set_analysis_state(&mut self, state: AnalysisState) {
-        self.status_mut().analysis_state = Some(state);
-        self.analysis_state_set = true;
     }
 
     pub fn route(&mut self, action: RoutingAction) {
@@ -85,28 +35,14 @@ impl<'a> Draft<'a> {
     }
 
     pub fn set_message(&mut self, phase: Phase, reason: &str, text: &str) {
-        let status = self.status_mut();
-        status.phase = Some(phase);
-        match &mut status.message {
-            // Reuse the old message's buffer.
-            Some(m) => compose_into(m, reason, text),
-            None => status.message = Some(compose(reason, text)),
-        }
+        self.status.phase = Some(phase);
+        self.status.message = Some(compose(reason, text));
     }
 
     pub fn condition(&mut self, type_: ConditionType, ok: bool, reason: &str, message: &str) {
-        // Setting what is there already changes nothing (not even its transition time): no
-        // copy of the status for that.
         let status = crate::model::ConditionStatus::from(ok);
-        let unchanged = self
-            .status()
-            .condition(&type_)
-            .is_some_and(|c| c.status == status && c.reason == reason && c.message == message);
-        if !unchanged {
-            let now = self.now;
-            self.status_mut()
-                .set_condition(type_, status, reason, message, now);
-        }
+        self.status
+            .set_condition(type_, status, reason, message, self.now);
     }
 
     /// Pauses with `Reason: text`, recording the failed condition if there is one.
@@ -120,13 +56,7 @@ impl<'a> Draft<'a> {
     /// Finishes the decision: `Ready`, events for a changed message, the wake-up.
     pub fn finish(self, requeue_after: Option<Duration>) -> Decision {
         let exp = self.exp;
-        let mut status = self.status.unwrap_or_else(|| copy(exp, self.now));
-        if !self.assessment_set {
-            status.assessment = exp.status.assessment.clone();
-        }
-        if !self.analysis_state_set {
-            status.analysis_state = exp.status.analysis_state.clone();
-        }
+        let mut status = self.status;
         let ready = [
             ConditionType::TargetsProvided,
             ConditionType::MetricsSynced,

@@ -41,19 +41,10 @@ pub const WARNING_REASONS: &[&str] = &[
 
 /// `Reason: text`, or the reason alone when the text is empty (iter8's `composeMessage`).
 pub fn compose(reason: &str, text: &str) -> String {
-    let mut message = String::new();
-    compose_into(&mut message, reason, text);
-    message
-}
-
-/// [`compose`] into an existing buffer.
-pub fn compose_into(message: &mut String, reason: &str, text: &str) {
-    message.clear();
-    message.reserve(reason.len() + 2 + text.len());
-    message.push_str(reason);
-    if !text.is_empty() {
-        message.push_str(": ");
-        message.push_str(text);
+    if text.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}: {text}")
     }
 }
 

@@ -1,14 +1,19 @@
-//! The traffic state machine: one pure function from (experiment, observations, now) to the
-//! new status, the actions to perform and when to be woken next.
+//! The traffic state machine: a pure function from (experiment, observations, now) to the new
+//! status, the actions to perform and when to be woken next.
 //!
 //! The contract with a driver (see [`crate::driver`]):
 //! 1. observe targets and routing, call [`reconcile`];
-//! 2. on [`Step::Analyze`], run the analysis it asks for and call [`reconcile`] again with the
-//!    outcome in [`Observations::analysis`];
-//! 3. on [`Step::Decided`], perform the actions in order; if a routing action fails, write
+//! 2. on [`Step::Analyze`], run the analysis [`Pending::request`] describes and hand its outcome
+//!    to [`Pending::resume`], which returns the decision (a `Pending` is the only way to go on,
+//!    so an analysis is asked for at most once per reconcile);
+//! 3. with the [`Decision`], perform the actions in order; if a routing action fails, write
 //!    [`routing_failed`]'s status instead of the decision's (so a split that was not applied is
 //!    never reported); otherwise write the decision's status and record its events;
 //! 4. reconcile again after `requeue_after`, or when a watched object changes.
+//!
+//! A reconcile goes through named steps, each of which may end it: deletion, a completed
+//! experiment's routing, configuration (metrics and validation), user action, targets, routing,
+//! and the iteration (analysis, traffic, completion).
 
 mod draft;
 pub mod messages;
@@ -19,13 +24,14 @@ use chrono::{DateTime, Utc};
 
 use crate::action::{Action, Event, RoutingAction, Winner};
 use crate::analytics::{self, AnalysisOutcome, AnalysisRequest, AnalyticsError};
+use crate::measurement::Window;
 use crate::metrics_config::MetricsConfig;
 use crate::model::{
     ConditionType, Experiment, ExperimentStatus, OnSuccess, Phase, Strategy, TrafficSplit,
     UserAction,
 };
-use crate::observation::Observations;
-use crate::plan::Settings;
+use crate::observation::{Observations, RoutingObservation, Targets};
+use crate::plan::Plan;
 use crate::ports::DashboardLink;
 use crate::validation;
 use draft::Draft;
@@ -85,115 +91,158 @@ pub struct Decision {
     pub requeue_after: Option<Duration>,
 }
 
-/// One step of the driver loop.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)]
-pub enum Step {
-    /// Run this analysis and call [`reconcile`] again with its outcome.
-    Analyze(AnalysisRequest),
+/// What a reconcile comes to: a decision, or an analysis to run first.
+#[derive(Debug)]
+#[must_use = "a decision to carry out, or an analysis to run and resume with"]
+#[allow(clippy::large_enum_variant)] // made once per reconcile and taken apart at once
+pub enum Step<'a> {
     /// The decision.
     Decided(Decision),
+    /// Run [`Pending::request`] and hand its outcome to [`Pending::resume`].
+    Analyze(Pending<'a>),
+}
+
+/// A reconcile waiting for an analysis: the decision so far and the request to run.
+#[must_use = "run `request()` and hand its outcome to `resume` to get the decision"]
+pub struct Pending<'a> {
+    run: Running<'a>,
+    request: AnalysisRequest,
+    purpose: Purpose,
+}
+
+/// Why an analysis is asked for.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    /// The iteration is due: the outcome moves traffic (or ends the experiment).
+    Iteration,
+    /// A fast-abort check between boundaries: only an abort counts; otherwise wait this long.
+    AbortCheck { wait: Duration },
+}
+
+impl Pending<'_> {
+    /// The analysis to run.
+    pub fn request(&self) -> &AnalysisRequest {
+        &self.request
+    }
+
+    /// Finishes the reconcile with the analysis' outcome.
+    pub fn resume(self, outcome: Result<AnalysisOutcome, AnalyticsError>) -> Decision {
+        match self.purpose {
+            Purpose::Iteration => self.run.iterate(outcome),
+            Purpose::AbortCheck { wait } => self.run.check_abort(outcome, wait),
+        }
+    }
+}
+
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("request", &self.request)
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decides what to do for an experiment now.
-pub fn reconcile(exp: &Experiment, obs: &Observations, ctx: &Context) -> Step {
-    decide(
-        exp,
-        obs,
-        obs.analysis.as_ref().map(Outcome::Borrowed),
-        ctx,
-        false,
-    )
-}
-
-/// [`reconcile`], taking the analysis outcome out of `obs.analysis` (left `None`) instead of
-/// copying the assessment and state the status keeps of it: for a driver that owns the
-/// observations and is done with the outcome once decided.
-pub fn reconcile_taking_analysis(exp: &Experiment, obs: &mut Observations, ctx: &Context) -> Step {
-    let analysis = obs.analysis.take().map(Outcome::Owned);
-    decide(exp, obs, analysis, ctx, false)
-}
-
-/// [`reconcile_taking_analysis`] for the driver's second call of an iteration, which holds the
-/// experiment and the context borrowed since the first call asked for the analysis: they are
-/// the ones that call validated (it asks for an analysis only then), so they are not validated
-/// again.
-pub(crate) fn reconcile_validated_taking_analysis(
-    exp: &Experiment,
-    obs: &mut Observations,
-    ctx: &Context,
-) -> Step {
-    let analysis = obs.analysis.take().map(Outcome::Owned);
-    decide(exp, obs, analysis, ctx, true)
-}
-
-/// An analysis' outcome, lent by the caller or given.
-enum Outcome<'a> {
-    Borrowed(&'a Result<AnalysisOutcome, AnalyticsError>),
-    Owned(Result<AnalysisOutcome, AnalyticsError>),
-}
-
-impl Outcome<'_> {
-    fn get(&self) -> &Result<AnalysisOutcome, AnalyticsError> {
-        match self {
-            Outcome::Borrowed(r) => r,
-            Outcome::Owned(r) => r,
-        }
-    }
-
-    /// The outcome to keep, copied only if it was lent.
-    fn into_result(self) -> Result<AnalysisOutcome, AnalyticsError> {
-        match self {
-            Outcome::Borrowed(r) => r.clone(),
-            Outcome::Owned(r) => r,
-        }
-    }
-}
-
-fn decide(
-    exp: &Experiment,
-    obs: &Observations,
-    analysis: Option<Outcome<'_>>,
-    ctx: &Context,
-    validated: bool,
-) -> Step {
+pub fn reconcile<'a>(exp: &'a Experiment, obs: &Observations, ctx: &'a Context<'a>) -> Step<'a> {
     let mut d = Draft::new(exp, ctx.now);
-    let started = exp.status.start_timestamp.is_some();
-
     if exp.is_being_deleted() {
-        if exp.has_finalizer() {
-            // Roll traffic back before letting the experiment go.
-            if started && !exp.status.is_completed() {
-                d.route(RoutingAction::Finalize {
-                    winner: Winner::Baseline,
-                    split: TrafficSplit::ALL_BASELINE,
-                });
-                d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
-            }
-            d.actions.push(Action::RemoveFinalizer);
-        }
+        deletion(&mut d);
         return Step::Decided(d.finish(None));
     }
     if !exp.has_finalizer() {
         d.actions.push(Action::AddFinalizer);
     }
-
     if exp.status.is_completed() {
-        // Re-assert the final routing until the observed routing says so.
-        let ours = obs.routing.held_by.is_none();
-        if let Some(observed) = obs.routing.split
-            && ours
-            && observed != exp.status.split()
-        {
-            let split = exp.status.split();
-            d.route(RoutingAction::Finalize {
-                winner: winner_of(split),
-                split,
-            });
-        }
+        keep_final_routing(&mut d, &obs.routing);
         return Step::Decided(d.finish(None));
     }
+    let plan = match configuration(&mut d, ctx) {
+        Ok(plan) => plan,
+        Err(wait) => return Step::Decided(d.finish(wait)),
+    };
+    let mut run = Running {
+        d,
+        plan,
+        ctx,
+        observed: obs.routing.split,
+    };
+    let ending = run
+        .user_action()
+        .or_else(|| run.targets(&obs.targets))
+        .or_else(|| run.routing(&obs.routing));
+    match ending {
+        Some(ending) => Step::Decided(run.end(ending)),
+        None => run.iteration(),
+    }
+}
 
+/// How a step ends a reconcile early.
+enum Ending {
+    /// Decided for now; reconcile again after this long (`None`: only when something changes).
+    Wait(Option<Duration>),
+    /// The experiment ends.
+    Complete(Completion),
+}
+
+/// How an experiment ends.
+#[derive(Debug, Clone, Copy)]
+enum Completion {
+    /// Success with this text: traffic goes where `onSuccess` says.
+    Succeeded(&'static str),
+    /// Failure with this text: traffic goes back to the baseline.
+    Failed(&'static str),
+    /// The baseline was deleted: the candidate keeps all traffic and nothing is cleaned up.
+    BaselineDeleted,
+}
+
+/// One of the experiment's targets.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Service,
+    Baseline,
+    Candidate,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Service => "Service",
+            Target::Baseline => "Baseline",
+            Target::Candidate => "Candidate",
+        })
+    }
+}
+
+/// Deletion: roll a running experiment's traffic back, then let the experiment go.
+fn deletion(d: &mut Draft) {
+    if !d.exp.has_finalizer() {
+        return;
+    }
+    if d.status.start_timestamp.is_some() && !d.status.is_completed() {
+        d.route(RoutingAction::Finalize {
+            winner: Winner::Baseline,
+            split: TrafficSplit::ALL_BASELINE,
+        });
+        d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+    }
+    d.actions.push(Action::RemoveFinalizer);
+}
+
+/// A completed experiment re-asserts its final routing until the observed routing says so.
+fn keep_final_routing(d: &mut Draft, routing: &RoutingObservation) {
+    let split = d.status.split();
+    if routing.held_by.is_none() && routing.split.is_some_and(|observed| observed != split) {
+        d.route(RoutingAction::Finalize {
+            winner: winner_of(split),
+            split,
+        });
+    }
+}
+
+/// The metrics configuration and the spec: the plan to run, or how long to wait when there is
+/// none.
+fn configuration(d: &mut Draft, ctx: &Context) -> Result<Plan, Option<Duration>> {
     if let Some(err) = &ctx.metrics_error {
         let text = format!("Fail to read metrics: {err}");
         d.pause(
@@ -201,17 +250,13 @@ fn decide(
             &text,
             Some(ConditionType::MetricsSynced),
         );
-        return Step::Decided(d.finish(Some(RETRY_AFTER)));
+        return Err(Some(RETRY_AFTER));
     }
-    // Only the settings: the full plan (criteria with their metrics) is built when an analysis
-    // is asked for.
-    let checked = if validated {
-        Ok(())
-    } else {
-        validation::check(exp, ctx.metrics)
-    };
-    let plan = match checked {
-        Ok(()) => Settings::of(exp),
+    match validation::plan(d.exp, ctx.metrics) {
+        Ok(plan) => {
+            d.condition(ConditionType::MetricsSynced, true, "", "");
+            Ok(plan)
+        }
         Err(problems) => {
             let text = problems
                 .iter()
@@ -219,254 +264,349 @@ fn decide(
                 .collect::<Vec<_>>()
                 .join("; ");
             d.pause(VALIDATION_ERROR, &text, Some(ConditionType::MetricsSynced));
-            return Step::Decided(d.finish(None));
+            Err(None)
         }
-    };
-    d.condition(ConditionType::MetricsSynced, true, "", "");
+    }
+}
 
-    match &exp.action {
-        Some(UserAction::OverrideSuccess) => {
-            return Step::Decided(complete(d, &plan, ctx, true, ABORTED, None));
+/// A valid experiment being decided on.
+struct Running<'a> {
+    d: Draft<'a>,
+    plan: Plan,
+    ctx: &'a Context<'a>,
+    /// The split routing serves now, if observed.
+    observed: Option<TrafficSplit>,
+}
+
+impl<'a> Running<'a> {
+    /// User actions: overrides end the experiment, pause holds it, resume lets it go on.
+    fn user_action(&mut self) -> Option<Ending> {
+        match &self.d.exp.action {
+            Some(UserAction::OverrideSuccess) => {
+                Some(Ending::Complete(Completion::Succeeded(ABORTED)))
+            }
+            Some(UserAction::OverrideFailure) => {
+                Some(Ending::Complete(Completion::Failed(ABORTED)))
+            }
+            Some(UserAction::Pause) => {
+                self.d.set_message(Phase::Pause, PAUSE, "");
+                Some(Ending::Wait(None))
+            }
+            Some(UserAction::Resume) if self.d.status.message.as_deref() == Some(PAUSE) => {
+                self.d.set_message(Phase::Progressing, RESUME, "");
+                None
+            }
+            _ => None,
         }
-        Some(UserAction::OverrideFailure) => {
-            return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
-        }
-        Some(UserAction::Pause) => {
-            d.status_mut().phase = Some(Phase::Pause);
-            d.status_mut().message = Some(PAUSE.to_string());
-            return Step::Decided(d.finish(None));
-        }
-        Some(UserAction::Resume) if exp.status.message.as_deref() == Some(PAUSE) => {
-            d.status_mut().phase = Some(Phase::Progressing);
-            d.status_mut().message = Some(RESUME.to_string());
-        }
-        _ => {}
     }
 
-    let t = &obs.targets;
-    let missing = [
-        (t.service, "Service"),
-        (t.baseline, "Baseline"),
-        (t.candidate, "Candidate"),
-    ]
-    .into_iter()
-    .find_map(|(present, what)| (!present).then_some(what));
-    if let Some(what) = missing {
-        if !started {
-            let text = format!("Missing {what}");
-            d.pause(
+    /// Targets: wait for missing ones before the start, end the experiment when one is deleted
+    /// after it, wait while another experiment works on them.
+    fn targets(&mut self, t: &Targets) -> Option<Ending> {
+        let started = self.d.status.start_timestamp.is_some();
+        let missing = [
+            (t.service, Target::Service),
+            (t.baseline, Target::Baseline),
+            (t.candidate, Target::Candidate),
+        ]
+        .into_iter()
+        .find_map(|(present, target)| (!present).then_some(target));
+        if let Some(target) = missing {
+            if !started {
+                let text = format!("Missing {target}");
+                self.d.pause(
+                    TARGETS_NOT_FOUND,
+                    &text,
+                    Some(ConditionType::TargetsProvided),
+                );
+                self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+                return Some(Ending::Wait(None));
+            }
+            let text = format!("{target} Deleted");
+            self.d.condition(
+                ConditionType::TargetsProvided,
+                false,
                 TARGETS_NOT_FOUND,
                 &text,
-                Some(ConditionType::TargetsProvided),
             );
-            d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
-            return Step::Decided(d.finish(None));
+            return Some(Ending::Complete(match target {
+                Target::Baseline => Completion::BaselineDeleted,
+                Target::Service | Target::Candidate => Completion::Failed(ABORTED),
+            }));
         }
-        let text = format!("{what} Deleted");
-        d.condition(
-            ConditionType::TargetsProvided,
-            false,
-            TARGETS_NOT_FOUND,
-            &text,
-        );
-        // Baseline gone: finish on the candidate; candidate or service gone: back to baseline.
-        let decision = if what == "Baseline" {
-            complete(d, &plan, ctx, true, ABORTED, Some(Winner::Candidate))
-        } else {
-            complete(d, &plan, ctx, false, ABORTED, None)
-        };
-        return Step::Decided(decision);
-    }
-    if let Some(other) = &t.claimed_by
-        && !started
-    {
-        let text = format!("{} is being involved in other experiment", plan.service);
-        d.pause(TARGETS_NOT_FOUND, &text, None);
-        d.condition(
-            ConditionType::TargetsProvided,
-            false,
-            TARGETS_NOT_FOUND,
-            &format!("targets are used by running experiment {other}"),
-        );
-        d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
-        return Step::Decided(d.finish(None));
-    }
-    d.condition(ConditionType::TargetsProvided, true, "", "");
-
-    if let Some(other) = &obs.routing.held_by {
-        let text = format!(
-            "routing rules of {} are held by experiment {other}",
-            plan.service
-        );
-        d.pause(
-            ROUTING_RULES_ERROR,
-            &text,
-            Some(ConditionType::RoutingRulesReady),
-        );
-        return Step::Decided(d.finish(Some(RETRY_AFTER.min(plan.interval))));
-    }
-
-    if !started {
-        d.status_mut().start_timestamp = Some(ctx.now);
-        d.status_mut().traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
-        d.status_mut().grafana_url = ctx.dashboard.url(exp, ctx.now, None);
-        d.route(RoutingAction::Initialize);
-    }
-    d.condition(ConditionType::RoutingRulesReady, true, "", "");
-
-    let due_at = d
-        .status()
-        .last_increment_time
-        .map(|t| t + chrono::Duration::from_std(plan.interval).unwrap_or(chrono::TimeDelta::MAX));
-    let due = d.status().current_iteration == 0 || due_at.is_none_or(|t| ctx.now >= t);
-    if !due {
-        if let Some(observed) = obs.routing.split
-            && observed != d.status().split()
+        if let Some(other) = &t.claimed_by
+            && !started
         {
-            // Someone edited the weights by hand: put ours back.
-            let split = d.status().split();
-            d.route(RoutingAction::SetSplit(split));
+            let text = format!(
+                "{} is being involved in other experiment",
+                self.plan.service
+            );
+            self.d.pause(TARGETS_NOT_FOUND, &text, None);
+            self.d.condition(
+                ConditionType::TargetsProvided,
+                false,
+                TARGETS_NOT_FOUND,
+                &format!("targets are used by running experiment {other}"),
+            );
+            self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+            return Some(Ending::Wait(None));
         }
-        if d.status().phase != Some(Phase::Progressing) && d.status().current_iteration > 0 {
-            // Back from a pause for a failing dependency: progressing again.
-            let text = format!("Iteration {} Started", d.status().current_iteration);
-            d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
+        self.d
+            .condition(ConditionType::TargetsProvided, true, "", "");
+        None
+    }
+
+    /// Routing: wait while another experiment holds the rules; initialise them at the start.
+    fn routing(&mut self, routing: &RoutingObservation) -> Option<Ending> {
+        if let Some(other) = &routing.held_by {
+            let text = format!(
+                "routing rules of {} are held by experiment {other}",
+                self.plan.service
+            );
+            self.d.pause(
+                ROUTING_RULES_ERROR,
+                &text,
+                Some(ConditionType::RoutingRulesReady),
+            );
+            return Some(Ending::Wait(Some(RETRY_AFTER.min(self.plan.interval))));
         }
-        let mut wait = due_at
-            .and_then(|t| (t - ctx.now).to_std().ok())
-            .unwrap_or(plan.interval);
-        if let Some(every) = abort_check_every(&plan, ctx) {
-            // Between boundaries only an abort can happen: the outcome's state and split are
-            // ignored so that the boundary's change detection sees the same data it would
-            // have seen without the check. Errors here are left to the boundary's analysis.
-            match analysis {
-                None if d.status().current_iteration > 0 => {
-                    let request = analysis_request(exp, &plan, d.status(), ctx);
-                    return Step::Analyze(request);
-                }
-                Some(a)
-                    if a.get()
-                        .as_ref()
-                        .is_ok_and(|o| o.assessment.abort_experiment) =>
-                {
-                    if let Ok(o) = a.into_result() {
-                        d.set_assessment(o.assessment);
-                    }
-                    return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
-                }
-                _ => {}
+        if self.d.status.start_timestamp.is_none() {
+            let now = self.ctx.now;
+            self.d.status.start_timestamp = Some(now);
+            self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+            self.d.status.grafana_url = self.ctx.dashboard.url(self.d.exp, now, None);
+            self.d.route(RoutingAction::Initialize);
+        }
+        self.d
+            .condition(ConditionType::RoutingRulesReady, true, "", "");
+        None
+    }
+
+    /// The iteration: at an interval boundary an analysis decides; between boundaries the
+    /// experiment holds (and, with fast aborts, checks for one).
+    fn iteration(self) -> Step<'a> {
+        let status = &self.d.status;
+        let until_due = match status.last_increment_time {
+            Some(last) if status.current_iteration > 0 => {
+                // A clock that went back counts as no time elapsed.
+                let elapsed = (self.ctx.now - last).to_std().unwrap_or_default();
+                self.plan
+                    .interval
+                    .checked_sub(elapsed)
+                    .filter(|wait| !wait.is_zero())
             }
-            wait = wait.min(every);
-        }
-        return Step::Decided(d.finish(Some(wait)));
-    }
-
-    // The request is built only when it is needed: on the second call of an iteration the
-    // outcome is already here.
-    let outcome: AnalysisOutcome = if plan.strategy == Strategy::IncrementWithoutCheck {
-        let request = analysis_request(exp, &plan, d.status(), ctx);
-        match analytics::increment_without_check(&request) {
-            Ok(o) => o,
-            Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
-        }
-    } else {
-        let Some(a) = analysis else {
-            return Step::Analyze(analysis_request(exp, &plan, d.status(), ctx));
+            _ => None,
         };
-        match a.into_result() {
-            Ok(o) => o,
-            Err(e) => return Step::Decided(analytics_failed(d, &e.to_string())),
+        match until_due {
+            Some(wait) => self.between_boundaries(wait),
+            None => self.at_boundary(),
         }
-    };
-    d.condition(ConditionType::AnalyticsServiceNormal, true, "", "");
-    let all_met = outcome.assessment.all_success_criteria_met;
-    let abort = outcome.assessment.abort_experiment;
-    let first = d.status().current_iteration == 0;
-    d.set_analysis_state(outcome.state);
-    let candidate_share = outcome.candidate_traffic_percentage;
-    d.set_assessment(outcome.assessment);
-
-    if abort {
-        return Step::Decided(complete(d, &plan, ctx, false, ABORTED, None));
     }
-    if d.status().current_iteration >= plan.max_iterations {
-        let decision = if !plan.has_criteria {
-            complete(d, &plan, ctx, true, LAST_ITERATION_COMPLETED, None)
-        } else if all_met {
-            complete(d, &plan, ctx, true, ALL_CRITERIA_MET, None)
+
+    fn between_boundaries(mut self, wait: Duration) -> Step<'a> {
+        let split = self.d.status.split();
+        if self.observed.is_some_and(|observed| observed != split) {
+            // Someone edited the weights by hand: put ours back.
+            self.d.route(RoutingAction::SetSplit(split));
+        }
+        if self.d.status.phase != Some(Phase::Progressing) {
+            // Back from a pause for a failing dependency: progressing again.
+            let text = format!("Iteration {} Started", self.d.status.current_iteration);
+            self.d
+                .set_message(Phase::Progressing, ITERATION_UPDATE, &text);
+        }
+        match self.abort_check_every() {
+            None => Step::Decided(self.d.finish(Some(wait))),
+            Some(every) => {
+                let request = self.request();
+                Step::Analyze(Pending {
+                    run: self,
+                    request,
+                    purpose: Purpose::AbortCheck {
+                        wait: wait.min(every),
+                    },
+                })
+            }
+        }
+    }
+
+    fn at_boundary(self) -> Step<'a> {
+        let request = self.request();
+        if self.plan.strategy == Strategy::IncrementWithoutCheck {
+            // Nothing to measure: decided at once.
+            let outcome = analytics::increment_without_check(&request);
+            return Step::Decided(self.iterate(outcome));
+        }
+        Step::Analyze(Pending {
+            run: self,
+            request,
+            purpose: Purpose::Iteration,
+        })
+    }
+
+    /// The analysis over `[start, now]`, continuing from the last state.
+    fn request(&self) -> AnalysisRequest {
+        let now = self.ctx.now;
+        let window = Window {
+            start: self.d.status.start_timestamp.unwrap_or(now),
+            end: now,
+        };
+        AnalysisRequest::new(&self.plan, window, self.d.status.analysis_state.clone())
+    }
+
+    /// A fast-abort check's outcome. Only an abort counts: the outcome's state and split are
+    /// ignored so that the boundary's change detection sees the data it would have seen
+    /// without the check; errors are left to the boundary's analysis.
+    fn check_abort(
+        mut self,
+        outcome: Result<AnalysisOutcome, AnalyticsError>,
+        wait: Duration,
+    ) -> Decision {
+        match outcome {
+            Ok(o) if o.assessment.abort_experiment => {
+                self.d.status.assessment = Some(o.assessment);
+                self.complete(Completion::Failed(ABORTED))
+            }
+            _ => self.d.finish(Some(wait)),
+        }
+    }
+
+    /// An iteration's outcome: abort, complete after the last iteration, or shift traffic and
+    /// start the next iteration.
+    fn iterate(mut self, outcome: Result<AnalysisOutcome, AnalyticsError>) -> Decision {
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                self.d.pause(
+                    ANALYTICS_SERVICE_ERROR,
+                    &e.to_string(),
+                    Some(ConditionType::AnalyticsServiceNormal),
+                );
+                return self.d.finish(Some(RETRY_AFTER));
+            }
+        };
+        self.d
+            .condition(ConditionType::AnalyticsServiceNormal, true, "", "");
+        let AnalysisOutcome {
+            candidate_traffic_percentage: recommended,
+            assessment,
+            state,
+        } = outcome;
+        let (all_met, abort) = (
+            assessment.all_success_criteria_met,
+            assessment.abort_experiment,
+        );
+        let first = self.d.status.current_iteration == 0;
+        self.d.status.analysis_state = Some(state);
+        self.d.status.assessment = Some(assessment);
+
+        if abort {
+            return self.complete(Completion::Failed(ABORTED));
+        }
+        if self.d.status.current_iteration >= self.plan.max_iterations {
+            let completion = if self.plan.strategy == Strategy::IncrementWithoutCheck {
+                // Nothing was checked, even when criteria are given (as v0.2.1).
+                Completion::Succeeded(LAST_ITERATION_COMPLETED)
+            } else if all_met {
+                Completion::Succeeded(ALL_CRITERIA_MET)
+            } else {
+                Completion::Failed(NOT_ALL_CRITERIA_MET)
+            };
+            return self.complete(completion);
+        }
+        // As v0.2.1 for every strategy: after the first iteration a recommendation is applied
+        // only when every success criterion is met.
+        if first || all_met {
+            self.shift_traffic(recommended);
+        }
+        self.d.status.current_iteration += 1;
+        self.d.status.last_increment_time = Some(self.ctx.now);
+        let text = format!("Iteration {} Started", self.d.status.current_iteration);
+        self.d
+            .set_message(Phase::Progressing, ITERATION_UPDATE, &text);
+        let interval = self.plan.interval;
+        let wait = self
+            .abort_check_every()
+            .map_or(interval, |every| every.min(interval));
+        self.d.finish(Some(wait))
+    }
+
+    /// Routes the recommended candidate share: ignored above `maxTrafficPercentage` (as v0.2.1,
+    /// not clamped), otherwise truncated to a whole percentage as v0.2.1 does.
+    fn shift_traffic(&mut self, recommended: f64) {
+        if recommended.is_nan() || recommended > self.plan.max_traffic_percentage {
+            return;
+        }
+        let split = TrafficSplit::with_candidate(recommended.max(0.0).trunc() as u32);
+        if split != self.d.status.split() || self.observed.is_some_and(|o| o != split) {
+            self.d.route(RoutingAction::SetSplit(split));
+        }
+        self.d.status.traffic_split_percentage = Some(split);
+    }
+
+    /// How often to check for an abort between boundaries, if at all.
+    fn abort_check_every(&self) -> Option<Duration> {
+        self.ctx.abort_check_every.filter(|_| {
+            self.plan.stops_on_failure() && self.plan.strategy != Strategy::IncrementWithoutCheck
+        })
+    }
+
+    fn end(self, ending: Ending) -> Decision {
+        match ending {
+            Ending::Wait(wait) => self.d.finish(wait),
+            Ending::Complete(completion) => self.complete(completion),
+        }
+    }
+
+    /// Ends the experiment: final split, stable routing, cleanup, message and conditions.
+    fn complete(self, completion: Completion) -> Decision {
+        let Running {
+            mut d, plan, ctx, ..
+        } = self;
+        let (succeeded, text) = match completion {
+            Completion::Succeeded(text) => (true, text),
+            Completion::Failed(text) => (false, text),
+            Completion::BaselineDeleted => (true, ABORTED),
+        };
+        let winner = match completion {
+            Completion::Succeeded(_) => match plan.on_success {
+                OnSuccess::Baseline => Winner::Baseline,
+                OnSuccess::Both => Winner::Both,
+                _ => Winner::Candidate,
+            },
+            Completion::Failed(_) => Winner::Baseline,
+            Completion::BaselineDeleted => Winner::Candidate,
+        };
+        let split = match winner {
+            Winner::Baseline => TrafficSplit::ALL_BASELINE,
+            Winner::Candidate => TrafficSplit::ALL_CANDIDATE,
+            Winner::Both => d.status.split(),
+        };
+        if d.status.start_timestamp.is_some() {
+            d.route(RoutingAction::Finalize { winner, split });
+            let loser = match (winner, completion) {
+                (Winner::Baseline, _) => Some(&plan.candidate),
+                (Winner::Candidate, Completion::Succeeded(_)) => Some(&plan.baseline),
+                _ => None,
+            };
+            if let Some(loser) = loser.filter(|_| plan.cleanup) {
+                d.actions.push(Action::DeleteTarget(loser.clone()));
+            }
+        }
+        d.status.traffic_split_percentage = Some(split);
+        d.status.end_timestamp = Some(ctx.now);
+        if let Some(start) = d.status.start_timestamp {
+            d.status.grafana_url = ctx.dashboard.url(d.exp, start, Some(ctx.now));
+        }
+        let reason = if succeeded {
+            EXPERIMENT_SUCCEEDED
         } else {
-            complete(d, &plan, ctx, false, NOT_ALL_CRITERIA_MET, None)
+            EXPERIMENT_FAILED
         };
-        return Step::Decided(decision);
-    }
-    // check_and_increment moves traffic only on the first iteration or when every criterion is
-    // met (as iter8 v0.2); the other strategies' recommendation is their whole point, so it is
-    // applied as given. Weights are whole percentages, truncated as iter8 v0.2 does, and never
-    // above the cap.
-    let gated = matches!(
-        plan.strategy,
-        Strategy::CheckAndIncrement | Strategy::IncrementWithoutCheck
-    );
-    if first || all_met || !gated {
-        let cap = plan.max_traffic_percentage.trunc();
-        let candidate = candidate_share.min(cap).clamp(0.0, 100.0).trunc() as u32;
-        let split = TrafficSplit::with_candidate(candidate);
-        if split != d.status().split() || obs.routing.split.is_some_and(|o| o != split) {
-            d.route(RoutingAction::SetSplit(split));
-        }
-        d.status_mut().traffic_split_percentage = Some(split);
-    }
-    d.status_mut().current_iteration += 1;
-    d.status_mut().last_increment_time = Some(ctx.now);
-    let text = format!("Iteration {} Started", d.status().current_iteration);
-    d.set_message(Phase::Progressing, ITERATION_UPDATE, &text);
-    let wait = abort_check_every(&plan, ctx).map_or(plan.interval, |e| e.min(plan.interval));
-    Step::Decided(d.finish(Some(wait)))
-}
-
-/// A seed for the strategies' draws that is stable for an experiment (FNV-1a of
-/// `namespace/name`), so a restarted controller draws what the first one would have.
-fn experiment_seed(exp: &Experiment) -> u64 {
-    let fnv = |h: u64, b: u8| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    // The bytes of `namespace/name`, hashed without building the string.
-    let h = exp.namespace().bytes().fold(0xcbf2_9ce4_8422_2325, fnv);
-    exp.name().bytes().fold(fnv(h, b'/'), fnv)
-}
-
-/// How often to check for an abort between boundaries, if at all.
-fn abort_check_every(plan: &Settings, ctx: &Context) -> Option<Duration> {
-    ctx.abort_check_every
-        .filter(|_| plan.stops_on_failure && plan.strategy != Strategy::IncrementWithoutCheck)
-}
-
-/// The analysis over `[start, now]`, continuing from the status' last state.
-fn analysis_request(
-    exp: &Experiment,
-    settings: &Settings,
-    status: &ExperimentStatus,
-    ctx: &Context,
-) -> AnalysisRequest {
-    let window = crate::measurement::Window {
-        start: status.start_timestamp.unwrap_or(ctx.now),
-        end: ctx.now,
-    };
-    // As `AnalysisRequest::new` from the plan, without building the rest of the plan.
-    let (criteria, reward) = validation::criteria(exp, ctx.metrics);
-    let (kind, namespace) = (exp.spec.target_service.kind(), exp.target_namespace());
-    let tags = |version| std::sync::Arc::new(crate::plan::version_tags(&kind, namespace, version));
-    AnalysisRequest {
-        baseline: tags(settings.baseline),
-        candidate: tags(settings.candidate),
-        strategy: settings.strategy.clone(),
-        window,
-        criteria,
-        step_size: settings.step_size,
-        max_traffic_percentage: settings.max_traffic_percentage,
-        confidence: settings.confidence,
-        last_state: exp.status.analysis_state.clone(),
-        analytics_service: exp.spec.analytics_service().to_string(),
-        seed: experiment_seed(exp),
-        reward,
+        d.set_message(Phase::Completed, reason, text);
+        d.condition(ConditionType::ExperimentCompleted, true, reason, text);
+        d.condition(ConditionType::ExperimentSucceeded, succeeded, reason, text);
+        d.finish(None)
     }
 }
 
@@ -482,73 +622,10 @@ pub fn routing_failed(exp: &Experiment, error: &str, ctx: &Context) -> Decision 
     d.finish(Some(RETRY_AFTER))
 }
 
-fn analytics_failed(mut d: Draft, error: &str) -> Decision {
-    d.pause(
-        ANALYTICS_SERVICE_ERROR,
-        error,
-        Some(ConditionType::AnalyticsServiceNormal),
-    );
-    d.finish(Some(RETRY_AFTER))
-}
-
 fn winner_of(split: TrafficSplit) -> Winner {
     match (split.baseline, split.candidate) {
         (_, 0) => Winner::Baseline,
         (0, _) => Winner::Candidate,
         _ => Winner::Both,
     }
-}
-
-/// Ends the experiment: final split, stable routing, cleanup, message and conditions.
-fn complete(
-    mut d: Draft,
-    plan: &Settings,
-    ctx: &Context,
-    succeeded: bool,
-    text: &str,
-    forced_winner: Option<Winner>,
-) -> Decision {
-    let started = d.status().start_timestamp.is_some();
-    let winner = match (succeeded, forced_winner) {
-        (_, Some(w)) => w,
-        (false, None) => Winner::Baseline,
-        (true, None) => match plan.on_success {
-            OnSuccess::Baseline => Winner::Baseline,
-            OnSuccess::Both => Winner::Both,
-            _ => Winner::Candidate,
-        },
-    };
-    let split = match winner {
-        Winner::Baseline => TrafficSplit::ALL_BASELINE,
-        Winner::Candidate => TrafficSplit::ALL_CANDIDATE,
-        Winner::Both => d.status().split(),
-    };
-    if started {
-        d.route(RoutingAction::Finalize { winner, split });
-        if plan.cleanup {
-            match winner {
-                Winner::Baseline => d
-                    .actions
-                    .push(Action::DeleteTarget(plan.candidate.to_string())),
-                Winner::Candidate if forced_winner.is_none() => d
-                    .actions
-                    .push(Action::DeleteTarget(plan.baseline.to_string())),
-                _ => {}
-            }
-        }
-    }
-    d.status_mut().traffic_split_percentage = Some(split);
-    d.status_mut().end_timestamp = Some(ctx.now);
-    if let Some(start) = d.status().start_timestamp {
-        d.status_mut().grafana_url = ctx.dashboard.url(d.exp, start, Some(ctx.now));
-    }
-    let reason = if succeeded {
-        EXPERIMENT_SUCCEEDED
-    } else {
-        EXPERIMENT_FAILED
-    };
-    d.set_message(Phase::Completed, reason, text);
-    d.condition(ConditionType::ExperimentCompleted, true, reason, text);
-    d.condition(ConditionType::ExperimentSucceeded, succeeded, reason, text);
-    d.finish(None)
 }

@@ -305,31 +305,16 @@ impl ExperimentStatus {
                     c.last_transition_time = Some(now);
                     c.status = status;
                 }
-                // Most reconciles set what is already there: keep the strings then.
-                if c.reason != reason {
-                    reason.clone_into(&mut c.reason);
-                }
-                if c.message != message {
-                    message.clone_into(&mut c.message);
-                }
+                c.reason = reason.to_string();
+                c.message = message.to_string();
             }
-            None => {
-                // Room for every known type at once: a copied status has no spare room, and
-                // growing by doubling from five conditions asked the allocator for more than
-                // 1 KiB (glibc then merges its free lists) at every experiment's completion.
-                let known = ConditionType::KNOWN.len();
-                if self.conditions.len() == self.conditions.capacity() {
-                    self.conditions
-                        .reserve_exact(known.saturating_sub(self.conditions.len()).max(1));
-                }
-                self.conditions.push(Condition {
-                    type_,
-                    status,
-                    reason: reason.to_string(),
-                    message: message.to_string(),
-                    last_transition_time: Some(now),
-                })
-            }
+            None => self.conditions.push(Condition {
+                type_,
+                status,
+                reason: reason.to_string(),
+                message: message.to_string(),
+                last_transition_time: Some(now),
+            }),
         }
     }
 }

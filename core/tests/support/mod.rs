@@ -129,9 +129,10 @@ pub struct Run {
     pub records: Vec<Record>,
     /// Fast-abort checks between boundaries.
     pub abort_check_every: Option<std::time::Duration>,
-    /// Hand the outcome over with `reconcile_taking_analysis` (as the driver does) instead of
-    /// lending it.
-    pub take_analysis: bool,
+    /// Another experiment holding the routing rules, as routing observes it.
+    pub held_by: Option<String>,
+    /// The experiment was deleted and its finalizer removed: it no longer exists.
+    pub gone: bool,
 }
 
 impl Run {
@@ -144,7 +145,8 @@ impl Run {
             analyses: 0,
             records: Vec::new(),
             abort_check_every: None,
-            take_analysis: false,
+            held_by: None,
+            gone: false,
         }
     }
 
@@ -152,36 +154,25 @@ impl Run {
     pub fn step(&mut self, world: &mut World, metrics: &MetricsConfig) {
         let mut ctx = Context::new(metrics, self.now);
         ctx.abort_check_every = self.abort_check_every;
-        let mut obs = Observations {
+        let obs = Observations {
             targets: (world.targets)(self.reconciles),
             routing: RoutingObservation {
                 split: self.routed,
-                held_by: None,
+                held_by: self.held_by.clone(),
             },
-            analysis: None,
         };
         let mut analyzed = false;
         let decision = match engine::reconcile(&self.exp, &obs, &ctx) {
             Step::Decided(d) => d,
-            Step::Analyze(req) => {
+            Step::Analyze(pending) => {
                 analyzed = true;
-                let outcome = match (world.readings)(self.analyses, &req) {
-                    Some(r) => analytics::analyze(&req, &r),
+                let req = pending.request();
+                let outcome = match (world.readings)(self.analyses, req) {
+                    Some(r) => analytics::analyze(req, &r),
                     None => Err(analytics::AnalyticsError::Service("down".into())),
                 };
                 self.analyses += 1;
-                obs.analysis = Some(outcome);
-                let step = if self.take_analysis {
-                    let step = engine::reconcile_taking_analysis(&self.exp, &mut obs, &ctx);
-                    assert!(obs.analysis.is_none(), "the outcome was taken");
-                    step
-                } else {
-                    engine::reconcile(&self.exp, &obs, &ctx)
-                };
-                match step {
-                    Step::Decided(d) => d,
-                    Step::Analyze(_) => panic!("engine asked twice"),
-                }
+                pending.resume(outcome)
             }
         };
         for a in &decision.actions {
@@ -191,7 +182,10 @@ impl Run {
                     .metadata
                     .finalizers
                     .push(iter8_core::FINALIZER.to_string()),
-                Action::RemoveFinalizer => self.exp.metadata.finalizers.clear(),
+                Action::RemoveFinalizer => {
+                    self.exp.metadata.finalizers.clear();
+                    self.gone = self.exp.is_being_deleted();
+                }
                 Action::Route(RoutingAction::Initialize) => {
                     self.routed = Some(TrafficSplit::ALL_BASELINE)
                 }
@@ -211,12 +205,12 @@ impl Run {
         let wait = decision
             .requeue_after
             .unwrap_or(std::time::Duration::from_secs(30));
-        self.now += chrono::Duration::from_std(wait).unwrap();
+        self.now += chrono::TimeDelta::from_std(wait).unwrap();
     }
 
     /// Steps until completed or `max_steps`.
     pub fn run(mut self, world: &mut World, metrics: &MetricsConfig, max_steps: usize) -> Self {
-        while !self.exp.status.is_completed() && self.reconciles < max_steps {
+        while !self.exp.status.is_completed() && !self.gone && self.reconciles < max_steps {
             self.step(world, metrics);
         }
         self
