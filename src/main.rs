@@ -1,6 +1,7 @@
 //! `iter8`: the command-line tool and operator. Parses flags, builds adapters, runs the core.
 
 mod cli;
+mod process;
 
 use std::process::ExitCode;
 

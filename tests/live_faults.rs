@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use iter8_core::model::{Phase, TrafficSplit};
-use iter8_envoy::live::driver::{DriverOptions, LiveDriver};
-use iter8_envoy::live::stack::{LiveStack, StackOptions};
-use iter8_envoy::live::tutorial::tutorial_experiment;
+use iter8_live::driver::{DriverOptions, LiveDriver};
+use iter8_live::stack::{LiveStack, StackOptions};
+use iter8_live::tutorial::tutorial_experiment;
 use iter8_envoy::metrics::envoy_metrics;
 use iter8_envoy::stats::served_between;
 
