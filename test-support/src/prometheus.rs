@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -233,19 +233,19 @@ impl Drop for FakePrometheus {
 }
 
 /// Reads one request head; `None` when the client closed the connection.
-async fn read_head(conn: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
+async fn read_head(conn: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        match conn.read_line(&mut head).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
         }
     }
-    Some(String::from_utf8_lossy(&head).into_owned())
+    Some(head)
 }
 
-async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
+    let mut conn = BufReader::new(conn);
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     while let Some(head) = read_head(&mut conn).await {
         let request = Request::parse(head);
@@ -274,7 +274,7 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) {
                     body.len()
                 );
                 lock().in_flight -= 1;
-                if conn.write_all(text.as_bytes()).await.is_err() {
+                if conn.get_mut().write_all(text.as_bytes()).await.is_err() {
                     return;
                 }
             }
@@ -284,6 +284,8 @@ async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+
     use super::*;
 
     /// Sends one GET on a new connection and returns the raw answer ("" if none).
