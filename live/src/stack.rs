@@ -13,12 +13,12 @@ use iter8_core::observation::Targets;
 use iter8_core::ports::{PortError, TargetLocator};
 use iter8_example_reviews::{Behavior, ReviewsServer};
 
-use iter8_envoy::admin::EnvoyAdmin;
-use iter8_envoy::bootstrap::EnvoyLayout;
 use crate::LiveError;
 use crate::load::{LoadGenerator, LoadSpec, LoadStats};
-use iter8_envoy::metrics::prometheus_config;
 use crate::process::{ENVOY, ManagedProcess, PROMETHEUS, free_port, missing};
+use iter8_envoy::admin::EnvoyAdmin;
+use iter8_envoy::bootstrap::EnvoyLayout;
+use iter8_envoy::metrics::prometheus_config;
 use iter8_envoy::router::EnvoyRouter;
 use iter8_envoy::routes::write_atomically;
 

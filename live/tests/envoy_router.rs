@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::model::TrafficSplit;
 use iter8_core::ports::TrafficRouter;
+use iter8_envoy::stats::served_between;
 use iter8_live::stack::{LiveStack, StackOptions};
 use iter8_live::tutorial::tutorial_experiment;
-use iter8_envoy::stats::served_between;
 
 const PART1: &str = include_str!("../../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
 const PART2: &str = include_str!("../../examples/bookinfo/canary_reviews-v3_to_reviews-v4.yaml");

@@ -57,6 +57,11 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         "iter8 analytics: serving the iter8-analytics v0.2.1 API on http://{}/api/v1 (Prometheus: {url})",
         listener.local_addr()?
     );
-    serve(listener, AppState::new(source, url), process::shutdown_signal()).await?;
+    serve(
+        listener,
+        AppState::new(source, url),
+        process::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -208,7 +208,11 @@ impl FakePrometheus {
 
     /// The request heads received so far.
     pub fn heads(&self) -> Vec<String> {
-        self.state().requests.iter().map(|r| r.head.clone()).collect()
+        self.state()
+            .requests
+            .iter()
+            .map(|r| r.head.clone())
+            .collect()
     }
 
     /// The PromQL of the instant queries received so far.
@@ -312,15 +316,24 @@ mod tests {
         .collect();
         assert_eq!(
             statuses,
-            ["HTTP/1.1 503 Fake", "HTTP/1.1 200 Fake", "HTTP/1.1 200 Fake"]
+            [
+                "HTTP/1.1 503 Fake",
+                "HTTP/1.1 200 Fake",
+                "HTTP/1.1 200 Fake"
+            ]
         );
         assert_eq!(fake.requests().len(), 3);
     }
 
     #[tokio::test]
     async fn decodes_and_records_the_query_and_answers_other_paths_with_404() {
-        let fake = FakePrometheus::queries_answered_by(|q| (200, serde_json::json!({"q": q}))).await;
-        let answer = get(fake.addr(), "/api/v1/query?query=sum%28up%29+by+%28job%29&time=1").await;
+        let fake =
+            FakePrometheus::queries_answered_by(|q| (200, serde_json::json!({"q": q}))).await;
+        let answer = get(
+            fake.addr(),
+            "/api/v1/query?query=sum%28up%29+by+%28job%29&time=1",
+        )
+        .await;
         assert!(answer.ends_with(r#"{"q":"sum(up) by (job)"}"#), "{answer}");
         let other = get(fake.addr(), "/api/v1/labels").await;
         assert!(other.starts_with("HTTP/1.1 404"), "{other}");

@@ -188,7 +188,8 @@ async fn http_errors_are_typed_and_only_gateway_errors_are_retried() {
 
 #[tokio::test]
 async fn a_reset_connection_is_retried() {
-    let fake = FakePrometheus::scripted(vec![Reply::Close, Reply::http(200, vector(&[("b", "1")]))]).await;
+    let fake =
+        FakePrometheus::scripted(vec![Reply::Close, Reply::http(200, vector(&[("b", "1")]))]).await;
     let c = client(&fast(fake.url()));
     assert_eq!(c.query("x", t0()).await.unwrap().len(), 1);
     assert_eq!(c.requests_sent(), 2);
