@@ -198,15 +198,11 @@ fn prometheus_answer(query: &str, secs: f64) -> Value {
         format!("{}", 10 + (secs * 10.0) as u64)
     };
     let series = |workload: &str| {
-        json!({
-            "metric": {"destination_workload": workload, "destination_workload_namespace": NS},
-            "value": [1_700_000_000.0, value]
-        })
+        let metric =
+            json!({"destination_workload": workload, "destination_workload_namespace": NS});
+        (metric, value.as_str())
     };
-    json!({
-        "status": "success",
-        "data": {"resultType": "vector", "result": [series("reviews-v2"), series("reviews-v3")]}
-    })
+    iter8_test_support::fixtures::vector(&[series("reviews-v2"), series("reviews-v3")])
 }
 
 /// A fake Prometheus answering the instant queries with [`prometheus_answer`].

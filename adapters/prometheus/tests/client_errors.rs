@@ -30,17 +30,14 @@ fn client(settings: &PrometheusSettings) -> PrometheusClient {
 }
 
 fn vector(series: &[(&str, &str)]) -> String {
-    let result: Vec<_> = series
+    let samples: Vec<_> = series
         .iter()
         .map(|(w, v)| {
-            serde_json::json!({
-                "metric": {"destination_workload": w, "destination_workload_namespace": "ns"},
-                "value": [1704067200, v],
-            })
+            let metric = serde_json::json!({"destination_workload": w, "destination_workload_namespace": "ns"});
+            (metric, *v)
         })
         .collect();
-    serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
-        .to_string()
+    iter8_test_support::fixtures::vector(&samples).to_string()
 }
 
 fn tags(w: &str) -> VersionTags {

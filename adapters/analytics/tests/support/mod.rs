@@ -14,11 +14,9 @@ use serde_json::{Value, json};
 
 /// An upstream fixture from tests/data.
 pub fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/data/prometheus_{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    iter8_test_support::fixtures::json(&format!(
+        "adapters/analytics/tests/data/prometheus_{name}.json"
+    ))
 }
 
 /// How the fake answers a query: the rendered PromQL -> (HTTP status, body).
