@@ -1,6 +1,7 @@
 //! `iter8`: the command-line tool and operator. Parses flags, builds adapters, runs the core.
 
 mod cli;
+mod process;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ enum Command {
     /// Parse and validate Experiment manifests; print them with defaults filled in.
     Validate(cli::validate::Args),
     /// Run the operator: reconcile Experiments in the cluster (Istio routing, Prometheus metrics).
-    Operator(cli::operator::Args),
+    Operator(Box<cli::operator::Args>),
     /// Print the Experiment CRD (experiments.iter8.tools) as YAML.
     Crd(cli::crd::Args),
     /// Print the install bundle (namespace, CRD, RBAC, operator, metrics ConfigMap) as YAML.
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
-        Command::Operator(args) => cli::operator::run(args),
+        Command::Operator(args) => cli::operator::run(*args),
         Command::Crd(args) => cli::crd::run(args),
         Command::Install(args) => cli::install::run(args),
         Command::Routing(args) => cli::routing::run(args),

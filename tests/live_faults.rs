@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use iter8_core::model::{Phase, TrafficSplit};
-use iter8_envoy::live::driver::{DriverOptions, LiveDriver};
-use iter8_envoy::live::stack::{LiveStack, StackOptions};
-use iter8_envoy::live::tutorial::tutorial_experiment;
 use iter8_envoy::metrics::envoy_metrics;
 use iter8_envoy::stats::served_between;
+use iter8_live::driver::{DriverOptions, LiveDriver};
+use iter8_live::stack::{LiveStack, StackOptions};
+use iter8_live::tutorial::tutorial_experiment;
 
 const PART1: &str = include_str!("../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
 const INTERVAL: Duration = Duration::from_secs(3);

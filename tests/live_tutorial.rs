@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iter8_core::model::{Phase, TrafficSplit};
-use iter8_envoy::live::driver::RunRecord;
-use iter8_envoy::live::tutorial::{TutorialOptions, run_tutorial};
+use iter8_live::driver::RunRecord;
+use iter8_live::tutorial::{TutorialOptions, run_tutorial};
 
 /// Served shares are compared with the applied split only over this many requests or more.
 const MIN_REQUESTS: u64 = 200;

@@ -8,13 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iter8_fake_apiserver::FakeApiServer;
+use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 // Shared with the adapter's operator tests; it needs nothing this crate's dev-dependencies lack.
 #[path = "../adapters/kubernetes/tests/support/history.rs"]
@@ -198,58 +198,20 @@ fn prometheus_answer(query: &str, secs: f64) -> Value {
         format!("{}", 10 + (secs * 10.0) as u64)
     };
     let series = |workload: &str| {
-        json!({
-            "metric": {"destination_workload": workload, "destination_workload_namespace": NS},
-            "value": [1_700_000_000.0, value]
-        })
+        let metric =
+            json!({"destination_workload": workload, "destination_workload_namespace": NS});
+        (metric, value.as_str())
     };
-    json!({
-        "status": "success",
-        "data": {"resultType": "vector", "result": [series("reviews-v2"), series("reviews-v3")]}
-    })
+    iter8_test_support::fixtures::vector(&[series("reviews-v2"), series("reviews-v3")])
 }
 
-/// A fake Prometheus: `GET /api/v1/query` answered by [`prometheus_answer`], one request per
-/// connection; the request lines are recorded.
-async fn fake_prometheus() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
+/// A fake Prometheus answering the instant queries with [`prometheus_answer`].
+async fn fake_prometheus() -> FakePrometheus {
     let started = std::time::Instant::now();
-    let task = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let line = head.lines().next().unwrap_or("").to_string();
-                log.lock().unwrap().push(line.clone());
-                let (status, body) = if line.starts_with("GET /api/v1/query?") {
-                    (
-                        "200 OK",
-                        prometheus_answer(&line, started.elapsed().as_secs_f64()).to_string(),
-                    )
-                } else {
-                    ("404 Not Found", "{}".to_string())
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
-                let _ = conn.shutdown().await;
-            });
-        }
-    });
-    (url, seen, task)
+    FakePrometheus::queries_answered_by(move |q| {
+        (200, prometheus_answer(q, started.elapsed().as_secs_f64()))
+    })
+    .await
 }
 
 /// The documents of an example manifest.
@@ -295,7 +257,7 @@ fn experiment(server: &FakeApiServer) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
     let server = FakeApiServer::start().await.unwrap();
-    let (prometheus, queries, prometheus_task) = fake_prometheus().await;
+    let prometheus = fake_prometheus().await;
     let dir = TempDir::new();
     let config = kubeconfig(&dir.0, &server);
     let port = free_port();
@@ -303,7 +265,7 @@ async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
 
     bookinfo_with_reviews_v3(&server);
 
-    let mut operator = Operator::spawn(&config, &prometheus, port, log, &[]);
+    let mut operator = Operator::spawn(&config, &prometheus.url(), port, log, &[]);
     // Up and ready once it has reached the API server.
     operator.wait_ready(port).await;
     assert_eq!(get(port, "/healthz").await, (200, "ok\n".to_string()));
@@ -396,7 +358,7 @@ async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
     assert_eq!(routes[0]["destination"]["subset"], "candidate");
     assert_eq!(routes[0]["weight"], 100);
     // The decisions were made on what Prometheus answered.
-    let asked = queries.lock().unwrap().clone();
+    let asked = prometheus.queries();
     assert!(
         asked
             .iter()
@@ -455,7 +417,6 @@ async fn the_operator_binary_runs_part_1_and_stops_on_sigterm() {
     );
     assert_eq!(get(port, "/healthz").await.0, 0, "the endpoints are closed");
 
-    prometheus_task.abort();
     server.stop().await;
 }
 
@@ -517,7 +478,7 @@ async fn a_killed_leader_process_is_replaced_after_its_lease_expires() {
     // Room for process scheduling and the new leader's first list on a loaded machine.
     const SLACK: f64 = 4.0;
     let server = FakeApiServer::start().await.unwrap();
-    let (prometheus, _queries, prometheus_task) = fake_prometheus().await;
+    let prometheus = fake_prometheus().await;
     let dir = TempDir::new();
     let config = kubeconfig(&dir.0, &server);
     bookinfo_with_reviews_v3(&server);
@@ -537,7 +498,7 @@ async fn a_killed_leader_process_is_replaced_after_its_lease_expires() {
         .map(|(name, port)| {
             Operator::spawn(
                 &config,
-                &prometheus,
+                &prometheus.url(),
                 port,
                 dir.0.join(format!("{name}.log")),
                 &[
@@ -705,6 +666,5 @@ async fn a_killed_leader_process_is_replaced_after_its_lease_expires() {
     );
     // Unlike the kill, a clean stop releases the Lease.
     assert_eq!(lease_holder(&server), None);
-    prometheus_task.abort();
     server.stop().await;
 }

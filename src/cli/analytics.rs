@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use iter8_analytics::serve::{ServeConfig, run_blocking};
+use iter8_analytics::AppState;
+use iter8_analytics::serve::{bind, serve};
+use iter8_prometheus::PrometheusSource;
+
+use super::prometheus::PrometheusArgs;
+use crate::process;
 
 /// Flags of `iter8 analytics`.
 #[derive(clap::Args)]
@@ -29,34 +32,36 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Prometheus' base URL (iter8-analytics' ITER8_ANALYTICS_METRICS_BACKEND_URL).
-    #[arg(long, default_value = "http://localhost:9090")]
-    pub prometheus: String,
-    /// Timeout of one Prometheus query, in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub prometheus_timeout: f64,
+    /// The Prometheus measurements come from (iter8-analytics' ITER8_ANALYTICS_METRICS_BACKEND_URL).
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
 }
 
 /// Runs `iter8 analytics`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Serve(serve) => {
-            let timeout = Duration::try_from_secs_f64(serve.prometheus_timeout)
-                .ok()
-                .filter(|t| !t.is_zero())
-                .context("--prometheus-timeout must be a positive number of seconds")?;
-            let config = ServeConfig {
-                listen: serve.listen,
-                prometheus: serve.prometheus.clone(),
-                prometheus_timeout: timeout,
-            };
-            run_blocking(config, |addr| {
-                eprintln!(
-                    "iter8 analytics: serving the iter8-analytics v0.2.1 API on http://{addr}/api/v1 (Prometheus: {})",
-                    serve.prometheus
-                );
-            })?;
+            process::install_crypto_provider();
+            process::runtime("iter8-analytics")?.block_on(run_server(serve))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Serves the API over Prometheus until SIGTERM or Ctrl-C.
+async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    let url = args.prometheus.url.clone();
+    let source = PrometheusSource::new(args.prometheus.client()?);
+    let listener = bind(args.listen).await?;
+    eprintln!(
+        "iter8 analytics: serving the iter8-analytics v0.2.1 API on http://{}/api/v1 (Prometheus: {url})",
+        listener.local_addr()?
+    );
+    serve(
+        listener,
+        AppState::new(source, url),
+        process::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
 }

@@ -18,10 +18,9 @@ use iter8_core::validation;
 use iter8_core::{MetricReadings, MetricsConfig};
 use iter8_prometheus::render::interval_and_offset;
 use iter8_prometheus::window::{self, format};
-use iter8_prometheus::{
-    Auth, Measured, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy,
-    SecretSource, TlsSettings,
-};
+use iter8_prometheus::{Measured, PrometheusSource};
+
+use super::prometheus::PrometheusArgs;
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -42,9 +41,6 @@ pub struct Args {
     /// Which Experiment of the file (required when it holds several).
     #[arg(long)]
     pub name: Option<String>,
-    /// Prometheus base URL, e.g. http://prometheus.istio-system:9090.
-    #[arg(long, value_name = "URL")]
-    pub prometheus: String,
     /// The metrics ConfigMap (default: the stock Istio telemetry-v2 configuration).
     #[arg(long, value_name = "CONFIGMAP.yaml")]
     pub metrics: Option<PathBuf>,
@@ -63,38 +59,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// Timeout of one Prometheus request (Go duration).
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
-    pub prometheus_timeout: String,
-    /// Retries of a Prometheus request after a transport failure.
-    #[arg(long, default_value_t = 2, value_name = "N")]
-    pub prometheus_retries: u32,
-    /// Bearer token file (e.g. a mounted service-account token).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["prometheus_token_env", "prometheus_username"])]
-    pub prometheus_token_file: Option<PathBuf>,
-    /// Environment variable holding a bearer token.
-    #[arg(long, value_name = "VAR", conflicts_with = "prometheus_username")]
-    pub prometheus_token_env: Option<String>,
-    /// Basic-auth user name (the password comes from --prometheus-password-file or -env).
-    #[arg(long, value_name = "USER")]
-    pub prometheus_username: Option<String>,
-    /// Basic-auth password file.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "prometheus_username",
-        conflicts_with = "prometheus_password_env"
-    )]
-    pub prometheus_password_file: Option<PathBuf>,
-    /// Environment variable holding the basic-auth password.
-    #[arg(long, value_name = "VAR", requires = "prometheus_username")]
-    pub prometheus_password_env: Option<String>,
-    /// Trust only the CA certificates in this PEM file.
-    #[arg(long, value_name = "FILE")]
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// Do not verify Prometheus' TLS certificate (testing only).
-    #[arg(long)]
-    pub prometheus_insecure_skip_verify: bool,
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
 }
 
 fn read_experiment(path: &Path, name: Option<&str>) -> anyhow::Result<Experiment> {
@@ -118,51 +85,6 @@ fn read_experiment(path: &Path, name: Option<&str>) -> anyhow::Result<Experiment
                 .join(", ")
         ),
     }
-}
-
-fn settings(args: &Args) -> anyhow::Result<PrometheusSettings> {
-    let timeout = parse_go(&args.prometheus_timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| {
-            format!(
-                "--prometheus-timeout `{}`: not a positive duration",
-                args.prometheus_timeout
-            )
-        })?;
-    let auth = if let Some(path) = &args.prometheus_token_file {
-        Auth::Bearer(SecretSource::File(path.clone()).load("bearer token")?)
-    } else if let Some(var) = &args.prometheus_token_env {
-        Auth::Bearer(SecretSource::Env(var.clone()).load("bearer token")?)
-    } else if let Some(username) = &args.prometheus_username {
-        let source = match (
-            &args.prometheus_password_file,
-            &args.prometheus_password_env,
-        ) {
-            (Some(path), _) => SecretSource::File(path.clone()),
-            (None, Some(var)) => SecretSource::Env(var.clone()),
-            (None, None) => bail!(
-                "--prometheus-username needs --prometheus-password-file or --prometheus-password-env"
-            ),
-        };
-        Auth::Basic {
-            username: username.clone(),
-            password: source.load("basic-auth password")?,
-        }
-    } else {
-        Auth::None
-    };
-    Ok(PrometheusSettings::new(args.prometheus.clone())
-        .with_timeout(timeout)
-        .with_retry(RetryPolicy {
-            max_retries: args.prometheus_retries,
-            ..RetryPolicy::default()
-        })
-        .with_auth(auth)
-        .with_tls(TlsSettings {
-            ca_file: args.prometheus_ca_file.clone(),
-            insecure_skip_verify: args.prometheus_insecure_skip_verify,
-        }))
 }
 
 fn choose_window(args: &Args, exp: &Experiment, now: window::Time) -> anyhow::Result<Window> {
@@ -502,7 +424,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let now = window::now();
     let window = choose_window(&args, &exp, now)?;
     let (_, offset) = interval_and_offset(&window, now)?;
-    let client = PrometheusClient::new(&settings(&args)?)?;
+    let client = args.prometheus.client()?;
     let query_url = client.query_url().to_string();
     let source = PrometheusSource::new(client);
     let last_state = last_state(&args, &exp);

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod input;
 pub mod install;
 pub mod operator;
+pub mod prometheus;
 pub mod routing;
 pub mod simulate;
 pub mod tutorial;

@@ -16,10 +16,10 @@ use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Toke
 use iter8_istio::IstioRouter;
 use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
 use iter8_kubernetes::{Adapters, Settings};
-use iter8_prometheus::{
-    Auth, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy, SecretSource,
-    TlsSettings,
-};
+use iter8_prometheus::PrometheusSource;
+
+use super::prometheus::PrometheusArgs;
+use crate::process;
 
 /// Where decisions are made.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,42 +76,9 @@ pub struct Args {
     /// This instance's identity in the Lease and in events (default: the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Prometheus base URL.
-    #[arg(
-        long,
-        env = "ITER8_PROMETHEUS_URL",
-        default_value = "http://prometheus.istio-system:9090"
-    )]
-    pub prometheus_url: String,
-    /// Timeout of one Prometheus request (Go duration).
-    #[arg(long, env = "ITER8_PROMETHEUS_TIMEOUT", default_value = "10s")]
-    pub prometheus_timeout: String,
-    /// Retries of a failed Prometheus request.
-    #[arg(long, env = "ITER8_PROMETHEUS_RETRIES", default_value_t = 2)]
-    pub prometheus_retries: u32,
-    /// Bearer token file for Prometheus (e.g. a mounted Secret).
-    #[arg(
-        long,
-        env = "ITER8_PROMETHEUS_TOKEN_FILE",
-        conflicts_with = "prometheus_username"
-    )]
-    pub prometheus_token_file: Option<PathBuf>,
-    /// Basic-auth user name for Prometheus (password from --prometheus-password-file).
-    #[arg(long, env = "ITER8_PROMETHEUS_USERNAME")]
-    pub prometheus_username: Option<String>,
-    /// Basic-auth password file for Prometheus.
-    #[arg(
-        long,
-        env = "ITER8_PROMETHEUS_PASSWORD_FILE",
-        requires = "prometheus_username"
-    )]
-    pub prometheus_password_file: Option<PathBuf>,
-    /// CA certificates (PEM) to trust for an https Prometheus.
-    #[arg(long, env = "ITER8_PROMETHEUS_CA_FILE")]
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// Skip TLS verification of Prometheus (testing only).
-    #[arg(long, env = "ITER8_PROMETHEUS_INSECURE_SKIP_VERIFY")]
-    pub prometheus_insecure_skip_verify: bool,
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
     /// Built-in analytics over Prometheus, or a remote iter8-analytics service.
     #[arg(long, env = "ITER8_ANALYTICS", value_enum, default_value = "builtin")]
     pub analytics: AnalyticsMode,
@@ -147,40 +114,11 @@ fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("--{flag} `{text}`: not a positive duration"))
 }
 
-fn prometheus(args: &Args) -> anyhow::Result<PrometheusSettings> {
-    let auth = if let Some(path) = &args.prometheus_token_file {
-        Auth::Bearer(SecretSource::File(path.clone()).load("bearer token")?)
-    } else if let Some(username) = &args.prometheus_username {
-        let Some(path) = &args.prometheus_password_file else {
-            bail!("--prometheus-username needs --prometheus-password-file");
-        };
-        Auth::Basic {
-            username: username.clone(),
-            password: SecretSource::File(path.clone()).load("basic-auth password")?,
-        }
-    } else {
-        Auth::None
-    };
-    Ok(PrometheusSettings::new(args.prometheus_url.clone())
-        .with_timeout(duration("prometheus-timeout", &args.prometheus_timeout)?)
-        .with_retry(RetryPolicy {
-            max_retries: args.prometheus_retries,
-            ..RetryPolicy::default()
-        })
-        .with_auth(auth)
-        .with_tls(TlsSettings {
-            ca_file: args.prometheus_ca_file.clone(),
-            insecure_skip_verify: args.prometheus_insecure_skip_verify,
-        }))
-}
-
 /// Runs the operator until SIGTERM (or Ctrl-C).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    operator::install_crypto_provider();
-    operator::init_logging(args.log_format == LogFormat::Json, &args.log_level)?;
-    operator::runtime()
-        .context("starting the tokio runtime")?
-        .block_on(serve(args))
+    process::install_crypto_provider();
+    process::init_logging(args.log_format == LogFormat::Json, &args.log_level)?;
+    process::runtime("iter8-operator")?.block_on(serve(args))
 }
 
 /// Pushes the generic experiment dashboard; a failure is logged and the operator goes on.
@@ -240,8 +178,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             })
             .transpose()?,
     };
-    let prometheus = PrometheusClient::new(&prometheus(&args)?)
-        .with_context(|| format!("Prometheus at {}", args.prometheus_url))?;
+    let prometheus = args.prometheus.client()?;
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
     let adapters = Adapters {
         router: Arc::new(IstioRouter::new(client.clone())),
@@ -262,7 +199,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         settings,
         adapters,
         listener,
-        operator::shutdown_signal(),
+        process::shutdown_signal(),
     )
     .await?;
     Ok(ExitCode::SUCCESS)

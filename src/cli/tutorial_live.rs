@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use iter8_core::duration::parse_go;
-use iter8_envoy::live::tutorial::{LiveOutcome, TutorialOptions, run_tutorial_blocking};
+use iter8_live::tutorial::{LiveOutcome, TutorialOptions, run_tutorial_blocking};
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_go(text).map_err(|e| e.to_string())

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::get;
 use iter8_analytics::{AppState, router};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource};
+use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 
 const FIXTURE: &str = include_str!("../tests/data/prometheus_sample_response.json");
@@ -115,15 +115,8 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let fixture: Value = serde_json::from_str(FIXTURE).expect("fixture");
-        let prom = spawn(Router::new().route(
-            "/api/v1/query",
-            get(move || {
-                let f = fixture.clone();
-                async move { axum::Json(f) }
-            }),
-        ))
-        .await;
-        let prom_url = format!("http://{prom}");
+        let prom = FakePrometheus::queries_answered_by(move |_| (200, fixture.clone())).await;
+        let prom_url = prom.url();
         let client =
             PrometheusClient::new(&PrometheusSettings::new(prom_url.clone())).expect("prometheus");
         let state = AppState::new(PrometheusSource::new(client), prom_url);

@@ -8,7 +8,8 @@
 //! - [`request`]: the request's wire types and their conversion into the core's request.
 //! - [`response`]: the response's wire types, marshalled like flask_restplus.
 //! - [`routes`]: the HTTP surface (axum): endpoints, handlers and error bodies.
-//! - [`serve`]: `iter8 analytics serve` (listener, Prometheus source, shutdown).
+//! - [`serve`]: the API on a TCP listener until shutdown (`iter8 analytics serve` wires it to
+//!   Prometheus).
 //! - [`remote`]: [`RemoteAnalytics`], the client adapter.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,4 +25,4 @@ pub mod serve;
 pub use error::ApiError;
 pub use remote::{RemoteAnalytics, RemoteError};
 pub use routes::{AppState, router};
-pub use serve::{ServeConfig, ServeError};
+pub use serve::ServeError;

@@ -51,7 +51,7 @@ fn old_state(candidate: f64) -> Value {
 
 async fn serve(fixture: &str) -> (FakePrometheus, String) {
     let prom = prometheus_with(fixture).await;
-    let url = analytics_server(&prom.url).await;
+    let url = analytics_server(&prom.url()).await;
     (prom, url)
 }
 
@@ -69,7 +69,7 @@ async fn first_iteration() {
     let (status, r) = post(&format!("{url}{CAI}"), &body).await;
     assert_eq!(status, 200, "{r}");
     let expected = json!({
-        "metric_backend_url": prom.url,
+        "metric_backend_url": prom.url(),
         "baseline": {
             "metrics": [
                 metric("iter8_latency", false, "None", 24, json!(24.05)),
@@ -101,7 +101,7 @@ async fn first_iteration() {
     assert_eq!(r, expected);
     // The templates were rendered as iter8-analytics renders them: a one-hour window that
     // ended in the past, grouped by the tag keys.
-    let queries = prom.queries.lock().unwrap().clone();
+    let queries = prom.queries();
     assert!(!queries.is_empty());
     for q in &queries {
         assert!(q.contains("[3600s] offset "), "{q}");
@@ -465,7 +465,7 @@ async fn a_prometheus_error_is_query_did_not_succeed() {
         )
     }))
     .await;
-    let url = analytics_server(&prom.url).await;
+    let url = analytics_server(&prom.url()).await;
     let (status, r) = post(
         &format!("{url}{CAI}"),
         &request(vec![latency("delta", 0.02)], json!({})),
@@ -503,7 +503,7 @@ async fn end_time_defaults_to_now_and_both_prefixes_answer() {
     assert_eq!(status, 200);
     assert_eq!(a, b);
     // The window is [start, now] and ends now: no offset.
-    for q in prom.queries.lock().unwrap().iter() {
+    for q in prom.queries().iter() {
         assert!(q.contains("[1800s])"), "{q}");
     }
 }

@@ -197,14 +197,14 @@ fn splits(steps: &[Step]) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tutorial_runs_through_remote_analytics_as_built_in() {
     let prom = steady_prometheus().await;
-    let server = analytics_server(&prom.url).await;
+    let server = analytics_server(&prom.url()).await;
     let mut exp = tutorial();
     exp.spec.analysis.analytics_service = Some(server.clone());
 
     let remote = RemoteAnalytics::new(Duration::from_secs(10)).unwrap();
     let remote_steps = run(exp.clone(), &remote).await;
 
-    let client = PrometheusClient::new(&PrometheusSettings::new(prom.url.clone())).unwrap();
+    let client = PrometheusClient::new(&PrometheusSettings::new(prom.url())).unwrap();
     let builtin = BuiltinAnalytics::new(PrometheusSource::new(client).with_clock(t0));
     let builtin_steps = run(exp, &builtin).await;
 

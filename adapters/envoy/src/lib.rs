@@ -8,23 +8,18 @@
 //!   admin API reports the new `version_info`.
 //! - [`metrics`]: a metrics configuration (the `iter8config-metrics` format) over Envoy's own
 //!   statistics, and the Prometheus scrape configuration that labels them with the version.
-//! - [`load`]: a steady, bounded load generator for 127.0.0.1.
-//! - [`live`]: the tutorial for real: `reviews` versions, Envoy, Prometheus and traffic on
-//!   127.0.0.1, experiments driven by the core in real time.
 //!
 //! Supporting modules: [`bootstrap`] (Envoy's bootstrap), [`routes`] (the RDS/CDS documents),
-//! [`admin`] (the admin API client), [`stats`] (per-cluster counters), [`process`] (child
-//! processes stopped by PID on drop), [`error`].
+//! [`admin`] (the admin API client), [`stats`] (per-cluster counters), [`error`].
+//!
+//! The live tutorial that runs this router against real processes is the `iter8-live` crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod bootstrap;
 pub mod error;
-pub mod live;
-pub mod load;
 pub mod metrics;
-pub mod process;
 pub mod router;
 pub mod routes;
 pub mod stats;

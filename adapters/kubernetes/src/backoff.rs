@@ -10,65 +10,40 @@
 
 use std::time::Duration;
 
-use kube::runtime::utils::Backoff;
+use backon::ExponentialBuilder;
+use kube::runtime::watcher::ExponentialBackoff;
 
-/// Exponential backoff for the controller's watches: `first`, doubling, capped at `max`.
-#[derive(Debug, Clone)]
-pub struct WatchBackoff {
-    first: Duration,
-    max: Duration,
-    next: Duration,
+/// The first pause after a watch error: a relist after a compaction is immediate in practice.
+pub const FIRST: Duration = Duration::from_millis(100);
+/// The longest pause: an API server that keeps failing is asked at most every 10 s.
+pub const MAX: Duration = Duration::from_secs(10);
+
+/// The schedule of the pauses (backon's exponential backoff, the one kube-runtime uses too):
+/// [`FIRST`], doubling, capped at [`MAX`], no jitter, never giving up (a controller that stops
+/// watching would silently stop working).
+pub fn schedule() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST)
+        .with_max_delay(MAX)
+        .with_factor(2.0)
+        .without_max_times()
 }
 
-impl WatchBackoff {
-    /// 100 ms doubling to 10 s: a relist after a compaction is immediate in practice, and an
-    /// API server that keeps failing is asked at most every 10 s.
-    pub fn new() -> Self {
-        Self::with(Duration::from_millis(100), Duration::from_secs(10))
-    }
-
-    /// A backoff from `first` doubling up to `max` (`max` below `first` is taken as `first`).
-    pub fn with(first: Duration, max: Duration) -> Self {
-        let max = max.max(first);
-        WatchBackoff {
-            first,
-            max,
-            next: first,
-        }
-    }
-}
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let now = self.next;
-        self.next = (now * 2).min(self.max);
-        // Never gives up: a controller that stops watching would silently stop working.
-        Some(now)
-    }
-}
-
-impl Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = self.first;
-    }
+/// The controller's watch backoff: [`schedule`], restarted by kube-runtime whenever a watch
+/// delivers an event.
+pub fn watch_backoff() -> ExponentialBackoff {
+    ExponentialBackoff::from(schedule())
 }
 
 #[cfg(test)]
 mod tests {
+    use kube::runtime::utils::Backoff as _;
+
     use super::*;
 
     #[test]
     fn doubles_from_the_first_delay_up_to_the_cap_and_never_gives_up() {
-        let delays: Vec<_> = WatchBackoff::new().take(10).collect();
-        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        let ms: Vec<u128> = watch_backoff().take(10).map(|d| d.as_millis()).collect();
         assert_eq!(
             ms,
             [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
@@ -77,18 +52,11 @@ mod tests {
 
     #[test]
     fn reset_starts_again_from_the_first_delay() {
-        let mut b = WatchBackoff::new();
+        let mut b = watch_backoff();
         b.next();
         b.next();
         b.next();
         b.reset();
-        assert_eq!(b.next(), Some(Duration::from_millis(100)));
-    }
-
-    #[test]
-    fn a_cap_below_the_first_delay_is_the_first_delay() {
-        let mut b = WatchBackoff::with(Duration::from_secs(2), Duration::from_secs(1));
-        assert_eq!(b.next(), Some(Duration::from_secs(2)));
-        assert_eq!(b.next(), Some(Duration::from_secs(2)));
+        assert_eq!(b.next(), Some(FIRST));
     }
 }

@@ -24,7 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::backoff::WatchBackoff;
+use crate::backoff::watch_backoff;
 use crate::config::MetricsConfigSource;
 use crate::crd::{self, ExperimentResource};
 use crate::error::KubeError;
@@ -391,7 +391,7 @@ pub async fn run(
     let by_experiment = controller.store();
     let ctx = Arc::new(Context::new(client, settings, adapters, metrics));
     controller
-        .trigger_backoff(WatchBackoff::new())
+        .trigger_backoff(watch_backoff())
         .watches(
             deployments,
             watcher::Config::default(),

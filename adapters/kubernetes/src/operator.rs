@@ -1,6 +1,6 @@
 //! The operator: the controller, the HTTP endpoints, optional Lease-based leader election and
-//! graceful shutdown, wired together. The `iter8 operator` command builds the adapters and the
-//! client and calls [`run`].
+//! graceful shutdown, wired together. The `iter8 operator` command sets up the process (logging,
+//! TLS provider, runtime, signals), builds the adapters and the client, and calls [`run`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -96,60 +96,6 @@ pub async fn client(
             .map_err(|e| KubeError::Config(e.to_string()))?,
     };
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
-}
-
-/// Installs ring as rustls' process-wide crypto provider (kube panics when it must choose
-/// between two compiled-in providers). Calling it twice is harmless.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The operator's runtime: tokio, multi-threaded.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("iter8-operator")
-        .build()
-}
-
-/// Sets up logging to stderr: JSON lines or text, filtered by `RUST_LOG` (default `filter`).
-pub fn init_logging(json: bool, filter: &str) -> Result<(), KubeError> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .map_err(|e| KubeError::Config(format!("log filter {filter:?}: {e}")))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
-    result.map_err(|e| KubeError::Config(format!("logging: {e}")))
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Binds the address `/metrics`, `/healthz` and `/readyz` are served on.

@@ -14,6 +14,8 @@ use iter8_core::measurement::{MetricError, MetricErrorKind};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use backon::BackoffBuilder as _;
+
 use crate::settings::{Auth, PrometheusSettings, RetryPolicy, SettingsError, redact_url};
 
 /// One series of an instant vector: its labels and its value.
@@ -191,22 +193,22 @@ impl PrometheusClient {
         url.query_pairs_mut()
             .append_pair("query", promql)
             .append_pair("time", &format_time(time));
-        let mut retries = 0;
+        let mut pauses = self.retry.schedule().build();
+        let mut attempts = 1;
         loop {
             match self.attempt(url.clone()).await {
                 Attempt::Done(result) => return result,
-                Attempt::Retry(err) if retries >= self.retry.max_retries => {
-                    let message = if retries > 0 {
-                        format!("{} (after {} attempts)", err.message, retries + 1)
-                    } else {
-                        err.message
-                    };
-                    return Err(MetricError::new(err.kind, message));
-                }
-                Attempt::Retry(_) => {
-                    tokio::time::sleep(self.retry.backoff(retries)).await;
-                    retries += 1;
-                }
+                Attempt::Retry(err) => match pauses.next() {
+                    Some(pause) => {
+                        tokio::time::sleep(pause).await;
+                        attempts += 1;
+                    }
+                    None if attempts > 1 => {
+                        let message = format!("{} (after {attempts} attempts)", err.message);
+                        return Err(MetricError::new(err.kind, message));
+                    }
+                    None => return Err(MetricError::new(err.kind, err.message)),
+                },
             }
         }
     }

@@ -7,6 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use backon::ExponentialBuilder;
+
 /// Why the settings could not be turned into a client.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -180,12 +182,14 @@ impl RetryPolicy {
         max_backoff: Duration::ZERO,
     };
 
-    /// The pause before retry number `n` (0-based).
-    pub fn backoff(&self, n: u32) -> Duration {
-        let factor = 2u32.saturating_pow(n.min(16));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+    /// The pauses between attempts: backon's exponential backoff from `initial_backoff`,
+    /// doubling, capped at `max_backoff`, at most `max_retries` of them.
+    pub fn schedule(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_factor(2.0)
+            .with_max_times(self.max_retries as usize)
     }
 }
 
@@ -330,13 +334,15 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
+    fn backoff_doubles_up_to_the_cap_and_stops_after_max_retries() {
+        use backon::BackoffBuilder as _;
         let r = RetryPolicy {
             max_retries: 5,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
         };
-        let pauses: Vec<_> = (0..4).map(|n| r.backoff(n).as_millis()).collect();
-        assert_eq!(pauses, [100, 200, 350, 350]);
+        let pauses: Vec<_> = r.schedule().build().map(|d| d.as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 350, 350, 350]);
+        assert_eq!(RetryPolicy::NONE.schedule().build().next(), None);
     }
 }

@@ -1,7 +1,5 @@
-//! Failure modes, retries, auth, TLS and concurrency, against a tiny fake HTTP server (the
-//! answers a real Prometheus will not give on demand).
-
-mod support;
+//! Failure modes, retries, auth, TLS and concurrency, against the scriptable fake Prometheus
+//! of iter8-test-support (the answers a real Prometheus will not give on demand).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +9,7 @@ use iter8_core::measurement::{Measurement, MetricErrorKind, MetricsQuery, Versio
 use iter8_prometheus::{
     Auth, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy, Secret, TlsSettings,
 };
-use support::fake_http::{FakeHttp, Reply};
+use iter8_test_support::{FakePrometheus, Reply};
 
 fn t0() -> DateTime<Utc> {
     Utc.timestamp_opt(1_704_067_200, 0).single().unwrap()
@@ -32,17 +30,14 @@ fn client(settings: &PrometheusSettings) -> PrometheusClient {
 }
 
 fn vector(series: &[(&str, &str)]) -> String {
-    let result: Vec<_> = series
+    let samples: Vec<_> = series
         .iter()
         .map(|(w, v)| {
-            serde_json::json!({
-                "metric": {"destination_workload": w, "destination_workload_namespace": "ns"},
-                "value": [1704067200, v],
-            })
+            let metric = serde_json::json!({"destination_workload": w, "destination_workload_namespace": "ns"});
+            (metric, *v)
         })
         .collect();
-    serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
-        .to_string()
+    iter8_test_support::fixtures::vector(&samples).to_string()
 }
 
 fn tags(w: &str) -> VersionTags {
@@ -73,7 +68,7 @@ fn tutorial_query() -> MetricsQuery {
 
 #[tokio::test]
 async fn sends_query_and_time_and_reads_the_vector() {
-    let fake = FakeHttp::start(vec![Reply::http(
+    let fake = FakePrometheus::scripted(vec![Reply::http(
         200,
         vector(&[("b", "1.5"), ("c", "NaN")]),
     )])
@@ -83,7 +78,7 @@ async fn sends_query_and_time_and_reads_the_vector() {
     assert_eq!(series.len(), 2);
     assert_eq!(series[0].value, 1.5);
     assert!(series[1].value.is_nan());
-    let head = &fake.requests()[0];
+    let head = &fake.heads()[0];
     assert!(
         head.starts_with("GET /api/v1/query?query=up&time=1704067200.000 HTTP/1.1"),
         "{head}"
@@ -96,14 +91,14 @@ async fn sends_query_and_time_and_reads_the_vector() {
 
 #[tokio::test]
 async fn not_json_is_a_bad_response() {
-    let fake = FakeHttp::start(vec![Reply::http(200, "<html>login</html>")]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(200, "<html>login</html>")]).await;
     let err = client(&fast(fake.url()))
         .query("up", t0())
         .await
         .unwrap_err();
     assert_eq!(err.kind, MetricErrorKind::BadResponse);
     assert!(err.message.contains("not Prometheus' API JSON"), "{err}");
-    assert_eq!(fake.requests().len(), 1, "not retried");
+    assert_eq!(fake.heads().len(), 1, "not retried");
 }
 
 #[tokio::test]
@@ -113,7 +108,7 @@ async fn a_result_that_is_not_a_vector_is_a_bad_response() {
         ("matrix", serde_json::json!([])),
     ] {
         let body = serde_json::json!({"status": "success", "data": {"resultType": kind, "result": result}});
-        let fake = FakeHttp::start(vec![Reply::http(200, body.to_string())]).await;
+        let fake = FakePrometheus::scripted(vec![Reply::http(200, body.to_string())]).await;
         let err = client(&fast(fake.url()))
             .query("x", t0())
             .await
@@ -122,7 +117,7 @@ async fn a_result_that_is_not_a_vector_is_a_bad_response() {
         assert!(err.message.contains(&format!("returned a {kind}")), "{err}");
     }
     let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"lots"]}]}}"#;
-    let fake = FakeHttp::start(vec![Reply::http(200, body)]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(200, body)]).await;
     let err = client(&fast(fake.url()))
         .query("x", t0())
         .await
@@ -134,7 +129,7 @@ async fn a_result_that_is_not_a_vector_is_a_bad_response() {
 #[tokio::test]
 async fn prometheus_errors_carry_prometheus_text_and_are_not_retried() {
     let body = r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unexpected end of input"}"#;
-    let fake = FakeHttp::start(vec![Reply::http(400, body)]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(400, body)]).await;
     let err = client(&fast(fake.url()))
         .query("sum(", t0())
         .await
@@ -144,10 +139,10 @@ async fn prometheus_errors_carry_prometheus_text_and_are_not_retried() {
         err.message,
         "Prometheus rejected the query (bad_data): invalid parameter \"query\": 1:5: parse error: unexpected end of input"
     );
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.heads().len(), 1);
 
     let body = r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#;
-    let fake = FakeHttp::start(vec![Reply::http(503, body)]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(503, body)]).await;
     let err = client(&fast(fake.url()))
         .query("x", t0())
         .await
@@ -158,7 +153,7 @@ async fn prometheus_errors_carry_prometheus_text_and_are_not_retried() {
 
 #[tokio::test]
 async fn http_errors_are_typed_and_only_gateway_errors_are_retried() {
-    let fake = FakeHttp::start(vec![Reply::http(500, "boom")]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(500, "boom")]).await;
     let err = client(&fast(fake.url()))
         .query("x", t0())
         .await
@@ -168,17 +163,17 @@ async fn http_errors_are_typed_and_only_gateway_errors_are_retried() {
         err.message.contains("HTTP 500") && err.message.contains("boom"),
         "{err}"
     );
-    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.heads().len(), 1);
 
-    let fake = FakeHttp::start(vec![Reply::http(404, "not here")]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(404, "not here")]).await;
     let err = client(&fast(fake.url()))
         .query("x", t0())
         .await
         .unwrap_err();
     assert_eq!(err.kind, MetricErrorKind::HttpStatus);
-    assert_eq!(fake.requests().len(), 1, "a 4xx is not retried");
+    assert_eq!(fake.heads().len(), 1, "a 4xx is not retried");
 
-    let fake = FakeHttp::start(vec![
+    let fake = FakePrometheus::scripted(vec![
         Reply::http(503, "warming up"),
         Reply::http(200, vector(&[("b", "7")])),
     ])
@@ -190,7 +185,8 @@ async fn http_errors_are_typed_and_only_gateway_errors_are_retried() {
 
 #[tokio::test]
 async fn a_reset_connection_is_retried() {
-    let fake = FakeHttp::start(vec![Reply::Close, Reply::http(200, vector(&[("b", "1")]))]).await;
+    let fake =
+        FakePrometheus::scripted(vec![Reply::Close, Reply::http(200, vector(&[("b", "1")]))]).await;
     let c = client(&fast(fake.url()));
     assert_eq!(c.query("x", t0()).await.unwrap().len(), 1);
     assert_eq!(c.requests_sent(), 2);
@@ -198,7 +194,7 @@ async fn a_reset_connection_is_retried() {
 
 #[tokio::test]
 async fn no_answer_is_a_timeout_after_bounded_retries() {
-    let fake = FakeHttp::start(vec![Reply::Hang]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::Hang]).await;
     let settings = fast(fake.url()).with_timeout(Duration::from_millis(200));
     let c = client(&settings);
     let started = Instant::now();
@@ -227,7 +223,7 @@ async fn connection_refused_is_unreachable() {
 
 #[tokio::test]
 async fn bearer_and_basic_auth_headers() {
-    let fake = FakeHttp::start(vec![Reply::http(200, vector(&[]))]).await;
+    let fake = FakePrometheus::scripted(vec![Reply::http(200, vector(&[]))]).await;
     let c = client(&fast(fake.url()).with_auth(Auth::Bearer(Secret::new("tok-123"))));
     c.query("x", t0()).await.unwrap();
     let c = client(&fast(fake.url()).with_auth(Auth::Basic {
@@ -236,7 +232,7 @@ async fn bearer_and_basic_auth_headers() {
     }));
     c.query("x", t0()).await.unwrap();
     let heads: Vec<String> = fake
-        .requests()
+        .heads()
         .iter()
         .map(|h| h.to_ascii_lowercase())
         .collect();
@@ -260,13 +256,13 @@ async fn a_decision_is_three_concurrent_queries_split_between_versions() {
         body: vector(&[("b", "10"), ("c", "+Inf"), ("other", "1")]),
         delay: Duration::from_millis(300),
     };
-    let fake = FakeHttp::start(vec![answer]).await;
+    let fake = FakePrometheus::scripted(vec![answer]).await;
     let src = PrometheusSource::new(client(
         &fast(fake.url()).with_timeout(Duration::from_secs(5)),
     ));
     let m = src.measure_at(&tutorial_query(), t0()).await.unwrap();
     assert_eq!(m.queries.len(), 3);
-    assert_eq!(fake.requests().len(), 3);
+    assert_eq!(fake.heads().len(), 3);
     assert_eq!(fake.max_in_flight(), 3, "the three queries run at once");
     for r in &m.readings {
         assert_eq!(r.baseline.value, Measurement::Value(10.0));
@@ -277,7 +273,7 @@ async fn a_decision_is_three_concurrent_queries_split_between_versions() {
 
 #[tokio::test]
 async fn one_failing_query_fails_only_its_numbers() {
-    let fake = FakeHttp::start(vec![
+    let fake = FakePrometheus::scripted(vec![
         Reply::http(200, vector(&[("b", "1"), ("c", "-Inf")])),
         Reply::http(404, "gone"),
         Reply::http(200, vector(&[("b", "1"), ("c", "-Inf")])),

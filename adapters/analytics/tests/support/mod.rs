@@ -1,70 +1,36 @@
-//! Test helpers: a fake Prometheus (axum on 127.0.0.1:0) and our analytics server over it.
+//! Test helpers: iter8-test-support's fake Prometheus with upstream's fixtures, and our analytics
+//! server over it.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Query;
-use axum::routing::get;
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_analytics::{AppState, router};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource};
+pub use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 
 /// An upstream fixture from tests/data.
 pub fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/data/prometheus_{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    iter8_test_support::fixtures::json(&format!(
+        "adapters/analytics/tests/data/prometheus_{name}.json"
+    ))
 }
 
 /// How the fake answers a query: the rendered PromQL -> (HTTP status, body).
 pub type Answer = Arc<dyn Fn(&str) -> (u16, Value) + Send + Sync>;
 
-/// A fake Prometheus; records every query it receives.
-pub struct FakePrometheus {
-    pub url: String,
-    pub queries: Arc<Mutex<Vec<String>>>,
-}
-
-#[derive(serde::Deserialize)]
-struct QueryParams {
-    query: String,
-}
-
-/// Starts a fake Prometheus answering `/api/v1/query` with `answer`.
+/// Starts a fake Prometheus answering `/api/v1/query` with `answer`; it records every query.
 pub async fn fake_prometheus(answer: Answer) -> FakePrometheus {
-    let queries = Arc::new(Mutex::new(Vec::new()));
-    let seen = queries.clone();
-    let app = Router::new().route(
-        "/api/v1/query",
-        get(move |Query(q): Query<QueryParams>| {
-            let answer = answer.clone();
-            let seen = seen.clone();
-            async move {
-                seen.lock().unwrap().push(q.query.clone());
-                let (status, body) = answer(&q.query);
-                (
-                    axum::http::StatusCode::from_u16(status).unwrap(),
-                    axum::Json(body),
-                )
-            }
-        }),
-    );
-    let addr = spawn(app).await;
-    FakePrometheus {
-        url: format!("http://{addr}"),
-        queries,
-    }
+    FakePrometheus::queries_answered_by(move |q| answer(q)).await
 }
 
 /// A fake Prometheus answering every query with one fixture.
 pub async fn prometheus_with(fixture_name: &str) -> FakePrometheus {
     let body = fixture(fixture_name);
-    fake_prometheus(Arc::new(move |_| (200, body.clone()))).await
+    FakePrometheus::queries_answered_by(move |_| (200, body.clone())).await
 }
 
 /// Serves `app` on 127.0.0.1:0.
@@ -93,7 +59,7 @@ pub async fn analytics_server(prometheus: &str) -> String {
 
 /// An HTTP client for the tests.
 pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    iter8_test_support::install_crypto_provider();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 

@@ -106,7 +106,7 @@ pub fn part1_experiment() -> Value {
 
 /// A client for the fake API server.
 pub fn client(server: &FakeApiServer) -> kube::Client {
-    operator::install_crypto_provider();
+    iter8_test_support::install_crypto_provider();
     let mut config = kube::Config::new(server.url().parse().unwrap());
     config.default_namespace = "default".to_string();
     kube::Client::try_from(config).unwrap()

@@ -1,17 +1,27 @@
-//! Live runs on this machine: real `reviews` versions, Envoy routing between them, Prometheus
-//! scraping Envoy, real traffic, and the core's driver deciding in real time.
+//! # iter8-live
+//!
+//! An application, not an adapter: live runs on this machine (`iter8 tutorial --live`). Real
+//! `reviews` versions, Envoy routing between them (iter8-envoy), Prometheus scraping Envoy and
+//! measured by iter8-prometheus, real traffic, and the core's driver deciding in real time.
 //!
 //! - [`stack`]: starts and stops the parts (processes stopped by PID when dropped).
 //! - [`memory`]: the in-memory experiment store and event log.
 //! - [`driver`]: drives one experiment to completion with `reconcile_once`, printing the table.
 //! - [`tutorial`]: the iter8 v0.2 canary tutorial, parts 1 to 4, for real.
+//! - [`load`]: a steady, bounded load generator for 127.0.0.1.
+//! - [`process`]: child processes (Envoy, Prometheus) stopped by PID on drop.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod driver;
+pub mod load;
 pub mod memory;
+pub mod process;
 pub mod stack;
 pub mod tutorial;
 
-use crate::error::EnvoyError;
+use iter8_envoy::EnvoyError;
+
 use crate::process::ProcessError;
 
 /// Why a live run failed.

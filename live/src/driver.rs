@@ -15,10 +15,10 @@ use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_core::table;
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy};
 
-use crate::live::LiveError;
-use crate::live::memory::{MemoryEvents, MemoryStore};
-use crate::live::stack::LiveStack;
-use crate::stats::{CounterSnapshot, served_between};
+use crate::LiveError;
+use crate::memory::{MemoryEvents, MemoryStore};
+use crate::stack::LiveStack;
+use iter8_envoy::stats::{CounterSnapshot, served_between};
 
 /// Where the driver's output goes.
 pub type Printer<'a> = Box<dyn FnMut(&str) + Send + 'a>;

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::model::TrafficSplit;
 use iter8_core::ports::TrafficRouter;
-use iter8_envoy::live::stack::{LiveStack, StackOptions};
-use iter8_envoy::live::tutorial::tutorial_experiment;
 use iter8_envoy::stats::served_between;
+use iter8_live::stack::{LiveStack, StackOptions};
+use iter8_live::tutorial::tutorial_experiment;
 
-const PART1: &str = include_str!("../../../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
-const PART2: &str = include_str!("../../../examples/bookinfo/canary_reviews-v3_to_reviews-v4.yaml");
+const PART1: &str = include_str!("../../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
+const PART2: &str = include_str!("../../examples/bookinfo/canary_reviews-v3_to_reviews-v4.yaml");
 
 /// Sends load for `secs` and returns the candidate's served share (percent) and the count.
 async fn served_share(stack: &LiveStack, baseline: &str, candidate: &str, secs: u64) -> (f64, u64) {

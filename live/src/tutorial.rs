@@ -9,12 +9,12 @@ use iter8_core::GoDuration;
 use iter8_core::manifest::parse_experiments;
 use iter8_core::model::Experiment;
 
-use crate::live::LiveError;
-use crate::live::driver::{DriverOptions, LiveDriver, Printer, RunRecord, describe_steps};
-use crate::live::stack::{LiveStack, StackOptions};
+use crate::LiveError;
+use crate::driver::{DriverOptions, LiveDriver, Printer, RunRecord, describe_steps};
 use crate::load::LoadStats;
-use crate::metrics::envoy_metrics;
 use crate::process::{ENVOY, PROMETHEUS, missing};
+use crate::stack::{LiveStack, StackOptions};
+use iter8_envoy::metrics::envoy_metrics;
 
 /// The namespace the tutorial's experiments live in.
 pub const NAMESPACE: &str = "bookinfo-iter8";
@@ -31,33 +31,25 @@ const PARTS: [Part; 4] = [
     Part {
         number: 1,
         title: "Successful canary release: reviews-v2 to reviews-v3",
-        manifest: include_str!(
-            "../../../../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml"
-        ),
+        manifest: include_str!("../../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml"),
         candidate: "reviews-v3",
     },
     Part {
         number: 2,
         title: "High-latency canary release: reviews-v3 to reviews-v4",
-        manifest: include_str!(
-            "../../../../examples/bookinfo/canary_reviews-v3_to_reviews-v4.yaml"
-        ),
+        manifest: include_str!("../../examples/bookinfo/canary_reviews-v3_to_reviews-v4.yaml"),
         candidate: "reviews-v4",
     },
     Part {
         number: 3,
         title: "Error-producing canary release: reviews-v3 to reviews-v5",
-        manifest: include_str!(
-            "../../../../examples/bookinfo/canary_reviews-v3_to_reviews-v5.yaml"
-        ),
+        manifest: include_str!("../../examples/bookinfo/canary_reviews-v3_to_reviews-v5.yaml"),
         candidate: "reviews-v5",
     },
     Part {
         number: 4,
         title: "Using a custom metric: reviews-v3 to reviews-v6",
-        manifest: include_str!(
-            "../../../../examples/bookinfo/canary_reviews-v3_to_reviews-v6.yaml"
-        ),
+        manifest: include_str!("../../examples/bookinfo/canary_reviews-v3_to_reviews-v6.yaml"),
         candidate: "reviews-v6",
     },
 ];

@@ -13,14 +13,14 @@ use iter8_core::observation::Targets;
 use iter8_core::ports::{PortError, TargetLocator};
 use iter8_example_reviews::{Behavior, ReviewsServer};
 
-use crate::admin::EnvoyAdmin;
-use crate::bootstrap::EnvoyLayout;
-use crate::live::LiveError;
+use crate::LiveError;
 use crate::load::{LoadGenerator, LoadSpec, LoadStats};
-use crate::metrics::prometheus_config;
 use crate::process::{ENVOY, ManagedProcess, PROMETHEUS, free_port, missing};
-use crate::router::EnvoyRouter;
-use crate::routes::write_atomically;
+use iter8_envoy::admin::EnvoyAdmin;
+use iter8_envoy::bootstrap::EnvoyLayout;
+use iter8_envoy::metrics::prometheus_config;
+use iter8_envoy::router::EnvoyRouter;
+use iter8_envoy::routes::write_atomically;
 
 /// How the stack is set up.
 #[derive(Debug, Clone, PartialEq)]
