@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn reads_the_tutorial_manifests() {
-        let text = include_str!("../../../examples/bookinfo/bookinfo-tutorial.yaml");
+        let text = include_str!("../../examples/bookinfo/bookinfo-tutorial.yaml");
         let objects = parse_objects(text, "bookinfo-iter8").unwrap();
         let mut c = Cluster::default();
         for o in objects {
