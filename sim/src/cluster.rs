@@ -346,7 +346,11 @@ impl Cluster {
 
     /// Every Deployment, by namespace and name.
     pub fn deployments(&self) -> Vec<&Deployment> {
-        let mut all: Vec<&Deployment> = self.deployments.values().flat_map(FxHashMap::values).collect();
+        let mut all: Vec<&Deployment> = self
+            .deployments
+            .values()
+            .flat_map(FxHashMap::values)
+            .collect();
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }

@@ -58,14 +58,18 @@ impl Latency {
     /// The distribution, ready to draw from (its parameters computed once).
     pub fn distribution(&self) -> LatencyDistribution {
         match *self {
-            Latency::Fixed { ms, jitter_ms } => match Uniform::new_inclusive(ms - jitter_ms, ms + jitter_ms) {
-                Ok(uniform) if jitter_ms > 0.0 => LatencyDistribution::Uniform(uniform),
-                _ => LatencyDistribution::Fixed(ms),
-            },
-            Latency::Lognormal { median_ms, sigma } => match LogNormal::new(median_ms.ln(), sigma) {
-                Ok(lognormal) if sigma > 0.0 => LatencyDistribution::LogNormal(lognormal),
-                _ => LatencyDistribution::Fixed(median_ms),
-            },
+            Latency::Fixed { ms, jitter_ms } => {
+                match Uniform::new_inclusive(ms - jitter_ms, ms + jitter_ms) {
+                    Ok(uniform) if jitter_ms > 0.0 => LatencyDistribution::Uniform(uniform),
+                    _ => LatencyDistribution::Fixed(ms),
+                }
+            }
+            Latency::Lognormal { median_ms, sigma } => {
+                match LogNormal::new(median_ms.ln(), sigma) {
+                    Ok(lognormal) if sigma > 0.0 => LatencyDistribution::LogNormal(lognormal),
+                    _ => LatencyDistribution::Fixed(median_ms),
+                }
+            }
         }
     }
 }

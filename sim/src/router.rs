@@ -274,8 +274,8 @@ impl Router {
                     owner: me.to_string(),
                     role: Role::Progressing,
                 };
-                let index = match existing {
-                    // Replaced in place: hosts and traffic refer to it by index.
+                match existing {
+                    // Replaced in place: hosts refer to it by index.
                     Some(i) => {
                         self.rules[i] = rules;
                         i
@@ -285,8 +285,7 @@ impl Router {
                         self.rules.push(rules);
                         self.rules.len() - 1
                     }
-                };
-                index
+                }
             }
             RoutingAction::SetSplit(split) => {
                 let index = self.changeable(host, me)?;
@@ -367,7 +366,10 @@ mod tests {
         )
         .unwrap();
         assert!(r.host_generation(host) > first, "a split change moves it");
-        assert_eq!(r.routing(host).collect::<Vec<_>>(), [r.rules(host).unwrap()]);
+        assert_eq!(
+            r.routing(host).collect::<Vec<_>>(),
+            [r.rules(host).unwrap()]
+        );
         // Rules initialised again are the same rules set, replaced in place.
         finish_on_candidate(&mut r, &a);
         r.apply(&exp("b", "v3", "v4"), &RoutingAction::Initialize)

@@ -73,7 +73,10 @@ impl Store {
             .creation_timestamp
             .get_or_insert(now.to_datetime());
         let id = self.experiments.len();
-        self.by_service.entry(service_key(&exp)).or_default().push(id);
+        self.by_service
+            .entry(service_key(&exp))
+            .or_default()
+            .push(id);
         self.index.insert(key(&exp), id);
         self.experiments.push(Some(exp));
         id
@@ -211,9 +214,19 @@ mod tests {
         assert_eq!(store.id("other", "b"), None);
         let mut changed = experiment("b");
         changed.spec.target_service.candidate = Some("v3".into());
-        assert_eq!(store.apply(changed, SimTime::ZERO), id, "a new spec, the same experiment");
         assert_eq!(
-            store.get(id).unwrap().spec.target_service.candidate.as_deref(),
+            store.apply(changed, SimTime::ZERO),
+            id,
+            "a new spec, the same experiment"
+        );
+        assert_eq!(
+            store
+                .get(id)
+                .unwrap()
+                .spec
+                .target_service
+                .candidate
+                .as_deref(),
             Some("v3")
         );
     }
@@ -225,8 +238,15 @@ mod tests {
         let b = store.apply(experiment("b"), SimTime::ZERO);
         assert_eq!(store.claimed_by(store.get(a).unwrap()), None);
         store.get_mut(b).unwrap().status.start_timestamp = Some(SimTime::ZERO.to_datetime());
-        assert_eq!(store.claimed_by(store.get(a).unwrap()).as_deref(), Some("b.ns"));
-        assert_eq!(store.claimed_by(store.get(b).unwrap()), None, "not by itself");
+        assert_eq!(
+            store.claimed_by(store.get(a).unwrap()).as_deref(),
+            Some("b.ns")
+        );
+        assert_eq!(
+            store.claimed_by(store.get(b).unwrap()),
+            None,
+            "not by itself"
+        );
     }
 
     #[test]

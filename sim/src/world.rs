@@ -224,7 +224,8 @@ mod tests {
             selector: Default::default(),
         });
         for v in ["v1", "v2"] {
-            s.cluster.apply_deployment(deployment(&format!("reviews-{v}"), v));
+            s.cluster
+                .apply_deployment(deployment(&format!("reviews-{v}"), v));
         }
         let a = s.store.apply(experiment("a"), SimTime::ZERO);
         let exp = s.store.get(a).unwrap().clone();

@@ -197,8 +197,8 @@ impl Series {
     /// when it starts inside the window).
     pub fn totals(&self, from: SimTime, to: SimTime) -> Totals {
         let index = |t: SimTime| {
-            let second = t.millis().div_euclid(BUCKET_MS)
-                + i64::from(t.millis().rem_euclid(BUCKET_MS) != 0);
+            let second =
+                t.millis().div_euclid(BUCKET_MS) + i64::from(t.millis().rem_euclid(BUCKET_MS) != 0);
             (second - self.first_second).clamp(0, self.seconds.len() as i64) as usize
         };
         let mut t = Totals::default();

@@ -81,7 +81,11 @@ impl Traffic {
                 router.host_generation(&self.sources[s].host),
                 self.profiles_generation,
             );
-            if self.sources[s].route.as_ref().is_none_or(|(k, _)| *k != key) {
+            if self.sources[s]
+                .route
+                .as_ref()
+                .is_none_or(|(k, _)| *k != key)
+            {
                 let route = self.route(s, cluster, router);
                 self.sources[s].route = Some((key, route));
             }
@@ -93,10 +97,7 @@ impl Traffic {
                 let at_ms = source.next_arrival_ms();
                 source.sent += 1;
                 let u = source.rng.random::<f64>() * 100.0;
-                let way = source
-                    .route
-                    .as_ref()
-                    .and_then(|(_, route)| route.pick(u));
+                let way = source.route.as_ref().and_then(|(_, route)| route.pick(u));
                 let Some(way) = way else {
                     source.dropped += 1;
                     continue;
@@ -228,7 +229,11 @@ mod tests {
             ]),
             1
         );
-        assert_eq!(found(&[w]), 1, "without a namespace, every series is looked at");
+        assert_eq!(
+            found(&[w]),
+            1,
+            "without a namespace, every series is looked at"
+        );
     }
 
     #[test]
@@ -259,7 +264,11 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.latency_sum_ms.to_bits(), b.latency_sum_ms.to_bits());
         assert_eq!(a.requests, 1_000);
-        assert!((200..400).contains(&a.errors), "{} errors of 1,000 at 30%", a.errors);
+        assert!(
+            (200..400).contains(&a.errors),
+            "{} errors of 1,000 at 30%",
+            a.errors
+        );
         assert_ne!(run(8), a, "another seed, other draws");
     }
 

@@ -137,7 +137,13 @@ impl Traffic {
 
     /// The index of the series of `workload` behind `service`, created (starting at `at_ms`)
     /// if need be.
-    fn series_index(&mut self, namespace: &str, workload: &str, service: &str, at_ms: f64) -> usize {
+    fn series_index(
+        &mut self,
+        namespace: &str,
+        workload: &str,
+        service: &str,
+        at_ms: f64,
+    ) -> usize {
         let key = (namespace.to_string(), workload.to_string());
         let existing = self
             .by_workload
