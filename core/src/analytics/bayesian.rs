@@ -22,13 +22,13 @@
 //!
 //! Differences from v0.2.1 (on purpose): every criterion uses its own metric (v0.2.1 read the
 //! first criterion's values for counters and deltas), the draws come from a seeded generator
-//! (`AnalysisRequest::seed` mixed with the call count kept in the state), values outside
+//! (`AnalysisRequest::seed`, a stream of its own for each call count kept in the state), values outside
 //! `min_max` are clamped into it, and the cap applies.
 
 use serde::{Deserialize, Serialize};
 
 use super::check_and_increment::{check_and_increment, conclusions};
-use super::prng::{Rng, splitmix64};
+use super::prng::{self, Rng};
 use super::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
 use crate::measurement::MetricReadings;
 use crate::model::{Assessment, CriterionAssessment, MinMax, Reading, ToleranceType};
@@ -116,10 +116,10 @@ impl Belief {
         };
         match (min_max, *self) {
             (Some(mm), Belief(Some(a), Some(b), _, _)) => {
-                let x = clip(rng.beta(a, b), a / (a + b));
+                let x = clip(prng::beta(rng, a, b), a / (a + b));
                 mm.min + (mm.max - mm.min) * x
             }
-            (_, Belief(_, _, Some(g), Some(s))) => clip(rng.normal(g, s), g),
+            (_, Belief(_, _, Some(g), Some(s))) => clip(prng::normal(rng, g, s), g),
             _ => f64::NAN,
         }
     }
@@ -281,10 +281,7 @@ pub fn bayesian_routing(
         arm("candidate", |c| c.candidate),
     ];
 
-    let mut rng = Rng::seed_from_u64({
-        let mut s = request.seed ^ iteration.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        splitmix64(&mut s)
-    });
+    let mut rng = prng::for_call(request.seed, iteration);
     let reward_is_counter = with_reward.is_some_and(|(m, _)| m.is_counter);
     let mut baseline_wins = 0u32;
     for _ in 0..TRIALS {
@@ -300,7 +297,7 @@ pub fn bayesian_routing(
                     } else {
                         total * 2.0 / 3.0
                     };
-                    rng.beta(alpha, total - alpha)
+                    prng::beta(&mut rng, alpha, total - alpha)
                 }
             };
             let feasible = request.criteria.iter().enumerate().all(|(i, c)| {

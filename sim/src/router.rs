@@ -6,7 +6,7 @@ use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::{Experiment, TargetKind, TrafficSplit};
 
-use crate::names::Map;
+use rustc_hash::FxHashMap;
 
 /// The gateway name that stands for traffic inside the mesh.
 pub const MESH: &str = "mesh";
@@ -46,12 +46,6 @@ pub struct Rules {
     pub owner: String,
     /// Whether an experiment is running on them.
     pub role: Role,
-    /// Changes (to a number no other rules set had) whenever the destinations change other than
-    /// in weight: traffic keeps what it resolved them to until then.
-    pub(crate) names: u64,
-    /// The numbers of `hosts`, once registered (a change then bumps their generations by
-    /// number, without looking the hosts up by name).
-    host_ids: Vec<HostId>,
 }
 
 /// A routing change that could not be made.
@@ -109,45 +103,6 @@ fn destination(exp: &Experiment, version: &str, weight: u32) -> Destination {
     }
 }
 
-/// Sets the destinations to these versions and weights, reusing the names already there (a
-/// split changes every iteration; the versions do not).
-/// Whether the names were kept.
-fn set_destinations(
-    dests: &mut Vec<Destination>,
-    exp: &Experiment,
-    versions: &[(&str, u32)],
-) -> bool {
-    let same = dests.len() == versions.len()
-        && dests
-            .iter()
-            .zip(versions)
-            .all(|(d, (v, _))| is_destination(exp, d, v));
-    if same {
-        for (d, (_, w)) in dests.iter_mut().zip(versions) {
-            d.weight = *w;
-        }
-    } else {
-        *dests = versions
-            .iter()
-            .map(|(v, w)| destination(exp, v, *w))
-            .collect();
-    }
-    same
-}
-
-/// Whether `d` is what [`destination`] makes for the version (whatever its weight).
-fn is_destination(exp: &Experiment, d: &Destination, version: &str) -> bool {
-    let ts = &exp.spec.target_service;
-    match ts.kind() {
-        TargetKind::Service => d.service == version && d.workload.is_none(),
-        _ => {
-            d.service == ts.name.as_deref().unwrap_or_default()
-                && d.workload.as_deref() == Some(version)
-        }
-    }
-}
-
-/// Sets the owner label without allocating when it does not change.
 /// Whether `me` may change these rules (of `host`): not while another experiment runs on them.
 fn free_for(rules: &Rules, host: &str, me: &str) -> Result<(), RoutingError> {
     if rules.role == Role::Progressing && rules.owner != me {
@@ -159,13 +114,6 @@ fn free_for(rules: &Rules, host: &str, me: &str) -> Result<(), RoutingError> {
     Ok(())
 }
 
-fn set_owner(owner: &mut String, me: &str) {
-    if owner != me {
-        owner.clear();
-        owner.push_str(me);
-    }
-}
-
 fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
     match exp.spec.target_service.kind() {
         TargetKind::Service => d.service == version,
@@ -173,12 +121,7 @@ fn is_version(exp: &Experiment, d: &Destination, version: &str) -> bool {
     }
 }
 
-/// A host the router has routed, numbered in the order it first was (hosts are never
-/// forgotten): traffic sources look their host's generation up by number, not by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostId(usize);
-
-/// What the router knows of a host: its generation and the rules sets that route it.
+/// What the router knows of a host.
 #[derive(Debug, Clone, Default)]
 struct Host {
     /// Bumped when the routing of the host changes.
@@ -193,17 +136,11 @@ pub struct Router {
     /// Every rules set, in the order first created (a set is replaced in place, never
     /// removed): traffic sources and hosts refer to them by index.
     rules: Vec<Rules>,
-    /// The primary host of each of `rules` ([`Router::all`] sorts by it).
-    primaries: Vec<String>,
-    /// Primary host -> index into `rules`. Hashed: looked up on every reconcile.
-    by_primary: Map<String, usize>,
-    /// Host -> its [`HostId`].
-    host_ids: Map<String, HostId>,
-    /// By [`HostId`].
-    hosts: Vec<Host>,
+    /// Primary host -> index into `rules`.
+    by_primary: FxHashMap<String, usize>,
+    /// Every host some rules set routes.
+    hosts: FxHashMap<String, Host>,
     generation: u64,
-    /// The last [`Rules::names`] handed out.
-    names: u64,
 }
 
 impl Router {
@@ -214,70 +151,33 @@ impl Router {
 
     /// Every rules set, by primary host.
     pub fn all(&self) -> impl Iterator<Item = &Rules> {
-        let mut all: Vec<(&String, &Rules)> = self.primaries.iter().zip(&self.rules).collect();
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        all.into_iter().map(|(_, r)| r)
+        let mut all: Vec<(&String, &usize)> = self.by_primary.iter().collect();
+        all.sort();
+        all.into_iter().map(|(_, &i)| &self.rules[i])
     }
 
-    /// Bumped whenever the routing of `host` changes.
+    /// Bumped whenever the routing of `host` changes (0 before its first rules).
     pub fn host_generation(&self, host: &str) -> u64 {
-        self.host_id(host).map_or(0, |id| self.generation_of(id))
-    }
-
-    /// The number of a host that has been routed (`None` before its first rules).
-    pub fn host_id(&self, host: &str) -> Option<HostId> {
-        self.host_ids.get(host).copied()
-    }
-
-    /// [`Router::host_generation`] by number.
-    pub fn generation_of(&self, id: HostId) -> u64 {
-        self.hosts[id.0].generation
+        self.hosts.get(host).map_or(0, |h| h.generation)
     }
 
     /// The rules that route `host`.
     pub fn routing<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Rules> + 'a {
-        self.host_id(host)
+        self.hosts
+            .get(host)
             .into_iter()
-            .flat_map(move |id| self.routing_of(id))
+            .flat_map(|h| h.rules.iter().map(|&i| &self.rules[i]))
     }
 
-    /// [`Router::routing`] by the host's number (no lookup by name).
-    pub fn routing_of(&self, id: HostId) -> impl Iterator<Item = &Rules> + '_ {
-        self.hosts[id.0].rules.iter().map(|&i| &self.rules[i])
-    }
-
-    /// Records a change of the rules at `index` (`renamed`: of their destinations' names, not
-    /// only weights): bumps the generations of the hosts they route, registering those hosts
-    /// on the rules' first change.
-    fn touch(&mut self, index: usize, renamed: bool) {
+    /// Records a change of the rules at `index`: bumps the generations of the hosts they route.
+    fn touch(&mut self, index: usize) {
         self.generation += 1;
-        let Router {
-            rules,
-            host_ids,
-            hosts,
-            names,
-            ..
-        } = self;
-        let rules = &mut rules[index];
-        if renamed {
-            *names += 1;
-            rules.names = *names;
-        }
-        if rules.host_ids.is_empty() {
-            for h in &rules.hosts {
-                let id = *host_ids.entry(h.clone()).or_insert_with(|| {
-                    hosts.push(Host::default());
-                    HostId(hosts.len() - 1)
-                });
-                let routed_by = &mut hosts[id.0].rules;
-                if !routed_by.contains(&index) {
-                    routed_by.push(index);
-                }
-                rules.host_ids.push(id);
+        for name in &self.rules[index].hosts {
+            let host = self.hosts.entry(name.clone()).or_default();
+            host.generation += 1;
+            if !host.rules.contains(&index) {
+                host.rules.push(index);
             }
-        }
-        for id in &rules.host_ids {
-            hosts[id.0].generation += 1;
         }
     }
 
@@ -288,28 +188,9 @@ impl Router {
 
     /// What routing does for the experiment now.
     pub fn observe(&self, exp: &Experiment) -> RoutingObservation {
-        self.observe_as(exp, primary_host(exp).as_deref(), &owner_id(exp))
-    }
-
-    /// [`Router::observe`] with the experiment's [`primary_host`] and [`owner_id`] given.
-    pub fn observe_as(&self, exp: &Experiment, host: Option<&str>, me: &str) -> RoutingObservation {
-        self.observe_index(exp, host.and_then(|h| self.rules_index(h)), me)
-    }
-
-    /// The index of the rules keyed by `host`, if there are any: it stays theirs (rules are
-    /// replaced in place, never removed).
-    pub fn rules_index(&self, host: &str) -> Option<usize> {
-        self.by_primary.get(host).copied()
-    }
-
-    /// [`Router::observe_as`] with the rules found already ([`Router::rules_index`]).
-    pub fn observe_index(
-        &self,
-        exp: &Experiment,
-        index: Option<usize>,
-        me: &str,
-    ) -> RoutingObservation {
-        let Some(rules) = index.and_then(|i| self.rules.get(i)) else {
+        let me = owner_id(exp);
+        let rules = primary_host(exp).and_then(|host| self.rules(&host));
+        let Some(rules) = rules else {
             return RoutingObservation::default();
         };
         if rules.role == Role::Progressing && rules.owner != me {
@@ -340,8 +221,9 @@ impl Router {
 
     /// The index of the rules keyed by `host`, if they exist and `me` may change them.
     fn changeable(&self, host: &str, me: &str) -> Result<usize, RoutingError> {
-        let index = self
-            .rules_index(host)
+        let index = *self
+            .by_primary
+            .get(host)
             .ok_or_else(|| RoutingError::Missing(host.to_string()))?;
         free_for(&self.rules[index], host, me)?;
         Ok(index)
@@ -349,18 +231,9 @@ impl Router {
 
     /// Applies a routing change for the experiment.
     pub fn apply(&mut self, exp: &Experiment, action: &RoutingAction) -> Result<(), RoutingError> {
-        self.apply_as(exp, primary_host(exp).as_deref(), &owner_id(exp), action)
-    }
-
-    /// [`Router::apply`] with the experiment's [`primary_host`] and [`owner_id`] given.
-    pub fn apply_as(
-        &mut self,
-        exp: &Experiment,
-        host: Option<&str>,
-        me: &str,
-        action: &RoutingAction,
-    ) -> Result<(), RoutingError> {
-        let host = host.ok_or(RoutingError::NoHost)?;
+        let host = primary_host(exp).ok_or(RoutingError::NoHost)?;
+        let (host, me) = (host.as_str(), owner_id(exp));
+        let me = me.as_str();
         let ts = &exp.spec.target_service;
         let (baseline, candidate) = (ts.baseline(), ts.candidate());
         let split_destinations = |split: TrafficSplit| {
@@ -369,9 +242,9 @@ impl Router {
                 destination(exp, candidate, split.candidate),
             ]
         };
-        let (index, renamed) = match action {
+        let index = match action {
             RoutingAction::Initialize => {
-                let existing = self.rules_index(host);
+                let existing = self.by_primary.get(host).copied();
                 if let Some(i) = existing {
                     free_for(&self.rules[i], host, me)?;
                 }
@@ -400,35 +273,27 @@ impl Router {
                     destinations: split_destinations(TrafficSplit::ALL_BASELINE),
                     owner: me.to_string(),
                     role: Role::Progressing,
-                    names: 0,
-                    host_ids: Vec::new(),
                 };
-                let index = match existing {
-                    // Replaced in place: hosts and traffic refer to it by index.
+                match existing {
+                    // Replaced in place: hosts refer to it by index.
                     Some(i) => {
                         self.rules[i] = rules;
                         i
                     }
                     None => {
                         self.by_primary.insert(host.to_string(), self.rules.len());
-                        self.primaries.push(host.to_string());
                         self.rules.push(rules);
                         self.rules.len() - 1
                     }
-                };
-                (index, true)
+                }
             }
             RoutingAction::SetSplit(split) => {
                 let index = self.changeable(host, me)?;
                 let rules = &mut self.rules[index];
-                let renamed = !set_destinations(
-                    &mut rules.destinations,
-                    exp,
-                    &[(baseline, split.baseline), (candidate, split.candidate)],
-                );
-                set_owner(&mut rules.owner, me);
+                rules.destinations = split_destinations(*split);
+                rules.owner = me.to_string();
                 rules.role = Role::Progressing;
-                (index, renamed)
+                index
             }
             RoutingAction::Finalize { winner, split } => {
                 let index = self.changeable(host, me)?;
@@ -438,12 +303,12 @@ impl Router {
                     Winner::Candidate => vec![destination(exp, candidate, 100)],
                     Winner::Both => split_destinations(*split),
                 };
-                set_owner(&mut rules.owner, me);
+                rules.owner = me.to_string();
                 rules.role = Role::Stable;
-                (index, true)
+                index
             }
         };
-        self.touch(index, renamed);
+        self.touch(index);
         Ok(())
     }
 }
@@ -486,33 +351,31 @@ mod tests {
     }
 
     #[test]
-    fn a_host_is_numbered_once_routed_and_its_generation_moves_with_its_rules() {
+    fn a_hosts_generation_moves_with_its_rules() {
         let mut r = Router::default();
         let a = exp("a", "v2", "v3");
         let host = "reviews.ns.svc.cluster.local";
-        assert_eq!(r.host_id(host), None);
         assert_eq!(r.host_generation(host), 0);
+        assert_eq!(r.routing(host).count(), 0);
         r.apply(&a, &RoutingAction::Initialize).unwrap();
-        let id = r.host_id(host).expect("numbered once routed");
-        let first = r.generation_of(id);
+        let first = r.host_generation(host);
         assert!(first > 0);
         r.apply(
             &a,
             &RoutingAction::SetSplit(TrafficSplit::with_candidate(20)),
         )
         .unwrap();
-        assert!(r.generation_of(id) > first, "a split change moves it");
-        assert_eq!(r.generation_of(id), r.host_generation(host));
-        assert_eq!(r.host_id(host), Some(id), "the number stays");
-        let by_number: Vec<&Rules> = r.routing_of(id).collect();
-        assert_eq!(by_number, r.routing(host).collect::<Vec<_>>());
-        assert_eq!(by_number, [r.rules(host).unwrap()]);
+        assert!(r.host_generation(host) > first, "a split change moves it");
+        assert_eq!(
+            r.routing(host).collect::<Vec<_>>(),
+            [r.rules(host).unwrap()]
+        );
         // Rules initialised again are the same rules set, replaced in place.
         finish_on_candidate(&mut r, &a);
         r.apply(&exp("b", "v3", "v4"), &RoutingAction::Initialize)
             .unwrap();
-        assert_eq!(r.routing_of(id).count(), 1);
-        assert_eq!(r.routing_of(id).next().unwrap().owner, "b.ns");
+        assert_eq!(r.routing(host).count(), 1);
+        assert_eq!(r.routing(host).next().unwrap().owner, "b.ns");
         assert_eq!(r.all().count(), 1);
     }
 }

@@ -5,10 +5,7 @@ use iter8_sim::whatif::{self, WhatIfError};
 use iter8_sim::{Profile, plot};
 
 fn experiment(file: &str) -> Experiment {
-    let path = format!(
-        "{}/../../examples/bookinfo/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../examples/bookinfo/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap();
     iter8_core::manifest::parse_experiments(&text).unwrap()[0]
         .clone()
@@ -19,7 +16,7 @@ fn experiment(file: &str) -> Experiment {
 fn profile(files: &[&str]) -> Profile {
     let mut p = Profile::default();
     for f in files {
-        let path = format!("{}/../../examples/profiles/{f}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../examples/profiles/{f}", env!("CARGO_MANIFEST_DIR"));
         p.merge(Profile::from_yaml(&std::fs::read_to_string(&path).unwrap(), f).unwrap());
     }
     p

@@ -3,9 +3,8 @@
 //! `docs/simulation.md` for the format.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use rand::RngExt;
+use rand_distr::{Bernoulli, Distribution, LogNormal, Uniform};
 use serde::{Deserialize, Serialize};
 
 /// The request rate used when no profile gives one (the tutorial's `watch -n 0.1 curl`).
@@ -56,173 +55,44 @@ pub enum Latency {
 }
 
 impl Latency {
-    /// Draws one latency (never negative).
-    pub fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+    /// The distribution, ready to draw from (its parameters computed once).
+    pub fn distribution(&self) -> LatencyDistribution {
         match *self {
             Latency::Fixed { ms, jitter_ms } => {
-                if jitter_ms == 0.0 {
-                    ms
-                } else {
-                    (ms + jitter_ms * (2.0 * rng.random::<f64>() - 1.0)).max(0.0)
+                match Uniform::new_inclusive(ms - jitter_ms, ms + jitter_ms) {
+                    Ok(uniform) if jitter_ms > 0.0 => LatencyDistribution::Uniform(uniform),
+                    _ => LatencyDistribution::Fixed(ms),
                 }
             }
             Latency::Lognormal { median_ms, sigma } => {
-                if sigma == 0.0 {
-                    median_ms
-                } else {
-                    median_ms * (sigma * standard_normal(rng)).exp()
+                match LogNormal::new(median_ms.ln(), sigma) {
+                    Ok(lognormal) if sigma > 0.0 => LatencyDistribution::LogNormal(lognormal),
+                    _ => LatencyDistribution::Fixed(median_ms),
                 }
             }
-        }
-    }
-
-    /// The distribution's mean.
-    pub fn mean(&self) -> f64 {
-        match *self {
-            Latency::Fixed { ms, .. } => ms,
-            Latency::Lognormal { median_ms, sigma } => median_ms * (sigma * sigma / 2.0).exp(),
         }
     }
 }
 
-/// A latency distribution prepared for drawing millions of latencies from one uniform number
-/// each. Log-normal quantiles are tabulated over the central 96% of the distribution (4,096
-/// segments, interpolated linearly: within 1e-5 of the exact quantile, relatively, for
-/// `sigma` up to 1, and 1e-4 up to 5) and computed exactly in the tails. Cloning shares the
-/// table (32 KB).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sampler(SamplerKind);
-
-#[derive(Debug, Clone, PartialEq)]
-enum SamplerKind {
+/// A [`Latency`] ready to draw from: rand_distr's distributions (values [`Profile::check`]
+/// rejects, which no profile read from YAML has, fall back to a fixed latency).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatencyDistribution {
+    /// Always the same latency.
     Fixed(f64),
-    Uniform {
-        low: f64,
-        width: f64,
-    },
-    Lognormal {
-        median: f64,
-        sigma: f64,
-        table: Arc<[f64]>,
-    },
+    /// Uniform jitter around a latency.
+    Uniform(Uniform<f64>),
+    /// Log-normal, parameterised by the logarithm's mean (the median's logarithm) and spread.
+    LogNormal(LogNormal<f64>),
 }
 
-/// The tabulated quantiles cover `u` in `[TAIL, 1 - TAIL)`.
-const TAIL: f64 = 0.02;
-const SEGMENTS: usize = 4096;
-
-impl Sampler {
-    /// Prepares a distribution.
-    pub fn new(latency: &Latency) -> Self {
-        Sampler(match *latency {
-            Latency::Fixed { ms, jitter_ms: 0.0 } => SamplerKind::Fixed(ms),
-            Latency::Fixed { ms, jitter_ms } => SamplerKind::Uniform {
-                low: ms - jitter_ms,
-                width: 2.0 * jitter_ms,
-            },
-            Latency::Lognormal {
-                median_ms,
-                sigma: 0.0,
-            } => SamplerKind::Fixed(median_ms),
-            Latency::Lognormal { median_ms, sigma } => {
-                let step = (1.0 - 2.0 * TAIL) / SEGMENTS as f64;
-                let table = (0..=SEGMENTS)
-                    .map(|i| median_ms * (sigma * normal_quantile(TAIL + i as f64 * step)).exp())
-                    .collect();
-                SamplerKind::Lognormal {
-                    median: median_ms,
-                    sigma,
-                    table,
-                }
-            }
-        })
-    }
-
-    /// Whether a draw needs a random number (a fixed latency does not).
-    #[inline]
-    pub fn is_random(&self) -> bool {
-        !matches!(self.0, SamplerKind::Fixed(_))
-    }
-
-    /// The latency at quantile `u` (in (0, 1)). Inlined: it is called once per request.
-    #[inline]
-    pub fn at(&self, u: f64) -> f64 {
-        match &self.0 {
-            SamplerKind::Fixed(ms) => *ms,
-            SamplerKind::Uniform { low, width } => (low + width * u).max(0.0),
-            SamplerKind::Lognormal {
-                median,
-                sigma,
-                table,
-            } => {
-                let x = (u - TAIL) * (SEGMENTS as f64 / (1.0 - 2.0 * TAIL));
-                if (0.0..SEGMENTS as f64).contains(&x) {
-                    let i = x as usize;
-                    let f = x - i as f64;
-                    table[i] + f * (table[i + 1] - table[i])
-                } else {
-                    median * (sigma * normal_quantile(u)).exp()
-                }
-            }
+impl Distribution<f64> for LatencyDistribution {
+    fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        match self {
+            LatencyDistribution::Fixed(ms) => *ms,
+            LatencyDistribution::Uniform(d) => d.sample(rng).max(0.0),
+            LatencyDistribution::LogNormal(d) => d.sample(rng),
         }
-    }
-}
-
-/// One standard normal draw: the inverse normal CDF of one uniform draw in (0, 1). One draw
-/// per latency and no trigonometry keeps request generation cheap (the simulator draws
-/// millions per run).
-fn standard_normal<R: rand::Rng + ?Sized>(rng: &mut R) -> f64 {
-    // 53 random bits, centred in their interval: never 0 or 1, so the tails stay finite.
-    let u = ((rng.random::<u64>() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-    normal_quantile(u)
-}
-
-/// The standard normal quantile `Φ⁻¹(p)` for `p` in (0, 1), by Acklam's rational
-/// approximation (relative error below 1.2e-9).
-pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [
-        -3.969683028665376e1,
-        2.209460984245205e2,
-        -2.759285104469687e2,
-        1.38357751867269e2,
-        -3.066479806614716e1,
-        2.506628277459239,
-    ];
-    const B: [f64; 5] = [
-        -5.447609879822406e1,
-        1.615858368580409e2,
-        -1.556989798598866e2,
-        6.680131188771972e1,
-        -1.328068155288572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784894002430293e-3,
-        -3.223964580411365e-1,
-        -2.400758277161838,
-        -2.549732539343734,
-        4.374664141464968,
-        2.938163982698783,
-    ];
-    const D: [f64; 4] = [
-        7.784695709041462e-3,
-        3.224671290700398e-1,
-        2.445134137142996,
-        3.754408661907416,
-    ];
-    const LOW: f64 = 0.02425;
-    let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    if p < LOW {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p <= 1.0 - LOW {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    } else {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
     }
 }
 
@@ -251,21 +121,10 @@ impl VersionProfile {
         }
     }
 
-    /// Draws whether one request fails.
-    pub fn sample_error<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> bool {
-        sample_error(self.error_rate, rng)
-    }
-}
-
-/// Draws whether one request fails with probability `error_rate` (consumes randomness only
-/// when the outcome is uncertain).
-pub fn sample_error<R: rand::Rng + ?Sized>(error_rate: f64, rng: &mut R) -> bool {
-    if error_rate <= 0.0 {
-        false
-    } else if error_rate >= 1.0 {
-        true
-    } else {
-        rng.random::<f64>() < error_rate
+    /// Whether a request fails, as a distribution (an error rate [`Profile::check`] rejects
+    /// counts as no errors).
+    pub fn errors(&self) -> Bernoulli {
+        Bernoulli::new(self.error_rate).unwrap_or(Bernoulli::new(0.0).expect("0 is a probability"))
     }
 }
 
@@ -426,7 +285,8 @@ mod tests {
         let l = Latency::Lognormal {
             median_ms: 40.0,
             sigma: 0.5,
-        };
+        }
+        .distribution();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut xs: Vec<f64> = (0..10_001).map(|_| l.sample(&mut rng)).collect();
         xs.sort_by(f64::total_cmp);
@@ -438,49 +298,27 @@ mod tests {
     }
 
     #[test]
-    fn the_sampler_follows_the_exact_quantiles() {
-        for sigma in [0.05, 0.3, 1.0] {
-            let latency = Latency::Lognormal {
-                median_ms: 40.0,
-                sigma,
-            };
-            let sampler = Sampler::new(&latency);
-            assert!(sampler.is_random());
-            for k in 1..10_000 {
-                let u = k as f64 / 10_000.0 + 1e-5;
-                let exact = 40.0 * (sigma * normal_quantile(u)).exp();
-                let got = sampler.at(u);
-                assert!(
-                    ((got - exact) / exact).abs() < 1e-5,
-                    "sigma {sigma}, u {u}: {got} vs {exact}"
-                );
-            }
-        }
-        let jitter = Sampler::new(&Latency::Fixed {
+    fn fixed_latencies_stay_within_their_jitter() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let jitter = Latency::Fixed {
             ms: 5000.0,
             jitter_ms: 100.0,
-        });
-        assert_eq!((jitter.at(0.0), jitter.at(0.5)), (4900.0, 5000.0));
-        let fixed = Sampler::new(&Latency::Fixed {
-            ms: 10.0,
-            jitter_ms: 0.0,
-        });
-        assert!(!fixed.is_random());
-        assert_eq!(fixed.at(0.3), 10.0);
-    }
-
-    #[test]
-    fn normal_quantile_matches_the_tables() {
-        for (p, z) in [
-            (0.5, 0.0),
-            (0.9, 1.281_551_565_545),
-            (0.975, 1.959_963_984_540),
-            (0.001, -3.090_232_306_168),
-            (0.02, -2.053_748_910_631),
-            (0.999_999, 4.753_424_308_823),
+        }
+        .distribution();
+        let xs: Vec<f64> = (0..1_000).map(|_| jitter.sample(&mut rng)).collect();
+        assert!(xs.iter().all(|x| (4900.0..=5100.0).contains(x)));
+        assert!(xs.iter().any(|x| *x < 4950.0) && xs.iter().any(|x| *x > 5050.0));
+        for latency in [
+            Latency::Fixed {
+                ms: 10.0,
+                jitter_ms: 0.0,
+            },
+            Latency::Lognormal {
+                median_ms: 10.0,
+                sigma: 0.0,
+            },
         ] {
-            let got = normal_quantile(p);
-            assert!((got - z).abs() < 1e-8, "Φ⁻¹({p}) = {got}, not {z}");
+            assert_eq!(latency.distribution(), LatencyDistribution::Fixed(10.0));
         }
     }
 }

@@ -374,10 +374,12 @@ impl Sim {
 
     fn reconcile(&mut self, id: ExperimentId, observer: &mut dyn FnMut(&Reconciled<'_>)) {
         let now = self.now;
+        // The reconcile works on a copy, as a controller on what it read; the ports write to
+        // the stored experiment.
         let Some(exp) = ({
             let mut s = self.world.lock();
             s.settle();
-            s.store.check_out(id)
+            s.store.get(id).cloned()
         }) else {
             return;
         };
@@ -398,7 +400,7 @@ impl Sim {
             }
             Some(external) => Some(external.reconcile(&exp, world, &ctx)),
         };
-        let (retry, decided) = match outcome {
+        let retry = match outcome {
             Some(Ok(decision)) => {
                 observer(&Reconciled {
                     time: now,
@@ -406,7 +408,7 @@ impl Sim {
                     before: &exp,
                     decision: &decision,
                 });
-                (decision.requeue_after, Some(decision.status))
+                decision.requeue_after
             }
             other => {
                 let message = match other {
@@ -423,12 +425,9 @@ impl Sim {
                         message,
                     },
                 );
-                (Some(RETRY_AFTER), None)
+                Some(RETRY_AFTER)
             }
         };
-        // The decision's status is what the driver wrote (if it wrote): the store takes it
-        // rather than a copy made at the write.
-        self.world.lock().store.check_in(id, exp, decided);
         if let Some(d) = retry {
             let at = now.after(d.max(Duration::from_millis(1)));
             self.schedule(id, at);

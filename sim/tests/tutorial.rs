@@ -4,7 +4,7 @@
 use iter8_core::{Phase, TrafficSplit};
 use iter8_sim::tutorial::{self, Options, Outcome, Telemetry, transcript_tables as tables};
 
-const SEED_MD: &str = include_str!("../../../tests/data/iter8-canary-tutorial.md");
+const SEED_MD: &str = include_str!("../../tests/data/iter8-canary-tutorial.md");
 
 fn outcome<'a>(outcomes: &'a [Outcome], name: &str) -> &'a Outcome {
     outcomes

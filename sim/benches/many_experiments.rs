@@ -1,48 +1,122 @@
-//! Many experiments at once, for the benchmark: `n` services, each with two versions, load and
-//! its own experiment, all reconciled through the same driver on one virtual clock.
+//! 10,000 concurrent simulated experiments, 10 iterations each, through the core's driver:
+//! wall time (criterion) and peak memory (VmHWM).
+//!
+//! `cargo bench -p iter8-sim --bench many_experiments` (add `-- --once` for one measured run;
+//! `ITER8_FLEET_EXPERIMENTS`, `ITER8_FLEET_INTERVAL` and `ITER8_FLEET_RATE` change the fleet).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use criterion::{Criterion, criterion_group};
 use iter8_core::Experiment;
+use iter8_sim::cluster::{Deployment, Labels, Object, Service};
+use iter8_sim::profile::{Latency, Profile, VersionProfile};
+use iter8_sim::store::ExperimentId;
+use iter8_sim::{Sim, SimTime, Target};
 
-use crate::SimTime;
-use crate::cluster::{Deployment, Labels, Object, Service};
-use crate::profile::{Latency, Profile, VersionProfile};
-use crate::scenario::Sim;
-use crate::store::ExperimentId;
-use crate::traffic::Target;
+const SPEC: FleetSpec = FleetSpec {
+    experiments: 10_000,
+    iterations: 10,
+    interval_secs: 10,
+    rate: 10.0,
+    seed: 1,
+};
+
+/// Whether this is a measured run (`cargo bench` passes `--bench`); under `cargo test` the
+/// bench only runs a small fleet, to check that it works.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The spec, with `ITER8_FLEET_EXPERIMENTS` overriding the count (for quick looks).
+fn spec() -> FleetSpec {
+    let experiments = std::env::var("ITER8_FLEET_EXPERIMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if measuring() { SPEC.experiments } else { 100 });
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    FleetSpec {
+        experiments,
+        interval_secs: env("ITER8_FLEET_INTERVAL").unwrap_or(SPEC.interval_secs),
+        rate: env("ITER8_FLEET_RATE").map(f64::from).unwrap_or(SPEC.rate),
+        ..SPEC
+    }
+}
+
+fn once() -> FleetOutcome {
+    let spec = spec();
+    let (mut sim, ids) = build(&spec).unwrap_or_else(|e| panic!("building the fleet: {e}"));
+    run(&mut sim, &ids, &spec)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fleet");
+    group.sample_size(10);
+    group.bench_function("10k experiments x 10 iterations", |b| b.iter(once));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    // One measured run first, so that the peak memory is that of one run.
+    let t = Instant::now();
+    let outcome = once();
+    let wall = t.elapsed();
+    println!(
+        "fleet: {} experiments x {} iterations ({}s interval, {} req/s each): {} completed, {} succeeded, {} reconciles, {} requests, {} s virtual; wall {:.3} s; peak RSS {} MiB",
+        spec().experiments,
+        SPEC.iterations,
+        spec().interval_secs,
+        spec().rate,
+        outcome.completed,
+        outcome.succeeded,
+        outcome.reconciles,
+        outcome.requests,
+        outcome.virtual_ms / 1000,
+        wall.as_secs_f64(),
+        peak_rss_kib().map_or("?".to_string(), |k| (k / 1024).to_string()),
+    );
+    if std::env::args().any(|a| a == "--once") {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+// The fleet: `n` services, each with two versions, load and its own experiment, all
+// reconciled through the same driver on one virtual clock.
 
 /// The namespace of the fleet.
-pub const NAMESPACE: &str = "fleet";
+const NAMESPACE: &str = "fleet";
 
 /// What a fleet run looks like.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FleetSpec {
+struct FleetSpec {
     /// Experiments (and services).
-    pub experiments: usize,
+    experiments: usize,
     /// `maxIterations` of each.
-    pub iterations: u32,
+    iterations: u32,
     /// `interval` of each, in seconds.
-    pub interval_secs: u32,
+    interval_secs: u32,
     /// Requests per second to each service.
-    pub rate: f64,
+    rate: f64,
     /// Traffic seed.
-    pub seed: u64,
+    seed: u64,
 }
 
 /// How a fleet run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FleetOutcome {
+struct FleetOutcome {
     /// Experiments that completed.
-    pub completed: usize,
+    completed: usize,
     /// Of which succeeded.
-    pub succeeded: usize,
+    succeeded: usize,
     /// Reconciles run.
-    pub reconciles: u64,
+    reconciles: u64,
     /// Requests simulated.
-    pub requests: u64,
+    requests: u64,
     /// Virtual time at the end.
-    pub virtual_ms: i64,
+    virtual_ms: i64,
 }
 
 fn template(spec: &FleetSpec) -> Result<Experiment, String> {
@@ -93,7 +167,7 @@ fn labels(app: &str, version: &str) -> Labels {
 }
 
 /// Builds the fleet: services, versions (every fourth candidate is slow), load and experiments.
-pub fn build(spec: &FleetSpec) -> Result<(Sim, Vec<ExperimentId>), String> {
+fn build(spec: &FleetSpec) -> Result<(Sim, Vec<ExperimentId>), String> {
     let mut sim = Sim::with_options(spec.seed, false);
     let mut profile = Profile::default();
     let good = VersionProfile {
@@ -157,7 +231,7 @@ pub fn build(spec: &FleetSpec) -> Result<(Sim, Vec<ExperimentId>), String> {
 }
 
 /// Runs the fleet until every experiment completes (or a generous limit passes).
-pub fn run(sim: &mut Sim, ids: &[ExperimentId], spec: &FleetSpec) -> FleetOutcome {
+fn run(sim: &mut Sim, ids: &[ExperimentId], spec: &FleetSpec) -> FleetOutcome {
     let limit = sim.now().after(Duration::from_secs(
         u64::from(spec.interval_secs) * (u64::from(spec.iterations) + 2) + 60,
     ));
@@ -187,7 +261,7 @@ pub fn run(sim: &mut Sim, ids: &[ExperimentId], spec: &FleetSpec) -> FleetOutcom
 }
 
 /// The process' peak resident memory (VmHWM) in KiB, where `/proc` has it.
-pub fn peak_rss_kib() -> Option<u64> {
+fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

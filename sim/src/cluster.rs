@@ -9,7 +9,7 @@ use iter8_core::metrics_config::CONFIGMAP_NAME;
 use iter8_core::{Experiment, MetricsConfig};
 use serde_json::Value;
 
-use crate::names::Map;
+use rustc_hash::FxHashMap;
 
 /// Labels or a label selector.
 pub type Labels = BTreeMap<String, String>;
@@ -241,9 +241,7 @@ pub fn parse_objects(text: &str, namespace: &str) -> Result<Vec<Object>, Manifes
 }
 
 /// Objects by namespace, then name (looked up without allocating).
-/// Hashed rather than ordered: large simulations look names up on every reconcile, and
-/// ordered maps of similar names compare many bytes per lookup.
-type ByName<T> = Map<String, Map<String, T>>;
+type ByName<T> = FxHashMap<String, FxHashMap<String, T>>;
 
 fn put<T>(map: &mut ByName<T>, namespace: &str, name: &str, value: T) {
     // Looked up before inserting: the namespace is almost always there already.
@@ -267,7 +265,7 @@ fn find<'a, T>(map: &'a ByName<T>, namespace: &str, name: &str) -> Option<&'a T>
 pub struct Cluster {
     deployments: ByName<Deployment>,
     /// (namespace, label, value) -> names of the Deployments whose pods carry it.
-    by_label: Map<(String, String, String), BTreeSet<String>>,
+    by_label: FxHashMap<(String, String, String), BTreeSet<String>>,
     services: ByName<Service>,
     gateways: ByName<Gateway>,
     generation: u64,
@@ -348,7 +346,11 @@ impl Cluster {
 
     /// Every Deployment, by namespace and name.
     pub fn deployments(&self) -> Vec<&Deployment> {
-        let mut all: Vec<&Deployment> = self.deployments.values().flat_map(Map::values).collect();
+        let mut all: Vec<&Deployment> = self
+            .deployments
+            .values()
+            .flat_map(FxHashMap::values)
+            .collect();
         all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }
@@ -380,7 +382,7 @@ mod tests {
 
     #[test]
     fn reads_the_tutorial_manifests() {
-        let text = include_str!("../../../examples/bookinfo/bookinfo-tutorial.yaml");
+        let text = include_str!("../../examples/bookinfo/bookinfo-tutorial.yaml");
         let objects = parse_objects(text, "bookinfo-iter8").unwrap();
         let mut c = Cluster::default();
         for o in objects {

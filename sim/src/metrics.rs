@@ -17,13 +17,10 @@ use iter8_core::measurement::{
 };
 use iter8_core::metrics_config::Metric;
 use iter8_core::ports::MetricSource;
-
-use std::hash::{BuildHasher, BuildHasherDefault};
+use rustc_hash::FxHashMap;
 
 use crate::clock::SimTime;
-use crate::names::WordHasher;
-use crate::store::ExperimentId;
-use crate::traffic::{HISTOGRAM_LEN, LATENCY_BOUNDS_MS, Series, Totals, Traffic};
+use crate::traffic::{HISTOGRAM_LEN, LATENCY_BOUNDS_MS, Totals, Traffic};
 use crate::world::World;
 
 /// What a query template computes.
@@ -169,26 +166,12 @@ pub struct Observed {
 /// Sums the version's series over `[from, to)`.
 pub fn observe(traffic: &Traffic, tags: &VersionTags, from: SimTime, to: SimTime) -> Observed {
     let mut o = Observed::default();
-    traffic.for_each_matching(tags, |s| o.add(s, from, to, traffic.horizon()));
-    o
-}
-
-/// [`observe`] over series found already (in the order [`Traffic::for_each_matching`] finds
-/// them: the sums are added in the same order).
-fn observe_series(traffic: &Traffic, series: &[usize], from: SimTime, to: SimTime) -> Observed {
-    let mut o = Observed::default();
-    for &i in series {
-        o.add(&traffic.series()[i], from, to, traffic.horizon());
+    for s in traffic.matching(tags) {
+        o.exists |= s.exists_at(to);
+        o.errors_exist |= s.errors_exist_at(to);
+        o.totals.add(&s.totals(from, to));
     }
     o
-}
-
-impl Observed {
-    fn add(&mut self, s: &Series, from: SimTime, to: SimTime, horizon: SimTime) {
-        self.exists |= s.exists_at(to);
-        self.errors_exist |= s.errors_exist_at(to);
-        self.totals.add(&s.totals_since(from, to, horizon));
-    }
 }
 
 /// The value of a metric kind over what was observed.
@@ -219,27 +202,18 @@ fn given(traffic: &Traffic, tags: &VersionTags, metric: &str, to: SimTime) -> Me
         .map_or(Measurement::NoData, |v| Measurement::from_f64(*v))
 }
 
-/// Template -> what it computes, remembered (templates repeat on every decision). A list, not a
-/// hash map: a run has a handful of templates, and comparing one costs less than hashing it.
-/// Templates are shared by the metrics configuration, so the same one is usually the same
-/// allocation: found by address before it is compared by text.
+/// Template -> what it computes, remembered by the template's text (templates repeat on every
+/// decision).
 #[derive(Debug, Clone, Default)]
-pub struct KindCache(Vec<(Arc<str>, Option<MetricKind>)>);
+pub struct KindCache(FxHashMap<Arc<str>, Option<MetricKind>>);
 
 impl KindCache {
     /// [`classify`], remembered.
     pub fn classify(&mut self, template: &Arc<str>) -> Option<MetricKind> {
-        let found = self
+        *self
             .0
-            .iter()
-            .find(|(t, _)| Arc::ptr_eq(t, template))
-            .or_else(|| self.0.iter().find(|(t, _)| t == template));
-        if let Some((_, k)) = found {
-            return *k;
-        }
-        let k = classify(template);
-        self.0.push((template.clone(), k));
-        k
+            .entry(template.clone())
+            .or_insert_with(|| classify(template))
     }
 }
 
@@ -290,23 +264,6 @@ pub fn measure(
     readings(kinds, traffic, query, &b, &c, to)
 }
 
-/// [`measure`] for a query of experiment `id`, with the series its versions' labels matched
-/// remembered in `matched` (see [`MatchCache`]).
-pub fn measure_for(
-    kinds: &mut KindCache,
-    matched: &mut MatchCache,
-    id: ExperimentId,
-    traffic: &Traffic,
-    query: &MetricsQuery,
-) -> Vec<MetricReadings> {
-    let (from, to) = query_window(&query.window);
-    let [b, c] = [&query.baseline, &query.candidate].map(|tags| {
-        let series = matched.series(id, tags, traffic);
-        observe_series(traffic, series, from, to)
-    });
-    readings(kinds, traffic, query, &b, &c, to)
-}
-
 fn readings(
     kinds: &mut KindCache,
     traffic: &Traffic,
@@ -332,61 +289,6 @@ fn readings(
         .collect()
 }
 
-/// The series each experiment's version labels matched: an experiment queries the same labels
-/// at every decision, and finding their series by name reads names scattered over a large
-/// simulation's memory (most of a query's cost). An entry holds for the same labels (by
-/// hash) while no series has been added; series never change their labels or go away.
-#[derive(Debug, Clone, Default)]
-pub struct MatchCache(Vec<Vec<Matched>>);
-
-#[derive(Debug, Clone)]
-struct Matched {
-    tags: u64,
-    series_count: usize,
-    series: Vec<usize>,
-}
-
-impl MatchCache {
-    /// The indices of the series carrying `tags`, in [`Traffic::for_each_matching`]'s order.
-    pub fn series(&mut self, id: ExperimentId, tags: &VersionTags, traffic: &Traffic) -> &[usize] {
-        if self.0.len() <= id {
-            self.0.resize_with(id + 1, Vec::new);
-        }
-        let key = BuildHasherDefault::<WordHasher>::default().hash_one(tags);
-        let count = traffic.series().len();
-        let entries = &mut self.0[id];
-        let at = match entries.iter().position(|m| m.tags == key) {
-            Some(i) if entries[i].series_count == count => i,
-            found => {
-                let mut series = Vec::new();
-                traffic.for_each_matching_index(tags, |i| series.push(i));
-                let m = Matched {
-                    tags: key,
-                    series_count: count,
-                    series,
-                };
-                match found {
-                    Some(i) => {
-                        entries[i] = m;
-                        i
-                    }
-                    None => {
-                        entries.push(m);
-                        entries.len() - 1
-                    }
-                }
-            }
-        };
-        #[cfg(debug_assertions)]
-        {
-            let mut fresh = Vec::new();
-            traffic.for_each_matching_index(tags, |i| fresh.push(i));
-            assert_eq!(entries[at].series, fresh, "remembered series for {tags:?}");
-        }
-        &entries[at].series
-    }
-}
-
 /// The simulated metrics backend of a [`World`] (plug it into `BuiltinAnalytics`).
 pub struct SimMetrics<'a>(pub &'a World);
 
@@ -397,17 +299,7 @@ impl MetricSource for SimMetrics<'_> {
         let (_, to) = query_window(&query.window);
         state.advance_traffic(to);
         let state = &mut *state;
-        Ok(match state.store.checked_out() {
-            // The experiment being reconciled asks: its labels' series are remembered.
-            Some(id) => measure_for(
-                &mut state.kinds,
-                &mut state.matched,
-                id,
-                &state.traffic,
-                query,
-            ),
-            None => measure(&mut state.kinds, &state.traffic, query),
-        })
+        Ok(measure(&mut state.kinds, &state.traffic, query))
     }
 }
 
@@ -469,46 +361,6 @@ mod tests {
             );
         }
         assert_eq!(classify("rate(my_business_metric[5m])"), None);
-    }
-
-    #[test]
-    fn remembered_series_follow_new_series_and_other_labels() {
-        use crate::router::Router;
-        use crate::test_support::{deployment, reviews_cluster, reviews_traffic};
-        let mut c = reviews_cluster();
-        let r = Router::default();
-        let mut t = reviews_traffic(1, 10.0);
-        t.advance(SimTime::from_secs(5), &c, &r);
-        let tags = |pairs: [(&str, &str); 2]| -> VersionTags {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let service = tags([
-            ("destination_service_name", "reviews"),
-            ("destination_service_namespace", "ns"),
-        ]);
-        let v2 = tags([
-            ("destination_workload", "reviews-v2"),
-            ("destination_workload_namespace", "ns"),
-        ]);
-        let fresh = |t: &Traffic, tags: &VersionTags| {
-            let mut all = Vec::new();
-            t.for_each_matching_index(tags, |i| all.push(i));
-            all
-        };
-        let mut cache = MatchCache::default();
-        assert_eq!(cache.series(3, &service, &t), [0]);
-        // A new version behind the Service: its series is found although the labels are the same.
-        c.apply_deployment(deployment("reviews-v3", "v3"));
-        t.advance(SimTime::from_secs(10), &c, &r);
-        assert_eq!(fresh(&t, &service).len(), 2);
-        assert_eq!(cache.series(3, &service, &t), fresh(&t, &service));
-        // Other labels for the same experiment, then the first ones again.
-        assert_eq!(cache.series(3, &v2, &t), [0]);
-        assert_eq!(cache.series(3, &service, &t), fresh(&t, &service));
-        assert_eq!(cache.series(0, &v2, &t), [0], "another experiment");
     }
 
     #[test]

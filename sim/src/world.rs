@@ -12,9 +12,9 @@ use iter8_core::{Experiment, ExperimentStatus, TargetKind};
 
 use crate::clock::SimTime;
 use crate::cluster::Cluster;
-use crate::metrics::{KindCache, MatchCache};
-use crate::router::{Router, RoutingError, owner_id, primary_host};
-use crate::store::{ExperimentId, Store};
+use crate::metrics::KindCache;
+use crate::router::{Router, RoutingError};
+use crate::store::Store;
 use crate::traffic::Traffic;
 
 /// Everything the simulation holds.
@@ -32,61 +32,6 @@ pub struct WorldState {
     pub traffic: Traffic,
     /// What each query template computes.
     pub kinds: KindCache,
-    /// The series each experiment's queries matched.
-    pub matched: MatchCache,
-    /// By experiment id: what its reconciles look up by name, resolved once.
-    resolved: Vec<Option<Resolved>>,
-}
-
-/// What a reconcile of an experiment would otherwise look up by name every time (a large
-/// simulation's names are out of cache, and each lookup costs a miss or several): which targets
-/// exist, which experiments share its service, its routing host and owner label. Redone when the
-/// cluster or the store's experiments change.
-#[derive(Debug, Clone)]
-struct Resolved {
-    cluster_generation: u64,
-    store_generation: u64,
-    service: bool,
-    baseline: bool,
-    candidate: bool,
-    on_service: Vec<ExperimentId>,
-    host: Option<String>,
-    owner: String,
-    /// The index of the rules keyed by `host`, once they exist (they stay at that index).
-    rules: Option<usize>,
-}
-
-/// The cached lookups of `exp`, when it is the checked-out experiment.
-fn resolve<'a>(
-    cache: &'a mut Vec<Option<Resolved>>,
-    cluster: &Cluster,
-    store: &Store,
-    exp: &Experiment,
-) -> Option<&'a mut Resolved> {
-    let id = store.checked_out_id(exp)?;
-    if cache.len() <= id {
-        cache.resize(id + 1, None);
-    }
-    let (cg, sg) = (cluster.generation(), store.generation());
-    let slot = &mut cache[id];
-    if slot
-        .as_ref()
-        .is_none_or(|r| r.cluster_generation != cg || r.store_generation != sg)
-    {
-        let (service, baseline, candidate) = exist(cluster, exp);
-        *slot = Some(Resolved {
-            cluster_generation: cg,
-            store_generation: sg,
-            service,
-            baseline,
-            candidate,
-            on_service: store.on_service(exp).to_vec(),
-            host: primary_host(exp),
-            owner: owner_id(exp),
-            rules: None,
-        });
-    }
-    slot.as_mut()
 }
 
 /// Whether the experiment's service, baseline and candidate exist.
@@ -117,35 +62,13 @@ impl WorldState {
     }
 
     /// Which of the experiment's targets exist, and who else claims them.
-    pub fn targets(&mut self, exp: &Experiment) -> Targets {
-        let me = self.store.checked_out_id(exp);
-        if let Some(r) = resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
-            return Targets {
-                service: r.service,
-                baseline: r.baseline,
-                candidate: r.candidate,
-                claimed_by: self.store.claimed_among(me, &r.on_service),
-            };
-        }
+    pub fn targets(&self, exp: &Experiment) -> Targets {
         let (service, baseline, candidate) = exist(&self.cluster, exp);
         Targets {
             service,
             baseline,
             candidate,
             claimed_by: self.store.claimed_by(exp),
-        }
-    }
-
-    /// What routing does for the experiment now.
-    pub fn observe_routing(&mut self, exp: &Experiment) -> RoutingObservation {
-        match resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
-            Some(r) => {
-                if r.rules.is_none() {
-                    r.rules = r.host.as_deref().and_then(|h| self.router.rules_index(h));
-                }
-                self.router.observe_index(exp, r.rules, &r.owner)
-            }
-            None => self.router.observe(exp),
         }
     }
 
@@ -156,12 +79,7 @@ impl WorldState {
         action: &RoutingAction,
     ) -> Result<(), RoutingError> {
         self.settle();
-        match resolve(&mut self.resolved, &self.cluster, &self.store, exp) {
-            Some(r) => self
-                .router
-                .apply_as(exp, r.host.as_deref(), &r.owner, action),
-            None => self.router.apply(exp, action),
-        }
+        self.router.apply(exp, action)
     }
 }
 
@@ -182,8 +100,6 @@ impl World {
                 store: Store::new(keep_events),
                 traffic: Traffic::new(seed),
                 kinds: KindCache::default(),
-                matched: MatchCache::default(),
-                resolved: Vec::new(),
             }),
         }
     }
@@ -227,7 +143,7 @@ impl TargetLocator for World {
 #[async_trait]
 impl TrafficRouter for World {
     async fn observe(&self, experiment: &Experiment) -> Result<RoutingObservation, PortError> {
-        Ok(self.lock().observe_routing(experiment))
+        Ok(self.lock().router.observe(experiment))
     }
 
     async fn apply(
@@ -251,7 +167,7 @@ impl ExperimentStore for World {
         let mut s = self.lock();
         let id = s
             .store
-            .id_of(experiment)
+            .id(experiment.namespace(), experiment.name())
             .ok_or_else(|| not_found(experiment))?;
         s.store.write_status(id, status);
         Ok(())
@@ -261,7 +177,7 @@ impl ExperimentStore for World {
         let mut s = self.lock();
         let id = s
             .store
-            .id_of(experiment)
+            .id(experiment.namespace(), experiment.name())
             .ok_or_else(|| not_found(experiment))?;
         s.store.add_finalizer(id);
         Ok(())
@@ -271,7 +187,7 @@ impl ExperimentStore for World {
         let mut s = self.lock();
         let id = s
             .store
-            .id_of(experiment)
+            .id(experiment.namespace(), experiment.name())
             .ok_or_else(|| not_found(experiment))?;
         s.store.remove_finalizer(id);
         Ok(())
@@ -291,14 +207,15 @@ impl EventRecorder for World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Deployment, Service};
+    use crate::cluster::Service;
+    use crate::test_support::deployment;
 
     fn experiment(name: &str) -> Experiment {
-        crate::test_support::experiment(name, "v1", "v2")
+        crate::test_support::experiment(name, "reviews-v1", "reviews-v2")
     }
 
     #[test]
-    fn resolved_targets_follow_the_cluster_and_the_store() {
+    fn targets_follow_the_cluster_and_the_store() {
         let world = World::new(1, false);
         let mut s = world.lock();
         s.cluster.apply_service(Service {
@@ -307,26 +224,18 @@ mod tests {
             selector: Default::default(),
         });
         for v in ["v1", "v2"] {
-            s.cluster.apply_deployment(Deployment {
-                namespace: "ns".into(),
-                name: v.into(),
-                pod_labels: [("version".to_string(), v.to_string())].into(),
-            });
+            s.cluster
+                .apply_deployment(deployment(&format!("reviews-{v}"), v));
         }
         let a = s.store.apply(experiment("a"), SimTime::ZERO);
-        let exp = s.store.check_out(a).unwrap();
+        let exp = s.store.get(a).unwrap().clone();
         let t = s.targets(&exp);
         assert!(t.service && t.baseline && t.candidate && t.claimed_by.is_none());
-        assert!(s.cluster.delete_deployment("ns", "v2"));
+        assert!(s.cluster.delete_deployment("ns", "reviews-v2"));
         assert!(!s.targets(&exp).candidate, "a deleted candidate is seen");
-        // Another started experiment on the same service, created after the first resolution.
+        // Another started experiment on the same service.
         let b = s.store.apply(experiment("b"), SimTime::ZERO);
         s.store.get_mut(b).unwrap().status.start_timestamp = Some(SimTime::ZERO.to_datetime());
         assert_eq!(s.targets(&exp).claimed_by.as_deref(), Some("b.ns"));
-        // Routing: resolved and looked-up answers agree.
-        s.apply_routing(&exp, &iter8_core::action::RoutingAction::Initialize)
-            .unwrap();
-        assert_eq!(s.observe_routing(&exp), s.router.observe(&exp));
-        s.store.check_in(a, exp, None);
     }
 }

@@ -22,7 +22,7 @@ pub mod manifests {
         ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {$(
             $(#[$doc])*
             pub const $name: (&str, &str) =
-                ($file, include_str!(concat!("../../../examples/bookinfo/", $file)));
+                ($file, include_str!(concat!("../../examples/bookinfo/", $file)));
         )*};
     }
     bookinfo! {
@@ -63,31 +63,31 @@ pub mod manifests {
 pub const PROFILES: [(&str, &str); 7] = [
     (
         "reviews-v2.yaml",
-        include_str!("../../../examples/profiles/reviews-v2.yaml"),
+        include_str!("../../examples/profiles/reviews-v2.yaml"),
     ),
     (
         "reviews-v3.yaml",
-        include_str!("../../../examples/profiles/reviews-v3.yaml"),
+        include_str!("../../examples/profiles/reviews-v3.yaml"),
     ),
     (
         "reviews-v4.yaml",
-        include_str!("../../../examples/profiles/reviews-v4.yaml"),
+        include_str!("../../examples/profiles/reviews-v4.yaml"),
     ),
     (
         "reviews-v5.yaml",
-        include_str!("../../../examples/profiles/reviews-v5.yaml"),
+        include_str!("../../examples/profiles/reviews-v5.yaml"),
     ),
     (
         "reviews-v6.yaml",
-        include_str!("../../../examples/profiles/reviews-v6.yaml"),
+        include_str!("../../examples/profiles/reviews-v6.yaml"),
     ),
     (
         "productpage-v1.yaml",
-        include_str!("../../../examples/profiles/productpage-v1.yaml"),
+        include_str!("../../examples/profiles/productpage-v1.yaml"),
     ),
     (
         "productpage-v2.yaml",
-        include_str!("../../../examples/profiles/productpage-v2.yaml"),
+        include_str!("../../examples/profiles/productpage-v2.yaml"),
     ),
 ];
 

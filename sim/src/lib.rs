@@ -16,9 +16,7 @@
 pub mod analytics;
 pub mod clock;
 pub mod cluster;
-pub mod fleet;
 pub mod metrics;
-pub mod names;
 pub mod plot;
 pub mod profile;
 pub mod router;
