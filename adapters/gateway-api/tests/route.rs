@@ -101,7 +101,7 @@ fn the_example_routes_are_valid_at_every_stage() {
 #[test]
 fn each_stage_sets_the_weights_of_the_rule_that_routes_to_the_baseline() {
     let route = user_route("gateway.yaml");
-    // Rule 0 (/status) routes to web-v1 too: it is the first, so it is the one iter8 changes.
+    // Rule 1 (/status) routes to web-v1 too, but rule 0 comes first: it is the one changed.
     let expect = [
         ("initialize", vec![("web-v1", 100), ("web-v2", 0)]),
         ("60/40", vec![("web-v1", 60), ("web-v2", 40)]),
@@ -115,6 +115,7 @@ fn each_stage_sets_the_weights_of_the_rule_that_routes_to_the_baseline() {
         let weights: Vec<(String, i64)> =
             weights.iter().map(|(n, w)| (n.to_string(), *w)).collect();
         assert_eq!(backends(&changed, 0), weights, "{name}");
+        assert_eq!(backends(&changed, 1), [("web-v1".to_string(), 1)], "{name}");
         let role = if name.starts_with("roll") || *name == "both stay" {
             "stable"
         } else {
@@ -139,7 +140,7 @@ fn everything_else_the_user_wrote_stays_as_it_is() {
     let mut original = example_object("gateway.yaml", "HTTPRoute");
     // Fields iter8 does not model: a rule name, timeouts, a backendRef filter, a label.
     original["metadata"]["labels"] = json!({"team": "web"});
-    original["spec"]["rules"][0]["name"] = json!("status");
+    original["spec"]["rules"][0]["name"] = json!("main");
     original["spec"]["rules"][0]["timeouts"] = json!({"request": "5s"});
     original["spec"]["rules"][0]["backendRefs"][0]["filters"] = json!([
         {"type": "RequestHeaderModifier", "requestHeaderModifier": {"add": [{"name": "x-v", "value": "1"}]}}
@@ -169,11 +170,10 @@ fn everything_else_the_user_wrote_stays_as_it_is() {
 #[test]
 fn other_backends_of_the_rule_keep_their_weight() {
     let mut doc = example_object("gateway.yaml", "HTTPRoute");
-    doc["spec"]["rules"][1]["backendRefs"]
+    doc["spec"]["rules"][0]["backendRefs"]
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "web-legacy", "port": 80, "weight": 5}));
-    doc["spec"]["rules"].as_array_mut().unwrap().remove(0);
     let route: HTTPRoute = serde_json::from_value(doc).unwrap();
     let changed = at(
         &route,
@@ -312,7 +312,7 @@ fn the_schema_check_refuses_what_the_crd_refuses() {
         ("a negative weight", json!({"backendRefs": [{"name": "web-v1", "port": 80, "weight": -1}]})),
     ] {
         let mut bad = valid.clone();
-        bad["spec"]["rules"][1] = change;
+        bad["spec"]["rules"][0] = change;
         let refused = std::panic::catch_unwind(|| assert_valid(&bad)).is_err();
         assert!(refused, "{what} passed the schema check");
     }
