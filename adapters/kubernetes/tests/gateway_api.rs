@@ -265,3 +265,40 @@ async fn a_missing_http_route_pauses_the_experiment() {
     assert_eq!(experiment(&server, EXP).unwrap()["status"]["phase"], "Pause");
     stop_both(operator, server).await;
 }
+
+/// Weights changed by hand while the experiment runs are put back at its next reconcile (at the
+/// latest the fast-abort check of its `stopOnFailure` criterion, every 5 s), and the user's
+/// edit of another rule in the same apply stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_changed_by_hand_are_put_back() {
+    let (server, client, operator, _) = web_cluster(FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = web_experiment(10);
+    exp["spec"]["trafficControl"]["interval"] = json!("1h");
+    exp["spec"]["analysis"]["successCriteria"][0]["stopOnFailure"] = json!(true);
+    apply(&client, NS, &exp).await;
+    wait_for(&server, EXP, 10, iteration_started(1)).await;
+    assert_eq!(backends(&server, 0), [to("web-v1", 80), to("web-v2", 20)]);
+
+    let mut edited = gateway_example("gateway.yaml").remove(1);
+    edited["spec"]["rules"][0]["backendRefs"] = json!([
+        {"name": "web-v1", "port": 80, "weight": 50},
+        {"name": "web-v2", "port": 80, "weight": 50}
+    ]);
+    edited["spec"]["rules"][1]["matches"][0]["path"]["value"] = json!("/healthz");
+    apply(&client, NS, &edited).await;
+    assert_eq!(backends(&server, 0), [to("web-v1", 50), to("web-v2", 50)]);
+
+    wait_until(
+        15,
+        || backends(&server, 0) == [to("web-v1", 80), to("web-v2", 20)],
+        || format!("not put back: {:#}", http_route(&server)),
+    )
+    .await;
+    let route = http_route(&server);
+    assert_eq!(route["spec"]["rules"][1]["matches"][0]["path"]["value"], "/healthz");
+    assert_eq!(
+        experiment(&server, EXP).unwrap()["status"]["currentIteration"],
+        1
+    );
+    stop_both(operator, server).await;
+}
