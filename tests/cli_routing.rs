@@ -288,7 +288,7 @@ fn a_referenced_route_must_be_given_and_an_http_route_needs_services() {
     );
     let text = std::fs::read_to_string(root().join(WEB))
         .unwrap()
-        .replace("kind: Service", "kind: Deployment\n    name: web");
+        .replace("    kind: Service\n", "    kind: Deployment\n    name: web\n");
     let deployments = TempFile::new("deployments.yaml", &text);
     let err = stderr_of_failure(&iter8(&[
         "routing", "-f", deployments.path(), "--route", WEB_ROUTE,
