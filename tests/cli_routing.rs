@@ -226,10 +226,12 @@ fn backend_weights(route: &Value, rule: usize) -> Vec<(String, i64)> {
 
 #[test]
 fn an_http_route_is_printed_as_iter8_leaves_it_at_the_stage() {
-    let given = yaml_documents(&std::fs::read_to_string(root().join(WEB_ROUTE)).unwrap())
-        .remove(1);
+    let given = yaml_documents(&std::fs::read_to_string(root().join(WEB_ROUTE)).unwrap()).remove(1);
     for (flags, weights) in [
-        (&["--split", "70/30"][..], vec![("web-v1", 70), ("web-v2", 30)]),
+        (
+            &["--split", "70/30"][..],
+            vec![("web-v1", 70), ("web-v2", 30)],
+        ),
         (&[][..], vec![("web-v1", 100), ("web-v2", 0)]),
         (&["--final", "candidate"][..], vec![("web-v2", 100)]),
         (&["--final", "baseline"][..], vec![("web-v1", 100)]),
@@ -258,7 +260,8 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(name: &str, text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!("iter8-cli-routing-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("iter8-cli-routing-{}-{name}", std::process::id()));
         std::fs::write(&path, text).unwrap();
         TempFile(path)
     }
@@ -275,7 +278,11 @@ impl Drop for TempFile {
 }
 
 fn stderr_of_failure(out: &Output) -> String {
-    assert!(!out.status.success(), "succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -286,14 +293,22 @@ fn a_referenced_route_must_be_given_and_an_http_route_needs_services() {
         err.contains("spec.routingReference names HTTPRoute web: give that object's manifest with --route FILE"),
         "{err}"
     );
-    let text = std::fs::read_to_string(root().join(WEB))
-        .unwrap()
-        .replace("    kind: Service\n", "    kind: Deployment\n    name: web\n");
+    let text = std::fs::read_to_string(root().join(WEB)).unwrap().replace(
+        "    kind: Service\n",
+        "    kind: Deployment\n    name: web\n",
+    );
     let deployments = TempFile::new("deployments.yaml", &text);
     let err = stderr_of_failure(&iter8(&[
-        "routing", "-f", deployments.path(), "--route", WEB_ROUTE,
+        "routing",
+        "-f",
+        deployments.path(),
+        "--route",
+        WEB_ROUTE,
     ]));
-    assert!(err.contains("spec.targetService.kind must be Service"), "{err}");
+    assert!(
+        err.contains("spec.targetService.kind must be Service"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -322,19 +337,38 @@ spec:
     );
     let exp = TempFile::new("part1-reference.yaml", &text);
     let out = iter8(&[
-        "routing", "-f", exp.path(), "-n", "bookinfo-iter8", "--route", vs.path(), "--split", "80/20",
+        "routing",
+        "-f",
+        exp.path(),
+        "-n",
+        "bookinfo-iter8",
+        "--route",
+        vs.path(),
+        "--split",
+        "80/20",
     ]);
     let docs = yaml_documents(&stdout(&out));
     assert_eq!(docs.len(), 2, "{docs:#?}");
     let (vs, dr) = (&docs[0], &docs[1]);
     assert_eq!(vs["metadata"]["name"], "reviews-routes");
-    assert_eq!(vs["spec"]["http"][0]["route"][0]["destination"]["host"], "ratings");
-    assert_eq!(vs["spec"]["http"][0]["match"][0]["headers"]["end-user"]["exact"], "jason");
+    assert_eq!(
+        vs["spec"]["http"][0]["route"][0]["destination"]["host"],
+        "ratings"
+    );
+    assert_eq!(
+        vs["spec"]["http"][0]["match"][0]["headers"]["end-user"]["exact"],
+        "jason"
+    );
     let weights: Vec<(&str, i64)> = vs["spec"]["http"][1]["route"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["destination"]["subset"].as_str().unwrap(), r["weight"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["destination"]["subset"].as_str().unwrap(),
+                r["weight"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(weights, [("baseline", 80), ("candidate", 20)]);
     assert_eq!(vs["metadata"]["labels"]["iter8-tools/external"], "True");

@@ -309,6 +309,7 @@ fn a_routing_reference_names_its_problems() {
     }
     // A VirtualService reference keeps the usual target rules; another kind is refused when
     // routing starts (`Referenced rule not supported`), as iter8 v0.2 does.
-    let vs = "    apiVersion: networking.istio.io/v1alpha3\n    kind: VirtualService\n    name: reviews";
+    let vs =
+        "    apiVersion: networking.istio.io/v1alpha3\n    kind: VirtualService\n    name: reviews";
     assert_eq!(problems(&with_reference(TARGET, vs)), Vec::<String>::new());
 }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use iter8_core::action::{RoutingAction, Winner};
-use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_core::model::RoutingReference;
+use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_gateway_api::HTTPRoute;
 use iter8_istio::build::{self, RoutingTarget, Stage};
 use iter8_istio::labels::{bookinfo_labels, format_labels, parse_labels};
@@ -182,8 +182,8 @@ fn referenced_document(
         );
     };
     let text = super::input::read(path)?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .with_context(|| format!("in {}", path.display()))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&text).with_context(|| format!("in {}", path.display()))?;
     let mut doc = docs
         .into_iter()
         .find(|d| d["kind"] == reference.kind() && d["metadata"]["name"] == reference.name())
@@ -223,8 +223,7 @@ fn render_referenced(
         return Ok(vec![serde_saphyr::to_string(&changed)?]);
     }
     reference::referenced(reference, exp.namespace())?;
-    let vs: VirtualService =
-        serde_json::from_value(doc).context("reading the VirtualService")?;
+    let vs: VirtualService = serde_json::from_value(doc).context("reading the VirtualService")?;
     let target = target_with_labels(exp, args)?;
     let stage = stage(args)?;
     let mut docs = vec![serde_saphyr::to_string(&reference::at_stage(

@@ -51,7 +51,9 @@ pub enum GatewayError {
         candidate: String,
     },
     /// The first rule for the target names one of the versions twice.
-    #[error("Multiple backendRefs to Service {service} in rule {rule} of HTTPRoute {namespace}/{name}")]
+    #[error(
+        "Multiple backendRefs to Service {service} in rule {rule} of HTTPRoute {namespace}/{name}"
+    )]
     MultipleBackendRefs {
         /// Its namespace.
         namespace: String,

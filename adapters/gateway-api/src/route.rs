@@ -158,11 +158,19 @@ impl RouteTarget {
     }
 
     fn is_baseline(&self, backend: &HTTPBackendRef) -> bool {
-        backend.is_service(&self.baseline, &self.services_namespace, &self.route_namespace)
+        backend.is_service(
+            &self.baseline,
+            &self.services_namespace,
+            &self.route_namespace,
+        )
     }
 
     fn is_candidate(&self, backend: &HTTPBackendRef) -> bool {
-        backend.is_service(&self.candidate, &self.services_namespace, &self.route_namespace)
+        backend.is_service(
+            &self.candidate,
+            &self.services_namespace,
+            &self.route_namespace,
+        )
     }
 }
 

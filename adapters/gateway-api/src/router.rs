@@ -11,9 +11,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::{Client, ResourceExt};
 
 use crate::error::GatewayError;
-use crate::route::{
-    self, FIELD_MANAGER, LABEL_EXPERIMENT, LABEL_ROLE, Role, RouteTarget, Stage,
-};
+use crate::route::{self, FIELD_MANAGER, LABEL_EXPERIMENT, LABEL_ROLE, Role, RouteTarget, Stage};
 use crate::types::HTTPRoute;
 
 /// Who holds a route.
@@ -126,7 +124,11 @@ impl GatewayRouter {
     }
 
     /// Who holds the route, from its iter8 labels.
-    async fn holder(&self, target: &RouteTarget, found: &HTTPRoute) -> Result<Holder, GatewayError> {
+    async fn holder(
+        &self,
+        target: &RouteTarget,
+        found: &HTTPRoute,
+    ) -> Result<Holder, GatewayError> {
         let labels = found.labels();
         let experiment = labels.get(LABEL_EXPERIMENT).map_or("", String::as_str);
         if experiment == target.experiment {

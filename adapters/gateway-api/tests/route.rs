@@ -131,7 +131,9 @@ fn each_stage_sets_the_weights_of_the_rule_that_routes_to_the_baseline() {
 #[test]
 fn the_candidate_is_reached_as_the_baseline_is() {
     let changed = at(&user_route("gateway.yaml"), &RoutingAction::Initialize);
-    let refs = changed["spec"]["rules"][0]["backendRefs"].as_array().unwrap();
+    let refs = changed["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .unwrap();
     assert_eq!(refs[1], json!({"name": "web-v2", "port": 80, "weight": 0}));
 }
 
@@ -145,23 +147,37 @@ fn everything_else_the_user_wrote_stays_as_it_is() {
     original["spec"]["rules"][0]["backendRefs"][0]["filters"] = json!([
         {"type": "RequestHeaderModifier", "requestHeaderModifier": {"add": [{"name": "x-v", "value": "1"}]}}
     ]);
-    original["spec"]["rules"].as_array_mut().unwrap().push(json!({
-        "matches": [{"headers": [{"name": "x-canary", "value": "never"}]}],
-        "backendRefs": [{"name": "other", "port": 8080, "weight": 3}]
-    }));
+    original["spec"]["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "matches": [{"headers": [{"name": "x-canary", "value": "never"}]}],
+            "backendRefs": [{"name": "other", "port": 8080, "weight": 3}]
+        }));
     let route: HTTPRoute = serde_json::from_value(original.clone()).unwrap();
     for (name, action) in stages() {
         let changed = at(&route, &action);
         assert_valid(&changed);
         // Take iter8's changes out again: the rest must be the original.
         let mut rest = changed.clone();
-        for key in ["iter8-tools/experiment", "iter8-tools/role", "iter8-tools/external"] {
-            rest["metadata"]["labels"].as_object_mut().unwrap().remove(key);
+        for key in [
+            "iter8-tools/experiment",
+            "iter8-tools/role",
+            "iter8-tools/external",
+        ] {
+            rest["metadata"]["labels"]
+                .as_object_mut()
+                .unwrap()
+                .remove(key);
         }
-        rest["spec"]["rules"][0]["backendRefs"] = original["spec"]["rules"][0]["backendRefs"].clone();
+        rest["spec"]["rules"][0]["backendRefs"] =
+            original["spec"]["rules"][0]["backendRefs"].clone();
         assert_eq!(rest, original, "{name}");
         // The copy of the baseline's backendRef keeps its filter.
-        for b in changed["spec"]["rules"][0]["backendRefs"].as_array().unwrap() {
+        for b in changed["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .unwrap()
+        {
             assert_eq!(b["filters"][0]["type"], "RequestHeaderModifier", "{name}");
         }
     }
@@ -242,7 +258,8 @@ fn a_route_iter8_cannot_work_on_is_refused_with_the_reason() {
     );
 
     // A backendRef to web-v1 of another namespace is another Service.
-    doc["spec"]["rules"] = json!([{"backendRefs": [{"name": "web-v1", "namespace": "other", "port": 80}]}]);
+    doc["spec"]["rules"] =
+        json!([{"backendRefs": [{"name": "web-v1", "namespace": "other", "port": 80}]}]);
     let elsewhere: HTTPRoute = serde_json::from_value(doc.clone()).unwrap();
     assert!(matches!(
         route::at_stage(&elsewhere, &t, &stage),
@@ -284,8 +301,8 @@ fn the_applied_object_carries_only_the_rules_and_iter8s_labels() {
     let route: HTTPRoute = serde_json::from_value(doc).unwrap();
     let stage = Stage::for_action(&RoutingAction::Initialize);
     let changed = route::at_stage(&route, &target(), &stage).unwrap();
-    let body = serde_json::to_value(route::apply_body(&changed, &target(), Role::Progressing))
-        .unwrap();
+    let body =
+        serde_json::to_value(route::apply_body(&changed, &target(), Role::Progressing)).unwrap();
     assert_eq!(
         body["metadata"],
         json!({
@@ -301,15 +318,24 @@ fn the_applied_object_carries_only_the_rules_and_iter8s_labels() {
     );
     let spec_keys: Vec<&String> = body["spec"].as_object().unwrap().keys().collect();
     assert_eq!(spec_keys, ["rules"]);
-    assert_eq!(body["spec"]["rules"], serde_json::to_value(&changed.spec.rules).unwrap());
+    assert_eq!(
+        body["spec"]["rules"],
+        serde_json::to_value(&changed.spec.rules).unwrap()
+    );
 }
 
 #[test]
 fn the_schema_check_refuses_what_the_crd_refuses() {
     let valid = example_object("gateway.yaml", "HTTPRoute");
     for (what, change) in [
-        ("a misspelt field", json!({"backendRef": [{"name": "web-v1", "port": 80}]})),
-        ("a negative weight", json!({"backendRefs": [{"name": "web-v1", "port": 80, "weight": -1}]})),
+        (
+            "a misspelt field",
+            json!({"backendRef": [{"name": "web-v1", "port": 80}]}),
+        ),
+        (
+            "a negative weight",
+            json!({"backendRefs": [{"name": "web-v1", "port": 80, "weight": -1}]}),
+        ),
     ] {
         let mut bad = valid.clone();
         bad["spec"]["rules"][0] = change;

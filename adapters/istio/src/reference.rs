@@ -58,7 +58,10 @@ pub fn target_route(
     let name = || {
         format!(
             "{}/{}",
-            vs.metadata.namespace.as_deref().unwrap_or(&target.namespace),
+            vs.metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(&target.namespace),
             vs.metadata.name.as_deref().unwrap_or("")
         )
     };
@@ -66,7 +69,11 @@ pub fn target_route(
         return Err(IstioError::EmptyHttpRoute(name()));
     }
     for (index, http) in vs.spec.http.iter().enumerate() {
-        let matching = http.route.iter().filter(|d| matches_target(target, d)).count();
+        let matching = http
+            .route
+            .iter()
+            .filter(|d| matches_target(target, d))
+            .count();
         if matching == 0 {
             continue;
         }
@@ -105,7 +112,11 @@ pub fn at_stage(
 /// The object iter8 sends with server-side apply: the name, iter8's labels, the
 /// `resourceVersion` it was computed from (a concurrent change is refused, not overwritten) and
 /// `spec.http` (applied whole). Hosts, gateways and the user's labels stay the user's.
-pub fn apply_body(changed: &VirtualService, target: &RoutingTarget, stage: &Stage) -> VirtualService {
+pub fn apply_body(
+    changed: &VirtualService,
+    target: &RoutingTarget,
+    stage: &Stage,
+) -> VirtualService {
     let name = changed.metadata.name.clone().unwrap_or_default();
     let mut body = VirtualService::new(
         &name,

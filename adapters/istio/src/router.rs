@@ -169,13 +169,16 @@ impl IstioRouter {
     ) -> Result<(String, String, Option<VirtualService>), IstioError> {
         let (namespace, name) = reference::referenced(reference, &target.namespace)?;
         let api: Api<VirtualService> = Api::namespaced(self.client.clone(), &namespace);
-        let found = api.get_opt(&name).await.map_err(|source| IstioError::Kube {
-            verb: "get",
-            kind: "VirtualService".to_string(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-            source: Box::new(source),
-        })?;
+        let found = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| IstioError::Kube {
+                verb: "get",
+                kind: "VirtualService".to_string(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                source: Box::new(source),
+            })?;
         Ok((namespace, name, found))
     }
 

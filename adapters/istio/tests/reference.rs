@@ -59,9 +59,18 @@ fn vs(doc: Value) -> VirtualService {
 fn stages() -> Vec<Stage> {
     vec![
         Stage::for_action(&RoutingAction::Initialize, true),
-        Stage::for_action(&RoutingAction::SetSplit(TrafficSplit { baseline: 60, candidate: 40 }), true),
         Stage::for_action(
-            &RoutingAction::Finalize { winner: Winner::Candidate, split: TrafficSplit::ALL_CANDIDATE },
+            &RoutingAction::SetSplit(TrafficSplit {
+                baseline: 60,
+                candidate: 40,
+            }),
+            true,
+        ),
+        Stage::for_action(
+            &RoutingAction::Finalize {
+                winner: Winner::Candidate,
+                split: TrafficSplit::ALL_CANDIDATE,
+            },
             true,
         ),
     ]
@@ -80,7 +89,12 @@ fn only_the_first_route_to_the_service_changes() {
         let mut rest = json.clone();
         rest["spec"]["http"][1]["route"] = original["spec"]["http"][1]["route"].clone();
         let labels = rest["metadata"]["labels"].as_object_mut().unwrap();
-        for key in ["iter8-tools/experiment", "iter8-tools/role", "iter8-tools/host", "iter8-tools/external"] {
+        for key in [
+            "iter8-tools/experiment",
+            "iter8-tools/role",
+            "iter8-tools/host",
+            "iter8-tools/external",
+        ] {
             assert!(labels.remove(key).is_some(), "{key} missing: {json:#}");
         }
         assert_eq!(rest, original);
@@ -119,7 +133,9 @@ fn each_refusal_has_its_message() {
     let mut empty = user_vs();
     empty["spec"]["http"] = json!([]);
     assert_eq!(
-        at_stage(&vs(empty), &t, &stage, false).unwrap_err().to_string(),
+        at_stage(&vs(empty), &t, &stage, false)
+            .unwrap_err()
+            .to_string(),
         "Empty HttpRoute: VirtualService bookinfo-iter8/reviews-routes has no http routes"
     );
     let mut twice = user_vs();
@@ -127,8 +143,13 @@ fn each_refusal_has_its_message() {
         {"destination": {"host": "reviews", "subset": "v1"}, "weight": 50},
         {"destination": {"host": "reviews", "subset": "v2"}, "weight": 50}
     ]);
-    let err = at_stage(&vs(twice), &t, &stage, false).unwrap_err().to_string();
-    assert!(err.starts_with("Multiple host-matching routes found: http[1]"), "{err}");
+    let err = at_stage(&vs(twice), &t, &stage, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("Multiple host-matching routes found: http[1]"),
+        "{err}"
+    );
     let mut elsewhere = user_vs();
     elsewhere["spec"]["http"] = json!([{"route": [{"destination": {"host": "ratings"}}]}]);
     assert!(matches!(
@@ -141,8 +162,13 @@ fn each_refusal_has_its_message() {
         name: Some("reviews".into()),
         namespace: None,
     };
-    let err = reference::referenced(&other_kind, "bookinfo-iter8").unwrap_err().to_string();
-    assert!(err.starts_with("Referenced rule not supported: v1 Service"), "{err}");
+    let err = reference::referenced(&other_kind, "bookinfo-iter8")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("Referenced rule not supported: v1 Service"),
+        "{err}"
+    );
     let missing = IstioError::ReferenceNotFound {
         kind: "VirtualService",
         namespace: "bookinfo-iter8".into(),

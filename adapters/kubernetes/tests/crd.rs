@@ -264,8 +264,8 @@ fn the_schema_takes_a_routing_reference_and_requires_its_name() {
     let mut exp: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(exp["spec"]["routingReference"]["kind"], "HTTPRoute");
     assert_eq!(problems(&exp), Vec::<String>::new());
-    let read = crd::to_core(&serde_json::from_value::<ExperimentResource>(exp.clone()).unwrap())
-        .unwrap();
+    let read =
+        crd::to_core(&serde_json::from_value::<ExperimentResource>(exp.clone()).unwrap()).unwrap();
     assert!(read.spec.routing_reference.unwrap().is_http_route());
     exp["spec"]["routingReference"]
         .as_object_mut()
@@ -273,7 +273,9 @@ fn the_schema_takes_a_routing_reference_and_requires_its_name() {
         .remove("name");
     let problems = problems(&exp);
     assert!(
-        problems.iter().any(|p| p.contains("\"name\" is a required property")),
+        problems
+            .iter()
+            .any(|p| p.contains("\"name\" is a required property")),
         "{problems:?}"
     );
 }

@@ -109,7 +109,10 @@ async fn an_http_route_canary_rolls_forward() {
     apply(&client, NS, &exp).await;
     wait_for(&server, EXP, 10, iteration_started(1)).await;
     assert_eq!(backends(&server, 0), [to("web-v1", 80), to("web-v2", 20)]);
-    assert_eq!(label(&http_route(&server), "iter8-tools/role"), "progressing");
+    assert_eq!(
+        label(&http_route(&server), "iter8-tools/role"),
+        "progressing"
+    );
 
     let seen = completes_with(&server, EXP, 30, ("Completed", SUCCEEDED, 0, 100)).await;
     for step in [
@@ -124,7 +127,10 @@ async fn an_http_route_canary_rolls_forward() {
     assert_only_the_target_rule_changed(&server, &original);
     let route = http_route(&server);
     assert_eq!(label(&route, "iter8-tools/role"), "stable");
-    assert_eq!(label(&route, "iter8-tools/experiment"), "web-v2-rollout.bookinfo-iter8");
+    assert_eq!(
+        label(&route, "iter8-tools/experiment"),
+        "web-v2-rollout.bookinfo-iter8"
+    );
     assert_eq!(label(&route, "iter8-tools/external"), "True");
     // Events and columns as with Istio.
     let reasons = wait_for_event(&server, EXP, "ExperimentSucceeded").await;
@@ -262,7 +268,10 @@ async fn a_missing_http_route_pauses_the_experiment() {
         ),
     )
     .await;
-    assert_eq!(experiment(&server, EXP).unwrap()["status"]["phase"], "Pause");
+    assert_eq!(
+        experiment(&server, EXP).unwrap()["status"]["phase"],
+        "Pause"
+    );
     stop_both(operator, server).await;
 }
 
@@ -295,7 +304,10 @@ async fn weights_changed_by_hand_are_put_back() {
     )
     .await;
     let route = http_route(&server);
-    assert_eq!(route["spec"]["rules"][1]["matches"][0]["path"]["value"], "/healthz");
+    assert_eq!(
+        route["spec"]["rules"][1]["matches"][0]["path"]["value"],
+        "/healthz"
+    );
     assert_eq!(
         experiment(&server, EXP).unwrap()["status"]["currentIteration"],
         1

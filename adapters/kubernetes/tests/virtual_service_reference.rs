@@ -43,7 +43,12 @@ fn referencing(kind: &str, api_version: &str, name: &str) -> Value {
 
 fn stored_vs(server: &iter8_fake_apiserver::FakeApiServer) -> Value {
     server
-        .object("networking.istio.io", "virtualservices", NS, "reviews-routes")
+        .object(
+            "networking.istio.io",
+            "virtualservices",
+            NS,
+            "reviews-routes",
+        )
         .expect("the user's VirtualService")
 }
 
@@ -54,7 +59,11 @@ async fn the_users_virtual_service_rolls_forward_and_keeps_its_other_routes() {
     apply(
         &client,
         NS,
-        &referencing("VirtualService", "networking.istio.io/v1alpha3", "reviews-routes"),
+        &referencing(
+            "VirtualService",
+            "networking.istio.io/v1alpha3",
+            "reviews-routes",
+        ),
     )
     .await;
     completes_with(&server, EXP, 30, ("Completed", SUCCEEDED, 0, 100)).await;
@@ -70,12 +79,18 @@ async fn the_users_virtual_service_rolls_forward_and_keeps_its_other_routes() {
     }
     assert_eq!(vs["spec"]["http"][0], original["spec"]["http"][0]);
     assert_eq!(vs["spec"]["http"][2], original["spec"]["http"][2]);
-    assert_eq!(vs["spec"]["http"][1]["match"], original["spec"]["http"][1]["match"]);
+    assert_eq!(
+        vs["spec"]["http"][1]["match"],
+        original["spec"]["http"][1]["match"]
+    );
     assert_eq!(vs["spec"]["http"][1]["timeout"], "5s");
     let labels = &vs["metadata"]["labels"];
     assert_eq!(labels["iter8-tools/external"], "True");
     assert_eq!(labels["iter8-tools/role"], "stable");
-    assert_eq!(labels["iter8-tools/experiment"], "reviews-v3-rollout.bookinfo-iter8");
+    assert_eq!(
+        labels["iter8-tools/experiment"],
+        "reviews-v3-rollout.bookinfo-iter8"
+    );
     // iter8's own VirtualService is not created; its DestinationRule is.
     assert!(virtual_service(&server, "reviews.bookinfo-iter8.svc.cluster.local").is_none());
     let dr = destination_rule(&server, "reviews.bookinfo-iter8.svc.cluster.local")
@@ -100,13 +115,16 @@ async fn a_missing_or_unsupported_reference_pauses_the_experiment() {
         message_is("RoutingRulesError: Referenced rule does not exist: VirtualService bookinfo-iter8/nowhere"),
     )
     .await;
-    assert_eq!(experiment(&server, EXP).unwrap()["status"]["phase"], "Pause");
+    assert_eq!(
+        experiment(&server, EXP).unwrap()["status"]["phase"],
+        "Pause"
+    );
 
     apply(&client, NS, &referencing("Service", "v1", "reviews")).await;
     wait_for(&server, EXP, 10, |e| {
-        e["status"]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("RoutingRulesError: Referenced rule not supported: v1 Service"))
+        e["status"]["message"].as_str().is_some_and(|m| {
+            m.starts_with("RoutingRulesError: Referenced rule not supported: v1 Service")
+        })
     })
     .await;
     stop_both(operator, server).await;

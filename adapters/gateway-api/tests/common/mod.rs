@@ -9,7 +9,10 @@ pub const NS: &str = "demo";
 
 /// The documents of a manifest of examples/gateway-api, as JSON.
 pub fn example(file: &str) -> Vec<Value> {
-    let path = format!("{}/../../examples/gateway-api/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/gateway-api/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_saphyr::from_multiple::<Value>(&text)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -87,7 +90,11 @@ pub fn assert_valid(route: &Value) {
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "spec invalid: {errors:?}\n{route:#}");
-    for (key, value) in route["metadata"]["labels"].as_object().into_iter().flatten() {
+    for (key, value) in route["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         let value = value.as_str().expect("label values are strings");
         assert!(value.len() <= 63, "label {key}={value} too long");
     }
