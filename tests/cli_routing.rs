@@ -205,3 +205,172 @@ fn bad_input_is_named() {
     ]);
     assert!(!out.status.success(), "--split and --final conflict");
 }
+
+const WEB: &str = "examples/gateway-api/canary_web-v1_to_web-v2.yaml";
+const WEB_ROUTE: &str = "examples/gateway-api/gateway.yaml";
+
+/// `(name, weight)` of a rule's backendRefs in a printed HTTPRoute.
+fn backend_weights(route: &Value, rule: usize) -> Vec<(String, i64)> {
+    route["spec"]["rules"][rule]["backendRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_string(),
+                b["weight"].as_i64().unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_http_route_is_printed_as_iter8_leaves_it_at_the_stage() {
+    let given = yaml_documents(&std::fs::read_to_string(root().join(WEB_ROUTE)).unwrap()).remove(1);
+    for (flags, weights) in [
+        (
+            &["--split", "70/30"][..],
+            vec![("web-v1", 70), ("web-v2", 30)],
+        ),
+        (&[][..], vec![("web-v1", 100), ("web-v2", 0)]),
+        (&["--final", "candidate"][..], vec![("web-v2", 100)]),
+        (&["--final", "baseline"][..], vec![("web-v1", 100)]),
+    ] {
+        let mut args = vec!["routing", "-f", WEB, "-n", "demo", "--route", WEB_ROUTE];
+        args.extend_from_slice(flags);
+        let docs = yaml_documents(&stdout(&iter8(&args)));
+        assert_eq!(docs.len(), 1, "{flags:?}");
+        let route = &docs[0];
+        let weights: Vec<(String, i64)> =
+            weights.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+        assert_eq!(backend_weights(route, 0), weights, "{flags:?}");
+        assert_eq!(route["spec"]["rules"][1], given["spec"]["rules"][1]);
+        assert_eq!(route["spec"]["parentRefs"], given["spec"]["parentRefs"]);
+        assert_eq!(route["spec"]["hostnames"], given["spec"]["hostnames"]);
+        assert_eq!(route["metadata"]["namespace"], "demo");
+        assert_eq!(
+            route["metadata"]["labels"]["iter8-tools/experiment"],
+            "web-v2-rollout.demo"
+        );
+    }
+}
+
+/// A file in the system's temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("iter8-cli-routing-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn stderr_of_failure(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_referenced_route_must_be_given_and_an_http_route_needs_services() {
+    let err = stderr_of_failure(&iter8(&["routing", "-f", WEB, "--split", "70/30"]));
+    assert!(
+        err.contains("spec.routingReference names HTTPRoute web: give that object's manifest with --route FILE"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(root().join(WEB)).unwrap().replace(
+        "    kind: Service\n",
+        "    kind: Deployment\n    name: web\n",
+    );
+    let deployments = TempFile::new("deployments.yaml", &text);
+    let err = stderr_of_failure(&iter8(&[
+        "routing",
+        "-f",
+        deployments.path(),
+        "--route",
+        WEB_ROUTE,
+    ]));
+    assert!(
+        err.contains("spec.targetService.kind must be Service"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_referenced_virtual_service_keeps_its_other_routes() {
+    let vs = TempFile::new(
+        "vs.yaml",
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: reviews-routes
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {exact: jason}
+    route:
+    - destination: {host: ratings}
+  - route:
+    - destination: {host: reviews}
+",
+    );
+    let text = std::fs::read_to_string(root().join(PART1)).unwrap().replace(
+        "  trafficControl:",
+        "  routingReference:\n    apiVersion: networking.istio.io/v1alpha3\n    kind: VirtualService\n    name: reviews-routes\n  trafficControl:",
+    );
+    let exp = TempFile::new("part1-reference.yaml", &text);
+    let out = iter8(&[
+        "routing",
+        "-f",
+        exp.path(),
+        "-n",
+        "bookinfo-iter8",
+        "--route",
+        vs.path(),
+        "--split",
+        "80/20",
+    ]);
+    let docs = yaml_documents(&stdout(&out));
+    assert_eq!(docs.len(), 2, "{docs:#?}");
+    let (vs, dr) = (&docs[0], &docs[1]);
+    assert_eq!(vs["metadata"]["name"], "reviews-routes");
+    assert_eq!(
+        vs["spec"]["http"][0]["route"][0]["destination"]["host"],
+        "ratings"
+    );
+    assert_eq!(
+        vs["spec"]["http"][0]["match"][0]["headers"]["end-user"]["exact"],
+        "jason"
+    );
+    let weights: Vec<(&str, i64)> = vs["spec"]["http"][1]["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["destination"]["subset"].as_str().unwrap(),
+                r["weight"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(weights, [("baseline", 80), ("candidate", 20)]);
+    assert_eq!(vs["metadata"]["labels"]["iter8-tools/external"], "True");
+    assert_eq!(dr["kind"], "DestinationRule");
+}

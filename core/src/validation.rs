@@ -10,7 +10,8 @@ use crate::duration::parse_go;
 use crate::metrics_config::MetricsConfig;
 use crate::model::{
     API_VERSION, DEFAULT_CONFIDENCE, DEFAULT_INTERVAL, DEFAULT_MAX_ITERATIONS,
-    DEFAULT_MAX_TRAFFIC_PERCENTAGE, DEFAULT_SAMPLE_SIZE, DEFAULT_STEP_SIZE, Experiment, OnSuccess,
+    DEFAULT_MAX_TRAFFIC_PERCENTAGE, DEFAULT_SAMPLE_SIZE, DEFAULT_STEP_SIZE, Experiment,
+    GATEWAY_API_GROUP, HTTP_ROUTE_KIND, OnSuccess, RoutingReference,
     Strategy, TargetKind, ToleranceType, UserAction,
 };
 use crate::plan::{Criterion, Plan, experiment_seed};
@@ -161,7 +162,13 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
         ts.namespace.as_deref(),
         false,
     );
-    if ts.name.as_deref().unwrap_or("").is_empty() && ts.hosts.is_empty() {
+    let http_route = exp
+        .spec
+        .routing_reference
+        .as_ref()
+        .is_some_and(RoutingReference::is_http_route);
+    // An HTTPRoute's own parentRefs say where traffic comes from: no Service name is needed.
+    if ts.name.as_deref().unwrap_or("").is_empty() && ts.hosts.is_empty() && !http_route {
         p.error("spec.targetService", "either name or hosts must be set");
     }
     if kind == TargetKind::Deployment && ts.name.as_deref().unwrap_or("").is_empty() {
@@ -337,6 +344,9 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
             MetricCheck::Lenient => p.warning("spec.analysis.reward.metricName", rule),
         }
     }
+    if let Some(r) = &exp.spec.routing_reference {
+        check_routing_reference(&mut p, r, &kind);
+    }
     if let Some(c) = &exp.spec.cleanup
         && !c.is_known()
     {
@@ -356,6 +366,40 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_ITERATIONS: i64 = 1000;
 /// The largest `successCriteria[].sampleSize` accepted (a billion requests).
 pub const MAX_SAMPLE_SIZE: i64 = 1_000_000_000;
+
+/// `spec.routingReference`: a name, and for an HTTPRoute (which routes to Services) the
+/// Service kind. Other kinds are refused when routing starts (`Referenced rule not supported`),
+/// as iter8 v0.2 does.
+fn check_routing_reference(p: &mut Problems, r: &RoutingReference, kind: &TargetKind) {
+    check_name(p, "spec.routingReference.name", r.name.as_deref(), true);
+    check_name(
+        p,
+        "spec.routingReference.namespace",
+        r.namespace.as_deref(),
+        false,
+    );
+    if r.kind() != HTTP_ROUTE_KIND {
+        return;
+    }
+    if r.group() != GATEWAY_API_GROUP {
+        p.error(
+            "spec.routingReference.apiVersion",
+            format!(
+                "`{}` does not go with kind HTTPRoute (use {GATEWAY_API_GROUP}/v1)",
+                r.api_version.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    if *kind != TargetKind::Service {
+        p.error(
+            "spec.targetService.kind",
+            format!(
+                "must be Service with an HTTPRoute routingReference, not {kind}: Gateway API routes \
+                 to Services, so the baseline and candidate name one Service each"
+            ),
+        );
+    }
+}
 
 /// Whether any problem is an error.
 pub fn has_errors(problems: &[Problem]) -> bool {

@@ -325,3 +325,58 @@ fn the_plan_applies_every_default() {
     assert_eq!(p.on_success, iter8_core::OnSuccess::Candidate);
     assert_eq!(p.strategy, iter8_core::Strategy::CheckAndIncrement);
 }
+
+/// An experiment with `routingReference` (indented under `spec`).
+fn with_reference(target: &str, reference: &str) -> String {
+    format!(
+        "{}  routingReference:\n{reference}\n",
+        doc(target, TRAFFIC, ANALYSIS)
+    )
+}
+
+const HTTP_ROUTE: &str =
+    "    apiVersion: gateway.networking.k8s.io/v1\n    kind: HTTPRoute\n    name: web";
+const SERVICES: &str = "    kind: Service\n    baseline: web-v1\n    candidate: web-v2";
+
+#[test]
+fn an_http_route_reference_needs_service_kind_and_no_service_name() {
+    assert_eq!(
+        problems(&with_reference(SERVICES, HTTP_ROUTE)),
+        Vec::<String>::new()
+    );
+    let deployments = problems(&with_reference(TARGET, HTTP_ROUTE));
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    assert!(
+        deployments[0].starts_with(
+            "spec.targetService.kind: must be Service with an HTTPRoute routingReference, not Deployment: Gateway API routes to Services"
+        ),
+        "{deployments:?}"
+    );
+}
+
+#[test]
+fn a_routing_reference_names_its_problems() {
+    let cases = [
+        (
+            "    apiVersion: networking.istio.io/v1alpha3\n    kind: HTTPRoute\n    name: web",
+            "spec.routingReference.apiVersion: `networking.istio.io/v1alpha3` does not go with kind HTTPRoute (use gateway.networking.k8s.io/v1)",
+        ),
+        (
+            "    apiVersion: gateway.networking.k8s.io/v1\n    kind: HTTPRoute",
+            "spec.routingReference.name: is required",
+        ),
+        (
+            "    apiVersion: gateway.networking.k8s.io/v1\n    kind: HTTPRoute\n    name: Web_Route",
+            "spec.routingReference.name: `Web_Route` is not a valid Kubernetes name (lower-case letters, digits, '-' and '.')",
+        ),
+    ];
+    for (reference, want) in cases {
+        let got = problems(&with_reference(SERVICES, reference));
+        assert!(got.iter().any(|p| p == want), "{want}\n{got:?}");
+    }
+    // A VirtualService reference keeps the usual target rules; another kind is refused when
+    // routing starts (`Referenced rule not supported`), as iter8 v0.2 does.
+    let vs =
+        "    apiVersion: networking.istio.io/v1alpha3\n    kind: VirtualService\n    name: reviews";
+    assert_eq!(problems(&with_reference(TARGET, vs)), Vec::<String>::new());
+}

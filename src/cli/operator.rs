@@ -1,6 +1,7 @@
 //! `iter8 operator`: the controller. Wires the Kubernetes adapter (experiments, targets,
-//! status, events), Istio routing, Prometheus metrics (through the built-in analytics) and the
-//! Grafana link to the core, and serves `/metrics`, `/healthz` and `/readyz`.
+//! status, events), routing (Istio, or Gateway API for an experiment whose routingReference
+//! names an HTTPRoute: [`ByReference`]), Prometheus metrics (through the built-in analytics)
+//! and the Grafana link to the core, and serves `/metrics`, `/healthz` and `/readyz`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,10 +13,11 @@ use anyhow::{Context as _, bail};
 use iter8_analytics::RemoteAnalytics;
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::duration::parse_go;
+use iter8_gateway_api::GatewayRouter;
 use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Token};
 use iter8_istio::IstioRouter;
 use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
-use iter8_kubernetes::{Adapters, Settings};
+use iter8_kubernetes::{Adapters, ByReference, Settings};
 use iter8_prometheus::PrometheusSource;
 
 use super::prometheus::PrometheusArgs;
@@ -181,7 +183,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let prometheus = args.prometheus.client()?;
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
     let adapters = Adapters {
-        router: Arc::new(IstioRouter::new(client.clone())),
+        router: Arc::new(ByReference {
+            default: Arc::new(IstioRouter::new(client.clone())),
+            http_route: Arc::new(GatewayRouter::new(client.clone())),
+        }),
         analytics: match args.analytics {
             AnalyticsMode::Builtin => {
                 Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))

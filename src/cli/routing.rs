@@ -1,5 +1,6 @@
-//! `iter8 routing`: prints the Istio objects iter8 would apply for an experiment at a stage,
-//! without touching a cluster.
+//! `iter8 routing`: prints the objects iter8 would apply for an experiment at a stage, without
+//! touching a cluster: iter8's Istio rules, or, for an experiment with `spec.routingReference`,
+//! the user's VirtualService or Gateway API HTTPRoute (given with `--route`) as iter8 changes it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,9 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use iter8_core::action::{RoutingAction, Winner};
+use iter8_core::model::RoutingReference;
 use iter8_core::model::{Experiment, TrafficSplit};
+use iter8_gateway_api::HTTPRoute;
 use iter8_istio::build::{self, RoutingTarget, Stage};
 use iter8_istio::labels::{bookinfo_labels, format_labels, parse_labels};
+use iter8_istio::{VirtualService, reference};
+use serde_json::Value;
 
 /// Who keeps the traffic in `--final`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -49,6 +54,10 @@ pub struct Args {
     /// Show the rules used while the candidate is not deployed yet (baseline only).
     #[arg(long)]
     pub initializing: bool,
+    /// The routing object the experiment's spec.routingReference names (an HTTPRoute or a
+    /// VirtualService manifest): printed as iter8 leaves it at the stage.
+    #[arg(long, value_name = "FILE")]
+    pub route: Option<PathBuf>,
 }
 
 /// Parses `BASELINE/CANDIDATE` into a split of whole percentages summing to 100.
@@ -71,11 +80,10 @@ pub fn parse_split(text: &str) -> anyhow::Result<TrafficSplit> {
     Ok(split)
 }
 
-fn stage(args: &Args) -> anyhow::Result<Stage> {
-    if args.initializing {
-        return Ok(Stage::Initializing);
-    }
-    let action = match (args.final_winner, &args.split) {
+/// The routing action the flags ask for (`--initializing` is an `Initialize` without the
+/// candidate).
+fn action(args: &Args) -> anyhow::Result<RoutingAction> {
+    Ok(match (args.final_winner, &args.split) {
         (Some(FinalWinner::Baseline), _) => RoutingAction::Finalize {
             winner: Winner::Baseline,
             split: TrafficSplit::ALL_BASELINE,
@@ -86,8 +94,14 @@ fn stage(args: &Args) -> anyhow::Result<Stage> {
         },
         (None, Some(split)) => RoutingAction::SetSplit(parse_split(split)?),
         (None, None) => RoutingAction::Initialize,
-    };
-    Ok(Stage::for_action(&action, true))
+    })
+}
+
+fn stage(args: &Args) -> anyhow::Result<Stage> {
+    if args.initializing {
+        return Ok(Stage::Initializing);
+    }
+    Ok(Stage::for_action(&action(args)?, true))
 }
 
 fn labels_flag(
@@ -106,8 +120,9 @@ fn labels_flag(
     }
 }
 
-/// The YAML documents of one experiment's objects at `stage`.
-fn render(exp: &Experiment, stage: &Stage, args: &Args) -> anyhow::Result<Vec<String>> {
+/// The experiment's routing target with the versions' pod-template labels from the flags (or
+/// assumed as in Bookinfo, with a note).
+fn target_with_labels(exp: &Experiment, args: &Args) -> anyhow::Result<RoutingTarget> {
     let target = RoutingTarget::from_experiment(exp)?;
     let service = exp.spec.target_service.name.clone().unwrap_or_default();
     let mut labels = Vec::new();
@@ -138,11 +153,85 @@ fn render(exp: &Experiment, stage: &Stage, args: &Args) -> anyhow::Result<Vec<St
     }
     let candidate = labels.pop();
     let baseline = labels.pop();
-    let target = target.with_labels(baseline, candidate);
+    Ok(target.with_labels(baseline, candidate))
+}
+
+/// The YAML documents of one experiment's objects at `stage`.
+fn render(exp: &Experiment, stage: &Stage, args: &Args) -> anyhow::Result<Vec<String>> {
+    let target = target_with_labels(exp, args)?;
     let objects = build::build(&target, stage, true)?;
     let mut docs = vec![serde_saphyr::to_string(&objects.virtual_service)?];
     if let Some(dr) = &objects.destination_rule {
         docs.push(serde_saphyr::to_string(dr)?);
+    }
+    Ok(docs)
+}
+
+/// The document of `--route` that the reference names (kind and name), in the reference's
+/// namespace (or the experiment's).
+fn referenced_document(
+    args: &Args,
+    reference: &RoutingReference,
+    exp: &Experiment,
+) -> anyhow::Result<Value> {
+    let Some(path) = &args.route else {
+        bail!(
+            "spec.routingReference names {} {}: give that object's manifest with --route FILE",
+            reference.kind(),
+            reference.name()
+        );
+    };
+    let text = super::input::read(path)?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&text).with_context(|| format!("in {}", path.display()))?;
+    let mut doc = docs
+        .into_iter()
+        .find(|d| d["kind"] == reference.kind() && d["metadata"]["name"] == reference.name())
+        .with_context(|| {
+            format!(
+                "{}: no {} named {}",
+                path.display(),
+                reference.kind(),
+                reference.name()
+            )
+        })?;
+    if doc["metadata"]["namespace"].is_null() {
+        let namespace = reference.namespace.as_deref().unwrap_or(exp.namespace());
+        doc["metadata"]["namespace"] = namespace.into();
+    }
+    Ok(doc)
+}
+
+/// The YAML documents of an experiment with `spec.routingReference` at the stage: the user's
+/// object as iter8 leaves it (and iter8's DestinationRule, Deployment kind).
+fn render_referenced(
+    exp: &Experiment,
+    reference: &RoutingReference,
+    args: &Args,
+) -> anyhow::Result<Vec<String>> {
+    let doc = referenced_document(args, reference, exp)?;
+    if reference.is_http_route() {
+        if args.initializing {
+            bail!(
+                "--initializing: with an HTTPRoute the candidate's backendRef is added at weight 0 from the start"
+            );
+        }
+        let route: HTTPRoute = serde_json::from_value(doc).context("reading the HTTPRoute")?;
+        let target = iter8_gateway_api::RouteTarget::from_experiment(exp)?;
+        let stage = iter8_gateway_api::Stage::for_action(&action(args)?);
+        let changed = iter8_gateway_api::route::at_stage(&route, &target, &stage)?;
+        return Ok(vec![serde_saphyr::to_string(&changed)?]);
+    }
+    reference::referenced(reference, exp.namespace())?;
+    let vs: VirtualService = serde_json::from_value(doc).context("reading the VirtualService")?;
+    let target = target_with_labels(exp, args)?;
+    let stage = stage(args)?;
+    let mut docs = vec![serde_saphyr::to_string(&reference::at_stage(
+        &vs, &target, &stage, false,
+    )?)?];
+    if target.uses_subsets() {
+        let dr = build::destination_rule(&target, &stage, &target.name, true)?;
+        docs.push(serde_saphyr::to_string(&dr)?);
     }
     Ok(docs)
 }
@@ -168,8 +257,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ => exp.metadata.namespace = Some(ns.clone()),
             }
         }
-        let rendered =
-            render(&exp, &stage, &args).with_context(|| format!("experiment {}", exp.name()))?;
+        let rendered = match &exp.spec.routing_reference {
+            Some(reference) => render_referenced(&exp, reference, &args),
+            None => render(&exp, &stage, &args),
+        }
+        .with_context(|| format!("experiment {}", exp.name()))?;
         out.extend(rendered);
     }
     print!("{}", join_documents(&out));

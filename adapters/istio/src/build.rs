@@ -281,6 +281,24 @@ pub fn virtual_service(
     name: &str,
     init: bool,
 ) -> VirtualService {
+    let mut vs = VirtualService::new(
+        name,
+        VirtualServiceSpec {
+            hosts: target.hosts.clone(),
+            gateways: target.gateways.clone(),
+            http: vec![HttpRoute {
+                route: destinations(target, stage),
+                ..HttpRoute::default()
+            }],
+            ..VirtualServiceSpec::default()
+        },
+    );
+    vs.metadata = meta(target, name, stage.role(), init);
+    vs
+}
+
+/// The weighted destinations of the versions a stage routes to.
+pub fn destinations(target: &RoutingTarget, stage: &Stage) -> Vec<HttpRouteDestination> {
     let split = stage.split();
     let (with_baseline, with_candidate) = stage.versions();
     let port = target.port.map(|n| PortSelector { number: Some(n) });
@@ -302,16 +320,7 @@ pub fn virtual_service(
         let weight = if with_baseline { split.candidate } else { 100 };
         route.push(destination(&target.candidate, SUBSET_CANDIDATE, weight));
     }
-    let mut vs = VirtualService::new(
-        name,
-        VirtualServiceSpec {
-            hosts: target.hosts.clone(),
-            gateways: target.gateways.clone(),
-            http: vec![HttpRoute { name: None, route }],
-        },
-    );
-    vs.metadata = meta(target, name, stage.role(), init);
-    vs
+    route
 }
 
 /// Builds the DestinationRule of a stage (Deployment kind): one subset per routed version.
@@ -373,7 +382,12 @@ pub fn build(
 /// weight counts as 100 for a lone destination and 0 otherwise; other destinations are ignored.
 /// `None` when neither version has a destination.
 pub fn served_split(target: &RoutingTarget, vs: &VirtualService) -> Option<TrafficSplit> {
-    let route = &vs.spec.http.first()?.route;
+    route_split(target, vs.spec.http.first()?)
+}
+
+/// The split one HTTP route serves between the target's versions (see [`served_split`]).
+pub fn route_split(target: &RoutingTarget, http: &HttpRoute) -> Option<TrafficSplit> {
+    let route = &http.route;
     let lone = route.len() == 1;
     let mut baseline = None;
     let mut candidate = None;
@@ -419,7 +433,7 @@ pub fn served_split(target: &RoutingTarget, vs: &VirtualService) -> Option<Traff
 }
 
 /// Whether a destination host names `fqdn` (Istio accepts `name`, `name.ns`, `name.ns.svc`...).
-fn same_host(host: &str, fqdn: &str, namespace: &str) -> bool {
+pub fn same_host(host: &str, fqdn: &str, namespace: &str) -> bool {
     if host == fqdn {
         return true;
     }

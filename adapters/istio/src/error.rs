@@ -33,6 +33,46 @@ pub enum IstioError {
         /// Its name.
         name: String,
     },
+    /// `spec.routingReference` names an object that does not exist.
+    #[error("Referenced rule does not exist: {kind} {namespace}/{name}")]
+    ReferenceNotFound {
+        /// Its kind.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// `spec.routingReference` names a kind iter8 cannot route with.
+    #[error(
+        "Referenced rule not supported: {0} (use a networking.istio.io/v1alpha3 VirtualService, or a gateway.networking.k8s.io/v1 HTTPRoute)"
+    )]
+    ReferenceNotSupported(String),
+    /// The referenced VirtualService has no HTTP routes.
+    #[error("Empty HttpRoute: VirtualService {0} has no http routes")]
+    EmptyHttpRoute(String),
+    /// No HTTP route of the referenced VirtualService goes to the target.
+    #[error(
+        "no http route of VirtualService {virtual_service} has a destination whose host is {host}"
+    )]
+    NoHostMatchingRoute {
+        /// `namespace/name`.
+        virtual_service: String,
+        /// The target's host.
+        host: String,
+    },
+    /// The target route has more than one destination for the target host.
+    #[error(
+        "Multiple host-matching routes found: http[{index}] of VirtualService {virtual_service} has more than one destination for {host}"
+    )]
+    MultipleHostMatching {
+        /// `namespace/name`.
+        virtual_service: String,
+        /// The route's index in `spec.http`.
+        index: usize,
+        /// The target's host.
+        host: String,
+    },
     /// Another running experiment holds the routing rules (status `RoutingRulesError`).
     #[error("rules held by experiment {0}")]
     HeldBy(String),

@@ -5,6 +5,9 @@
 //! built for every stage of the experiment ([`build`]) and applied with server-side apply
 //! through the Kubernetes API ([`router::IstioRouter`], the core's `TrafficRouter`).
 //!
+//! With `spec.routingReference` to a VirtualService the user owns, iter8 shifts the weights of
+//! one of its routes instead ([`reference`]).
+//!
 //! See `docs/istio.md` for what is created at each stage and the reuse, refusal and cleanup rules.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -12,6 +15,7 @@
 pub mod build;
 pub mod error;
 pub mod labels;
+pub mod reference;
 pub mod router;
 pub mod types;
 

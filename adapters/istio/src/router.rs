@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use iter8_core::action::RoutingAction;
-use iter8_core::model::Experiment;
+use iter8_core::model::{Experiment, RoutingReference};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::build::{self, RoutingTarget, Stage};
 use crate::error::IstioError;
 use crate::labels::{self, Role};
+use crate::reference;
 use crate::types::{DestinationRule, VirtualService};
 
 /// Who holds the rules found for a host.
@@ -89,6 +90,9 @@ impl IstioRouter {
         exp: &Experiment,
     ) -> Result<RoutingObservation, IstioError> {
         let target = RoutingTarget::from_experiment(exp)?;
+        if let Some(reference) = &exp.spec.routing_reference {
+            return self.observe_referenced(&target, reference).await;
+        }
         let found = self.find(&target).await?;
         Ok(match (found.holder, found.virtual_service) {
             (Holder::Other(other), _) => RoutingObservation {
@@ -110,6 +114,9 @@ impl IstioRouter {
         action: &RoutingAction,
     ) -> Result<(), IstioError> {
         let target = RoutingTarget::from_experiment(exp)?;
+        if let Some(reference) = &exp.spec.routing_reference {
+            return self.apply_referenced(target, reference, action).await;
+        }
         let found = self.find(&target).await?;
         if let Holder::Other(other) = found.holder {
             return Err(IstioError::HeldBy(other));
@@ -144,6 +151,127 @@ impl IstioRouter {
             return Err(IstioError::NotApplied {
                 namespace: target.namespace.clone(),
                 name: vs_name,
+                found: served.map_or("no split".to_string(), |s| {
+                    format!("{}/{}", s.baseline, s.candidate)
+                }),
+                wanted_baseline: wanted.baseline,
+                wanted_candidate: wanted.candidate,
+            });
+        }
+        Ok(())
+    }
+
+    /// The VirtualService `spec.routingReference` names; `None` when it does not exist.
+    async fn get_referenced(
+        &self,
+        target: &RoutingTarget,
+        reference: &RoutingReference,
+    ) -> Result<(String, String, Option<VirtualService>), IstioError> {
+        let (namespace, name) = reference::referenced(reference, &target.namespace)?;
+        let api: Api<VirtualService> = Api::namespaced(self.client.clone(), &namespace);
+        let found = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| IstioError::Kube {
+                verb: "get",
+                kind: "VirtualService".to_string(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                source: Box::new(source),
+            })?;
+        Ok((namespace, name, found))
+    }
+
+    /// What the referenced VirtualService's target route does now. A missing VirtualService,
+    /// or one without a route for the target, is observed as "no routing yet": applying then
+    /// fails with the reason, which pauses the experiment with `RoutingRulesError`.
+    async fn observe_referenced(
+        &self,
+        target: &RoutingTarget,
+        reference: &RoutingReference,
+    ) -> Result<RoutingObservation, IstioError> {
+        let vs = match self.get_referenced(target, reference).await {
+            Ok((_, _, Some(vs))) => vs,
+            Ok((_, _, None)) | Err(IstioError::ReferenceNotSupported(_)) => {
+                return Ok(RoutingObservation::default());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match self.holder(target, &vs.metadata).await? {
+            Holder::Other(other) => RoutingObservation {
+                split: None,
+                held_by: Some(other),
+            },
+            Holder::This => RoutingObservation {
+                split: reference::target_route(&vs, target, true)
+                    .ok()
+                    .and_then(|i| build::route_split(target, &vs.spec.http[i])),
+                held_by: None,
+            },
+            _ => RoutingObservation::default(),
+        })
+    }
+
+    /// Applies a routing action to the referenced VirtualService's target route, with the
+    /// DestinationRule iter8 creates for the subsets (Deployment kind).
+    async fn apply_referenced(
+        &self,
+        target: RoutingTarget,
+        reference: &RoutingReference,
+        action: &RoutingAction,
+    ) -> Result<(), IstioError> {
+        let (namespace, name, found) = self.get_referenced(&target, reference).await?;
+        let vs = found.ok_or_else(|| IstioError::ReferenceNotFound {
+            kind: "VirtualService",
+            namespace: namespace.clone(),
+            name: name.clone(),
+        })?;
+        let holder = self.holder(&target, &vs.metadata).await?;
+        if let Holder::Other(other) = holder {
+            return Err(IstioError::HeldBy(other));
+        }
+        let (target, stage) = self.resolve(target, action).await?;
+        let held = holder == Holder::This;
+        let changed = reference::at_stage(&vs, &target, &stage, held)?;
+        let body = reference::apply_body(&changed, &target, &stage);
+        let dr = if target.uses_subsets() {
+            let selector = labels::selector(labels::HOST, &target.host_label());
+            let rules: Vec<DestinationRule> = self.list(&target, &selector).await?;
+            let existing = pick(rules, &target, None);
+            let name = object_name(existing.as_ref().map(|o| &o.metadata), &target);
+            let init = was_created_by_iter8(existing.as_ref().map(|o| &o.metadata));
+            Some(build::destination_rule(&target, &stage, &name, init)?)
+        } else {
+            None
+        };
+        // As for iter8's own rules: subsets exist before routes use them, and go after.
+        let dropping = stage.role() == Role::Stable;
+        if !dropping && let Some(dr) = &dr {
+            self.server_side_apply(&target, dr).await?;
+        }
+        let api: Api<VirtualService> = Api::namespaced(self.client.clone(), &namespace);
+        let params = PatchParams::apply(labels::FIELD_MANAGER).force();
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|source| IstioError::Kube {
+                verb: "apply",
+                kind: "VirtualService".to_string(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                source: Box::new(source),
+            })?;
+        if dropping && let Some(dr) = &dr {
+            self.server_side_apply(&target, dr).await?;
+        }
+        let wanted = stage.split();
+        let served = reference::target_route(&applied, &target, true)
+            .ok()
+            .and_then(|i| build::route_split(&target, &applied.spec.http[i]));
+        if served != Some(wanted) {
+            return Err(IstioError::NotApplied {
+                namespace,
+                name,
                 found: served.map_or("no split".to_string(), |s| {
                     format!("{}/{}", s.baseline, s.candidate)
                 }),

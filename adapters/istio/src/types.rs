@@ -1,13 +1,15 @@
 //! The parts of Istio's `networking.istio.io/v1alpha3` VirtualService and DestinationRule that
 //! iter8 writes and reads, as Rust types. Field names and types follow the CRDs' openAPIV3Schema
 //! (the tests validate every generated object against it). Every field is optional when read, so
-//! that rules written by people or other tools still parse; fields iter8 does not model are
-//! ignored when read and never sent.
+//! that rules written by people or other tools still parse. Fields iter8 does not model are
+//! never sent in rules iter8 builds; in a VirtualService the user owns (`spec.routingReference`)
+//! they are kept as JSON in `other`, so the user's matches, rewrites and other routes survive.
 
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The API group of Istio's networking resources.
 pub const GROUP: &str = "networking.istio.io";
@@ -38,6 +40,9 @@ pub struct VirtualServiceSpec {
     /// HTTP routes; iter8 writes exactly one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpRoute>,
+    /// Every other field of a user's VirtualService (`tcp`, `tls`, `exportTo`...), kept as read.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 /// One entry of `VirtualService.spec.http`.
@@ -50,6 +55,9 @@ pub struct HttpRoute {
     /// The weighted destinations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<HttpRouteDestination>,
+    /// Every other field of a user's route (`match`, `rewrite`, `timeout`...), kept as read.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 /// One weighted destination of an HTTP route.

@@ -70,6 +70,8 @@ pub fn cluster_rules() -> Value {
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
         // Routing rules: listed by label, server-side applied, deleted on cleanup.
         {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "create", "patch", "delete"]},
+        // Gateway API: the user's HTTPRoute named by spec.routingReference, read and applied.
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }

@@ -17,6 +17,19 @@ pub(crate) struct SpecSchema {
     traffic_control: Option<TrafficControlSchema>,
     analysis: Option<AnalysisSchema>,
     cleanup: Option<CleanupSchema>,
+    routing_reference: Option<RoutingReferenceSchema>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase")]
+/// Routing rules the user owns (a VirtualService or an HTTPRoute) whose weights iter8 shifts.
+struct RoutingReferenceSchema {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[schemars(length(min = 1, max = 253))]
+    name: String,
+    #[schemars(length(min = 1, max = 63))]
+    namespace: Option<String>,
 }
 
 #[derive(JsonSchema)]

@@ -21,6 +21,7 @@ fn examples() -> Vec<(String, Value)> {
     let mut paths: Vec<_> = std::fs::read_dir(EXAMPLES)
         .unwrap()
         .chain(std::fs::read_dir(format!("{EXAMPLES}/service-kind")).unwrap())
+        .chain(std::fs::read_dir(format!("{EXAMPLES}/../gateway-api")).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
@@ -255,4 +256,26 @@ fn the_crd_yaml_reads_back_as_the_crd() {
     let yaml = crd::crd_yaml().unwrap();
     let back: Value = serde_saphyr::from_str(&yaml).unwrap();
     assert_eq!(back, crd_json());
+}
+
+#[test]
+fn the_schema_takes_a_routing_reference_and_requires_its_name() {
+    let path = format!("{EXAMPLES}/../gateway-api/canary_web-v1_to_web-v2.yaml");
+    let mut exp: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(exp["spec"]["routingReference"]["kind"], "HTTPRoute");
+    assert_eq!(problems(&exp), Vec::<String>::new());
+    let read =
+        crd::to_core(&serde_json::from_value::<ExperimentResource>(exp.clone()).unwrap()).unwrap();
+    assert!(read.spec.routing_reference.unwrap().is_http_route());
+    exp["spec"]["routingReference"]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    let problems = problems(&exp);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("\"name\" is a required property")),
+        "{problems:?}"
+    );
 }

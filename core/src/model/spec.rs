@@ -52,6 +52,57 @@ pub struct ExperimentSpec {
     /// `delete`: delete the losing version when done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<Cleanup>,
+    /// Routing rules the user already owns (an Istio VirtualService or a Gateway API
+    /// HTTPRoute) whose weights iter8 shifts instead of creating its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_reference: Option<RoutingReference>,
+}
+
+/// `spec.routingReference`: a Kubernetes ObjectReference to routing rules the user owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingReference {
+    /// `networking.istio.io/v1alpha3` (VirtualService) or `gateway.networking.k8s.io/v1`
+    /// (HTTPRoute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `VirtualService` or `HTTPRoute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The object's namespace; the experiment's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// The `kind` of a Gateway API HTTPRoute reference.
+pub const HTTP_ROUTE_KIND: &str = "HTTPRoute";
+/// The API group of Gateway API routes.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
+impl RoutingReference {
+    /// The kind, empty when unset.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("")
+    }
+
+    /// The name, empty when unset.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    /// The API group of `apiVersion` (empty for the core group or when unset).
+    pub fn group(&self) -> &str {
+        let api = self.api_version.as_deref().unwrap_or("");
+        api.rsplit_once('/').map_or("", |(group, _)| group)
+    }
+
+    /// Whether it names a Gateway API HTTPRoute (which a Gateway API router serves).
+    pub fn is_http_route(&self) -> bool {
+        self.kind() == HTTP_ROUTE_KIND && self.group() == GATEWAY_API_GROUP
+    }
 }
 
 crate::string_enum! {

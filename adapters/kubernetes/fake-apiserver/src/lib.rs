@@ -201,7 +201,10 @@ pub fn plural_of(kind: &str) -> String {
     let lower = kind.to_lowercase();
     if lower.ends_with('s') {
         format!("{lower}es")
-    } else if let Some(stem) = lower.strip_suffix('y') {
+    } else if let Some(stem) = lower
+        .strip_suffix('y')
+        .filter(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u']))
+    {
         format!("{stem}ies")
     } else {
         format!("{lower}s")

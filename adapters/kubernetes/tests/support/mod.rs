@@ -177,7 +177,11 @@ impl Running {
         leader_election: Option<operator::LeaderElection>,
     ) -> Running {
         let adapters = Adapters {
-            router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
+            // As `iter8 operator` wires it: Istio, or Gateway API for an HTTPRoute reference.
+            router: Arc::new(iter8_kubernetes::ByReference {
+                default: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
+                http_route: Arc::new(iter8_gateway_api::GatewayRouter::new(client.clone())),
+            }),
             analytics: Arc::new(BuiltinAnalytics::new(metrics)),
             dashboard: Arc::new(NoDashboard),
         };
