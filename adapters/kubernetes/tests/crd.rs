@@ -59,6 +59,8 @@ fn names_scope_and_subresources_are_iter8s() {
     assert_eq!(spec["names"]["plural"], "experiments");
     assert_eq!(spec["names"]["singular"], "experiment");
     assert_eq!(spec["names"]["shortNames"], json!(["exp"]));
+    // As v0.2.1: `kubectl get all` and `kubectl get iter8` list experiments.
+    assert_eq!(spec["names"]["categories"], json!(["all", "iter8"]));
     let version = &spec["versions"][0];
     assert_eq!(version["name"], "v1alpha1");
     assert_eq!(version["served"], true);
