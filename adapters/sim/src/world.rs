@@ -125,6 +125,7 @@ impl WorldState {
                 baseline: r.baseline,
                 candidate: r.candidate,
                 claimed_by: self.store.claimed_among(me, &r.on_service),
+                claimed_target: None,
             };
         }
         let (service, baseline, candidate) = exist(&self.cluster, exp);
@@ -133,6 +134,7 @@ impl WorldState {
             baseline,
             candidate,
             claimed_by: self.store.claimed_by(exp),
+            claimed_target: None,
         }
     }
 
