@@ -606,10 +606,7 @@ async fn health_algorithms_and_unknown_paths() {
         })
     );
     // Each endpoint is relative to the swagger's basePath, and served there.
-    let swagger: Value = serde_json::from_str(include_str!(
-        "data/swagger_v0.2.1.json"
-    ))
-    .unwrap();
+    let swagger: Value = serde_json::from_str(include_str!("data/swagger_v0.2.1.json")).unwrap();
     assert_eq!(swagger["basePath"], "/api/v1");
     for (name, algo) in algos.as_object().unwrap() {
         let endpoint = algo["endpoint"].as_str().unwrap();

@@ -101,9 +101,15 @@ impl KubeTargets {
                 let versions = [theirs.baseline(), theirs.candidate()];
                 let shared = if same(mine.name.as_deref(), theirs.name.as_deref()) {
                     ClaimedTarget::Service
-                } else if versions.iter().any(|v| same(Some(mine.baseline()), Some(v))) {
+                } else if versions
+                    .iter()
+                    .any(|v| same(Some(mine.baseline()), Some(v)))
+                {
                     ClaimedTarget::Baseline
-                } else if versions.iter().any(|v| same(Some(mine.candidate()), Some(v))) {
+                } else if versions
+                    .iter()
+                    .any(|v| same(Some(mine.candidate()), Some(v)))
+                {
                     ClaimedTarget::Candidate
                 } else {
                     return None;

@@ -48,11 +48,36 @@ async fn claim_on(
 async fn only_started_unfinished_experiments_claim_and_the_shared_target_is_named() {
     let (server, client) = cluster().await;
     let started = json!({"startTimestamp": "2026-12-06T10:00:00Z", "phase": "Progressing"});
-    apply(&client, NS, &experiment_on("running", "reviews", "reviews-v2", "reviews-v3")).await;
-    apply(&client, NS, &experiment_on("same-service", "reviews", "a", "b")).await;
-    apply(&client, NS, &experiment_on("same-baseline", "other", "reviews-v2", "c")).await;
-    apply(&client, NS, &experiment_on("candidate-as-baseline", "x", "y", "reviews-v2")).await;
-    apply(&client, NS, &experiment_on("unrelated", "ratings", "r1", "r2")).await;
+    apply(
+        &client,
+        NS,
+        &experiment_on("running", "reviews", "reviews-v2", "reviews-v3"),
+    )
+    .await;
+    apply(
+        &client,
+        NS,
+        &experiment_on("same-service", "reviews", "a", "b"),
+    )
+    .await;
+    apply(
+        &client,
+        NS,
+        &experiment_on("same-baseline", "other", "reviews-v2", "c"),
+    )
+    .await;
+    apply(
+        &client,
+        NS,
+        &experiment_on("candidate-as-baseline", "x", "y", "reviews-v2"),
+    )
+    .await;
+    apply(
+        &client,
+        NS,
+        &experiment_on("unrelated", "ratings", "r1", "r2"),
+    )
+    .await;
 
     // Not started yet: it claims nothing, whatever it shares.
     assert_eq!(claim_on(&client, &server, "same-service").await, None);
