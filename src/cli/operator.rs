@@ -14,8 +14,12 @@ use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::duration::parse_go;
 use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Token};
 use iter8_istio::IstioRouter;
+use iter8_kubernetes::events::KubeEvents;
 use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
+use iter8_kubernetes::watch_config::follow_config_map;
 use iter8_kubernetes::{Adapters, Settings};
+use iter8_notifiers::config::CONFIG_MAP;
+use iter8_notifiers::{AlsoNotify, Notifier, SenderSettings};
 use iter8_prometheus::{
     Auth, PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy, SecretSource,
     TlsSettings,
@@ -133,6 +137,9 @@ pub struct Args {
     #[arg(long, env = "ITER8_GRAFANA_TELEMETRY", default_value = "v2")]
     pub grafana_telemetry: Telemetry,
     /// Log format.
+    /// Namespace of the `iter8config-notifiers` ConfigMap (followed live; none: no notifiers).
+    #[arg(long, env = "ITER8_NOTIFIERS_NAMESPACE", default_value = "iter8")]
+    pub notifiers_namespace: String,
     #[arg(long, env = "ITER8_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter when RUST_LOG is unset.
@@ -243,6 +250,17 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let prometheus = PrometheusClient::new(&prometheus(&args)?)
         .with_context(|| format!("Prometheus at {}", args.prometheus_url))?;
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
+    // Events are Kubernetes Events and also go to the notifiers of the `iter8config-notifiers`
+    // ConfigMap, which a task follows live.
+    let notifier = Notifier::start(SenderSettings::default()).map_err(anyhow::Error::msg)?;
+    let (following, watch_client) = (notifier.clone(), client.clone());
+    let notifiers_namespace = args.notifiers_namespace.clone();
+    tokio::spawn(async move {
+        follow_config_map(watch_client, &notifiers_namespace, CONFIG_MAP, |data| {
+            following.configure(data);
+        })
+        .await;
+    });
     let adapters = Adapters {
         router: Arc::new(IstioRouter::new(client.clone())),
         analytics: match args.analytics {
@@ -255,6 +273,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             ),
         },
         dashboard: Arc::new(GrafanaLink::new()),
+        events: Some(Arc::new(AlsoNotify::new(
+            Arc::new(KubeEvents::new(client.clone(), identity.clone())),
+            notifier,
+        ))),
     };
     let listener = operator::listen(args.listen).await?;
     operator::run(

@@ -21,4 +21,4 @@ pub mod sender;
 
 pub use config::{Channel, ConfigError, Level, NotifierKind, parse_channels};
 pub use payload::Notification;
-pub use sender::{Notifier, SenderSettings};
+pub use sender::{AlsoNotify, Notifier, SenderSettings};

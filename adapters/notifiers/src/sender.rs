@@ -225,3 +225,26 @@ async fn post(
         retry,
     ))
 }
+
+/// Records every event with `inner` (for example as a Kubernetes Event) and also hands it to
+/// the notifier; the result is `inner`'s.
+pub struct AlsoNotify {
+    inner: Arc<dyn EventRecorder>,
+    notifier: Notifier,
+}
+
+impl AlsoNotify {
+    /// `inner`, with every event also sent to `notifier`.
+    pub fn new(inner: Arc<dyn EventRecorder>, notifier: Notifier) -> AlsoNotify {
+        AlsoNotify { inner, notifier }
+    }
+}
+
+#[async_trait]
+impl EventRecorder for AlsoNotify {
+    async fn record(&self, experiment: &Experiment, event: &Event) -> Result<(), PortError> {
+        let recorded = self.inner.record(experiment, event).await;
+        self.notifier.record(experiment, event).await?;
+        recorded
+    }
+}

@@ -180,6 +180,7 @@ impl Running {
             router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
             analytics: Arc::new(BuiltinAnalytics::new(metrics)),
             dashboard: Arc::new(NoDashboard),
+            events: None,
         };
         let settings = OperatorSettings {
             controller: Settings {
