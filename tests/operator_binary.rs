@@ -725,9 +725,7 @@ async fn notification_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
                 // The head, then as much body as Content-Length says.
                 let complete = |data: &[u8]| {
                     let text = String::from_utf8_lossy(data);
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        return None;
-                    };
+                    let (head, body) = text.split_once("\r\n\r\n")?;
                     let length = head
                         .lines()
                         .find_map(|l| {

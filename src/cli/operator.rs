@@ -137,9 +137,6 @@ pub struct Args {
     #[arg(long, env = "ITER8_GRAFANA_TELEMETRY", default_value = "v2")]
     pub grafana_telemetry: Telemetry,
     /// Log format.
-    /// Namespace of the `iter8config-notifiers` ConfigMap (followed live; none: no notifiers).
-    #[arg(long, env = "ITER8_NOTIFIERS_NAMESPACE", default_value = "iter8")]
-    pub notifiers_namespace: String,
     #[arg(long, env = "ITER8_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter when RUST_LOG is unset.
@@ -251,10 +248,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("Prometheus at {}", args.prometheus_url))?;
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
     // Events are Kubernetes Events and also go to the notifiers of the `iter8config-notifiers`
-    // ConfigMap, which a task follows live.
+    // ConfigMap in the operator's own namespace (POD_NAMESPACE), which a task follows live.
     let notifier = Notifier::start(SenderSettings::default()).map_err(anyhow::Error::msg)?;
     let (following, watch_client) = (notifier.clone(), client.clone());
-    let notifiers_namespace = args.notifiers_namespace.clone();
+    let notifiers_namespace = args.lease_namespace.clone();
     tokio::spawn(async move {
         follow_config_map(watch_client, &notifiers_namespace, CONFIG_MAP, |data| {
             following.configure(data);
