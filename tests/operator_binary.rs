@@ -668,3 +668,160 @@ async fn a_killed_leader_process_is_replaced_after_its_lease_expires() {
     assert_eq!(lease_holder(&server), None);
     server.stop().await;
 }
+
+/// A notification receiver on 127.0.0.1: each POST's path and JSON body are recorded and
+/// answered 200 (one request per connection).
+async fn notification_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as much body as Content-Length says.
+                let complete = |data: &[u8]| {
+                    let text = String::from_utf8_lossy(data);
+                    let (head, body) = text.split_once("\r\n\r\n")?;
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    (body.len() >= length).then(|| (head.to_string(), body.to_string()))
+                };
+                let (head, body) = loop {
+                    if let Some(done) = complete(&data) {
+                        break done;
+                    }
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let body = serde_json::from_str(&body).unwrap_or(Value::Null);
+                log.lock().unwrap().push((path, body));
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Notifiers through the binary: the `iter8config-notifiers` ConfigMap, created while the
+/// operator runs, is picked up live; its Slack channel (level `normal`) gets v0.2.1's payload
+/// for `ExperimentSucceeded` and none of the verbose `IterationUpdate` events, which its
+/// webhook channel (level `verbose`) gets as CloudEvents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_notifies_slack_and_webhooks() {
+    let server = FakeApiServer::start().await.unwrap();
+    let (prometheus, _queries, _prometheus_task) = fake_prometheus().await;
+    let (receiver, received) = notification_receiver().await;
+    let dir = TempDir::new();
+    let config = kubeconfig(&dir.0, &server);
+    let port = free_port();
+    bookinfo_with_reviews_v3(&server);
+    let mut operator = Operator::spawn(&config, &prometheus, port, dir.0.join("operator.log"), &[]);
+    operator.wait_ready(port).await;
+
+    apply(
+        &server,
+        "iter8",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "iter8config-notifiers"},
+        "data": {
+            "ops": format!("url: {receiver}/slack\nnotifier: slack\nlevel: normal\n"),
+            "audit": format!("url: {receiver}/events\nnotifier: webhook\nlevel: verbose\nnamespace: {NS}\n"),
+        }}),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !operator
+        .log()
+        .lines()
+        .any(|l| l.contains("notifier channels configured") && l.contains("ops"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ConfigMap was not picked up; log:\n{}",
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut exp = example("canary_reviews-v2_to_reviews-v3.yaml").remove(0);
+    exp["spec"]["trafficControl"]["interval"] = json!("1s");
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(2);
+    apply(&server, NS, exp);
+
+    let succeeded = "reviews-v3-rollout.bookinfo-iter8: Experiment Succeeded";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let slack_texts = || -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path == "/slack")
+            .map(|(_, body)| body["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    while !slack_texts().iter().any(|t| t == succeeded) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Slack notification of the success: {:#?}\nexperiment: {:#}\nlog:\n{}",
+            received.lock().unwrap(),
+            experiment(&server),
+            operator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let all = received.lock().unwrap().clone();
+    let slack = all
+        .iter()
+        .find(|(path, body)| path == "/slack" && body["text"] == succeeded)
+        .map(|(_, body)| body.clone())
+        .unwrap();
+    assert_eq!(
+        slack["blocks"][0]["text"]["text"],
+        "*Experiment Succeeded*\nreviews-v3-rollout.bookinfo-iter8\n_All Success Criteria Were Met_"
+    );
+    assert_eq!(slack["attachments"][0]["color"], "good");
+    assert_eq!(
+        slack["attachments"][0]["fields"][1],
+        json!({"title": "Progress", "value": "Experiment Completed", "short": false})
+    );
+    // The level filter: IterationUpdate (severity 1) reached the verbose webhook only.
+    assert!(
+        !slack_texts().iter().any(|t| t.contains("Iteration Update")),
+        "{all:#?}"
+    );
+    let webhook_types: Vec<&str> = all
+        .iter()
+        .filter(|(path, _)| path == "/events")
+        .filter_map(|(_, body)| body["type"].as_str())
+        .collect();
+    assert!(
+        webhook_types.contains(&"tools.iter8.experiment.IterationUpdate"),
+        "{webhook_types:?}"
+    );
+
+    operator.terminate();
+    assert!(operator.wait(20).await.is_some_and(|s| s.success()));
+    server.stop().await;
+}

@@ -320,6 +320,7 @@ impl TargetLocator for LiveStack {
             baseline: self.is_deployed(t.baseline()),
             candidate: self.is_deployed(t.candidate()),
             claimed_by: None,
+            claimed_target: None,
         })
     }
 

@@ -69,6 +69,7 @@ impl WorldState {
             baseline,
             candidate,
             claimed_by: self.store.claimed_by(exp),
+            claimed_target: None,
         }
     }
 

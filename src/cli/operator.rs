@@ -16,8 +16,12 @@ use iter8_core::duration::parse_go;
 use iter8_gateway_api::GatewayRouter;
 use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Token};
 use iter8_istio::IstioRouter;
+use iter8_kubernetes::events::KubeEvents;
 use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
+use iter8_kubernetes::watch_config::follow_config_map;
 use iter8_kubernetes::{Adapters, ByReference, Settings};
+use iter8_notifiers::config::CONFIG_MAP;
+use iter8_notifiers::{AlsoNotify, Notifier, SenderSettings};
 use iter8_prometheus::PrometheusSource;
 
 use super::prometheus::PrometheusArgs;
@@ -182,6 +186,17 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     };
     let prometheus = args.prometheus.client()?;
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
+    // Events are Kubernetes Events and also go to the notifiers of the `iter8config-notifiers`
+    // ConfigMap in the operator's own namespace (POD_NAMESPACE), which a task follows live.
+    let notifier = Notifier::start(SenderSettings::default()).map_err(anyhow::Error::msg)?;
+    let (following, watch_client) = (notifier.clone(), client.clone());
+    let notifiers_namespace = args.lease_namespace.clone();
+    tokio::spawn(async move {
+        follow_config_map(watch_client, &notifiers_namespace, CONFIG_MAP, |data| {
+            following.configure(data);
+        })
+        .await;
+    });
     let adapters = Adapters {
         router: Arc::new(ByReference {
             default: Arc::new(IstioRouter::new(client.clone())),
@@ -197,6 +212,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             ),
         },
         dashboard: Arc::new(GrafanaLink::new()),
+        events: Some(Arc::new(AlsoNotify::new(
+            Arc::new(KubeEvents::new(client.clone(), identity.clone())),
+            notifier,
+        ))),
     };
     let listener = operator::listen(args.listen).await?;
     operator::run(

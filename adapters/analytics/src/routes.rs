@@ -3,7 +3,7 @@
 //! - `POST /api/v1/experiment/{check_and_increment,epsilon_t_greedy,posterior_bayesian_routing,
 //!   optimistic_bayesian_routing}`, and the same under `/api/v1/analytics/canary/`;
 //! - `GET /api/v1/health/health_check` -> `{"status": "OK"}`;
-//! - `GET /api/v1/experiment/algorithms` -> each algorithm and its endpoint.
+//! - `GET /api/v1/experiment/algorithms` -> each algorithm and its endpoint, as v0.2.1 answers.
 //!
 //! A strategy request is validated against its model, converted for the core, measured through
 //! the [`MetricSource`] (one query set per distinct window; the reward metric too for the
@@ -174,17 +174,16 @@ async fn health_check() -> Response {
     axum::Json(json!({"status": "OK"})).into_response()
 }
 
+/// iter8-analytics v0.2.1's answer, exactly: each algorithm and its endpoint relative to
+/// `/api/v1` (`{"check_and_increment": {"endpoint": "/experiment/check_and_increment"}, ...}`).
 async fn algorithms() -> Response {
-    let mut list = serde_json::Map::new();
-    for (name, strategy) in ALGORITHMS {
-        list.insert(
-            name.to_string(),
-            json!({
-                "endpoint": format!("/api/v1/experiment/{name}"),
-                "strategy": strategy.as_str(),
-            }),
-        );
-    }
+    let list: serde_json::Map<String, serde_json::Value> = ALGORITHMS
+        .iter()
+        .map(|(name, _)| {
+            let endpoint = json!({ "endpoint": format!("/experiment/{name}") });
+            (name.to_string(), endpoint)
+        })
+        .collect();
     axum::Json(serde_json::Value::Object(list)).into_response()
 }
 

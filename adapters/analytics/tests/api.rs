@@ -595,11 +595,33 @@ async fn health_algorithms_and_unknown_paths() {
     );
     let (status, algos) = get_json(&format!("{url}/api/v1/experiment/algorithms")).await;
     assert_eq!(status, 200);
+    // iter8-analytics v0.2.1's body, byte for byte in content.
     assert_eq!(
-        algos["epsilon_t_greedy"]["endpoint"],
-        "/api/v1/experiment/epsilon_t_greedy"
+        algos,
+        json!({
+            "check_and_increment": {"endpoint": "/experiment/check_and_increment"},
+            "epsilon_t_greedy": {"endpoint": "/experiment/epsilon_t_greedy"},
+            "posterior_bayesian_routing": {"endpoint": "/experiment/posterior_bayesian_routing"},
+            "optimistic_bayesian_routing": {"endpoint": "/experiment/optimistic_bayesian_routing"},
+        })
     );
-    assert_eq!(algos.as_object().unwrap().len(), 4);
+    // Each endpoint is relative to the swagger's basePath, and served there.
+    let swagger: Value = serde_json::from_str(include_str!("data/swagger_v0.2.1.json")).unwrap();
+    assert_eq!(swagger["basePath"], "/api/v1");
+    for (name, algo) in algos.as_object().unwrap() {
+        let endpoint = algo["endpoint"].as_str().unwrap();
+        assert!(
+            swagger["paths"][endpoint]["post"].is_object(),
+            "{name}: {endpoint} is not in the swagger"
+        );
+        let r = client()
+            .post(format!("{url}/api/v1{endpoint}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{endpoint}: an empty request");
+    }
     let (status, body) = get_json(&format!("{url}/api/v1/nope")).await;
     assert_eq!(status, 404);
     assert!(

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::panels::{self, Grid, PanelSpec, Query};
 use crate::promql::{TemplateValues, add_matchers, fill_template};
 use crate::telemetry::Telemetry;
+use crate::v021;
 
 /// The dashboard's uid, the one `status.grafanaURL` links to.
 pub const DASHBOARD_UID: &str = "eXPEaNnZz";
@@ -150,6 +151,22 @@ pub fn build_dashboard(input: &DashboardInput<'_>) -> Result<Value, DashboardErr
             let spec = builder.criterion_stat(u.name, c);
             panels.push(panels::stat(next_id(), &spec, grid.place(8, 5)));
         }
+    }
+
+    // iter8 v0.2.1's panels, collapsed below ours: the same titles and queries.
+    for (title, specs) in [
+        (
+            "iter8 v0.2.1: application metrics",
+            v021::application_panels(input.telemetry),
+        ),
+        (
+            "iter8 v0.2.1: utilization metrics",
+            v021::utilization_panels(),
+        ),
+    ] {
+        let row_id = next_id();
+        let nested: Vec<(u32, PanelSpec)> = specs.into_iter().map(|s| (next_id(), s)).collect();
+        panels.push(panels::collapsed_row(row_id, title, &mut grid, &nested));
     }
 
     let mut description = format!(
@@ -529,7 +546,30 @@ fn variables(labels: Labels, experiment: Option<&Experiment>) -> Vec<Value> {
             &versions_query,
             ts.and_then(|t| t.candidate.as_deref()),
         ),
+        window_size_variable(),
     ]
+}
+
+/// v0.2.1's `window_size`: the range its panels compute rates and increases over.
+fn window_size_variable() -> Value {
+    let sizes = [
+        "30s", "1m", "10m", "30m", "1h", "6h", "12h", "1d", "7d", "14d", "30d",
+    ];
+    let options: Vec<Value> = sizes
+        .iter()
+        .map(|s| json!({"selected": *s == "30s", "text": s, "value": s}))
+        .collect();
+    json!({
+        "type": "interval",
+        "name": "window_size",
+        "label": "Window Size",
+        "query": sizes.join(","),
+        "current": {"selected": true, "text": "30s", "value": "30s"},
+        "options": options,
+        "auto": false,
+        "refresh": 2,
+        "hide": 0,
+    })
 }
 
 fn query_variable(name: &str, label: &str, query: &str, current: Option<&str>) -> Value {

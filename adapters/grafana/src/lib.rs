@@ -9,6 +9,7 @@ pub mod panels;
 pub mod promql;
 pub mod push;
 pub mod telemetry;
+pub mod v021;
 
 pub use dashboard::{
     DASHBOARD_TITLE, DASHBOARD_UID, DashboardError, DashboardInput, build_dashboard,

@@ -78,6 +78,32 @@ pub fn row(id: u32, title: &str, grid: &mut Grid) -> Value {
     })
 }
 
+/// A collapsed row spanning the grid, holding `nested` (id and spec of each time series panel,
+/// shown when the row is expanded); the panels after it start right below it.
+pub fn collapsed_row(id: u32, title: &str, grid: &mut Grid, nested: &[(u32, PanelSpec)]) -> Value {
+    grid.new_line();
+    let pos = grid.place(24, 1);
+    grid.new_line();
+    // Where Grafana puts them when the row is expanded: below it, 3 to a line.
+    let mut inner = Grid {
+        x: 0,
+        y: grid.y,
+        row_height: 0,
+    };
+    let panels: Vec<Value> = nested
+        .iter()
+        .map(|(id, spec)| timeseries(*id, spec, inner.place(8, 8)))
+        .collect();
+    json!({
+        "type": "row",
+        "id": id,
+        "title": title,
+        "collapsed": true,
+        "panels": panels,
+        "gridPos": pos,
+    })
+}
+
 fn ref_id(i: usize) -> String {
     let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut id = String::new();

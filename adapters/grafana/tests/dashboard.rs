@@ -36,19 +36,21 @@ fn identity_and_variables() {
             "namespace",
             "service",
             "baseline",
-            "candidate"
+            "candidate",
+            "window_size"
         ]
     );
-    // The generic dashboard preselects nothing.
+    // The generic dashboard preselects nothing but v0.2.1's default window.
     assert!(
         d["templating"]["list"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|v| v["name"] != "window_size")
             .all(|v| v.get("current").is_none())
     );
-    // Panel ids are unique.
-    let mut ids: Vec<i64> = panels(&d)
+    // Panel ids are unique, in collapsed rows too.
+    let mut ids: Vec<i64> = all_panels(&d)
         .iter()
         .map(|p| p["id"].as_i64().unwrap())
         .collect();
@@ -210,7 +212,7 @@ fn stock_metric_criteria_are_drawn_on_the_stock_panels() {
         err["targets"][2]["legendFormat"],
         "limit for $candidate ($baseline × 1.02)"
     );
-    // No extra time series panel, one stat per criterion.
+    // No extra time series panel, one stat per criterion, then v0.2.1's two collapsed rows.
     let types: Vec<&str> = panels(&d)
         .iter()
         .map(|p| p["type"].as_str().unwrap())
@@ -224,7 +226,9 @@ fn stock_metric_criteria_are_drawn_on_the_stock_panels() {
             "timeseries",
             "row",
             "stat",
-            "stat"
+            "stat",
+            "row",
+            "row",
         ]
     );
     assert!(
@@ -302,4 +306,47 @@ fn unknown_metrics_and_missing_names_are_errors() {
         .unwrap_err(),
         DashboardError::MissingMetricName { index: 0 }
     );
+}
+
+/// Every panel of iter8 v0.2.1's dashboard for a telemetry (title and each query, verbatim) is
+/// in ours for the same telemetry, with the variables its queries use.
+#[test]
+fn a_superset_of_v0_2_1s_panels_for_the_same_telemetry() {
+    for (telemetry, file) in [
+        (Telemetry::V1, "istio-telemetry-v1.grafana6.json"),
+        (Telemetry::V2, "istio-telemetry-v2.grafana6.json"),
+    ] {
+        let theirs: Value = serde_json::from_str(&read(file)).expect("json");
+        let ours = build(
+            telemetry,
+            &telemetry.stock_metrics(),
+            Some("canary_reviews-v2_to_reviews-v3.yaml"),
+        );
+        let their_panels: Vec<&Value> = all_panels(&theirs)
+            .into_iter()
+            .filter(|p| p["type"] != "row")
+            .collect();
+        assert_eq!(their_panels.len(), 11, "{file}");
+        for p in their_panels {
+            let title = p["title"].as_str().unwrap();
+            let wanted = exprs(p);
+            let found = all_panels(&ours)
+                .into_iter()
+                .any(|o| o["title"] == title && wanted.iter().all(|e| exprs(o).contains(e)));
+            assert!(found, "{telemetry}: v0.2.1's `{title}` {wanted:#?}");
+        }
+        let names = |d: &Value| -> Vec<String> {
+            d["templating"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let ours_names = names(&ours);
+        for name in names(&theirs) {
+            assert!(ours_names.contains(&name), "{telemetry}: variable {name}");
+        }
+        assert_eq!(schema_errors(&ours), Vec::<String>::new(), "{telemetry}");
+    }
 }

@@ -252,13 +252,18 @@ pub struct RoutingObjects {
     pub destination_rule: Option<DestinationRule>,
 }
 
-/// The labels of the rules at a stage; `init` adds `iter8-tools/init: "True"`.
+/// The labels of the rules at a stage; `init` adds `iter8-tools/init: "True"`. Stable rules
+/// carry only the host and the role, as iter8 v0.2.1 leaves them: they belong to no experiment
+/// and are no longer iter8's to delete, so the next experiment on the host reuses them.
 pub fn rule_labels(target: &RoutingTarget, role: Role, init: bool) -> BTreeMap<String, String> {
     let mut l = BTreeMap::from([
         (labels::HOST.to_string(), target.host_label()),
-        (labels::EXPERIMENT.to_string(), target.experiment.clone()),
         (labels::ROLE.to_string(), role.as_str().to_string()),
     ]);
+    if role == Role::Stable {
+        return l;
+    }
+    l.insert(labels::EXPERIMENT.to_string(), target.experiment.clone());
     if init {
         l.insert(labels::INIT.to_string(), labels::INIT_TRUE.to_string());
     }

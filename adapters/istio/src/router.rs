@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use iter8_core::action::RoutingAction;
-use iter8_core::model::{Experiment, RoutingReference};
+use iter8_core::model::{Cleanup, Experiment, RoutingReference};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -118,8 +118,25 @@ impl IstioRouter {
             return self.apply_referenced(target, reference, action).await;
         }
         let found = self.find(&target).await?;
-        if let Holder::Other(other) = found.holder {
-            return Err(IstioError::HeldBy(other));
+        if let Holder::Other(other) = &found.holder {
+            return Err(IstioError::HeldBy(other.clone()));
+        }
+        if deletes_rules_at_the_end(exp, action) {
+            // v0.2.1: `cleanup: delete` removes the rules iter8 created for the experiment
+            // instead of leaving them stable; rules it took over stay, stable.
+            let created_by_iter8 = found
+                .virtual_service
+                .as_ref()
+                .is_some_and(|vs| deletable(&vs.metadata, &target));
+            match found.holder {
+                Holder::This if created_by_iter8 => {
+                    self.cleanup(exp).await?;
+                    return Ok(());
+                }
+                // Already deleted (a completion replayed after its status write failed).
+                Holder::Nobody => return Ok(()),
+                _ => {}
+            }
         }
         let (target, stage) = self.resolve(target, action).await?;
         let vs_name = object_name(found.virtual_service.as_ref().map(|o| &o.metadata), &target);
@@ -554,6 +571,14 @@ fn object_name(meta: Option<&ObjectMeta>, target: &RoutingTarget) -> String {
 /// New objects are iter8's; existing ones keep whether they were.
 fn was_created_by_iter8(meta: Option<&ObjectMeta>) -> bool {
     meta.is_none_or(|m| label(m, labels::INIT) == Some(labels::INIT_TRUE))
+}
+
+/// Whether `action` ends an experiment with `cleanup: delete` (a completion, not the rollback
+/// of an experiment being deleted, which must keep routing all traffic to the baseline).
+fn deletes_rules_at_the_end(exp: &Experiment, action: &RoutingAction) -> bool {
+    matches!(action, RoutingAction::Finalize { .. })
+        && exp.spec.cleanup == Some(Cleanup::Delete)
+        && !exp.is_being_deleted()
 }
 
 fn deletable(meta: &ObjectMeta, target: &RoutingTarget) -> bool {

@@ -133,13 +133,23 @@ async fn observe_without_rules_reports_nothing() {
 
 #[tokio::test]
 async fn stable_rules_left_for_the_host_are_reused() {
-    // Part 2 starts where part 1 ended: its stable rules are taken over, keep their name and
-    // iter8-created mark, and now name reviews-v4-rollout.
+    // Part 2 starts where part 1 ended: its stable rules (no experiment or init label, as
+    // v0.2.1 leaves them) are taken over under their name and now name reviews-v4-rollout;
+    // not iter8-created for this experiment, so its `cleanup: delete` will leave them.
     let (old_vs, old_dr) = part1_stable();
+    for obj in [&old_vs, &old_dr] {
+        let labels = obj["metadata"]["labels"].as_object().expect("labels");
+        assert!(!labels.contains_key("iter8-tools/experiment"), "{labels:?}");
+        assert!(!labels.contains_key("iter8-tools/init"), "{labels:?}");
+    }
     let (mut vs, mut dr) = expected("part1-candidate-added.yaml");
     for obj in [&mut vs, &mut dr] {
-        obj["metadata"]["labels"]["iter8-tools/experiment"] =
-            json!("reviews-v4-rollout.bookinfo-iter8");
+        let labels = &mut obj["metadata"]["labels"];
+        labels["iter8-tools/experiment"] = json!("reviews-v4-rollout.bookinfo-iter8");
+        labels
+            .as_object_mut()
+            .expect("labels")
+            .remove("iter8-tools/init");
     }
     dr["spec"]["subsets"][0]["labels"]["version"] = json!("v3");
     dr["spec"]["subsets"][1]["labels"]["version"] = json!("v4");
@@ -357,6 +367,107 @@ async fn service_kind_applies_only_a_virtual_service() {
         r.apply(&exp, &RoutingAction::SetSplit(split(60, 40))).await
     })
     .await;
+    assert_eq!(result, Ok(()));
+}
+
+fn finalize_on_candidate() -> RoutingAction {
+    RoutingAction::Finalize {
+        winner: Winner::Candidate,
+        split: TrafficSplit::ALL_CANDIDATE,
+    }
+}
+
+fn with_cleanup(mut exp: Experiment) -> Experiment {
+    exp.spec.cleanup = Some(iter8_core::model::Cleanup::Delete);
+    exp
+}
+
+#[tokio::test]
+async fn finalize_with_cleanup_delete_deletes_the_rules_iter8_created() {
+    let (vs, dr) = expected("part1-split-80-20.yaml");
+    let name = format!("{REVIEWS}.iter8-experiment");
+    let script = vec![
+        list(VS, REVIEWS, vec![vs.clone()]),
+        list(DR, REVIEWS, vec![dr.clone()]),
+        list(VS, REVIEWS, vec![vs]),
+        delete(VS, &name),
+        list(DR, REVIEWS, vec![dr]),
+        delete(DR, &name),
+    ];
+    let exp = with_cleanup(experiment(PART1));
+    let result = with_api(script, |r| async move {
+        r.apply(&exp, &finalize_on_candidate()).await
+    })
+    .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn finalize_with_cleanup_delete_after_the_rules_are_gone_creates_nothing() {
+    let script = vec![list(VS, REVIEWS, vec![]), list(DR, REVIEWS, vec![])];
+    let exp = with_cleanup(experiment(PART1));
+    let result = with_api(script, |r| async move {
+        r.apply(&exp, &finalize_on_candidate()).await
+    })
+    .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn finalize_with_cleanup_delete_leaves_taken_over_rules_stable() {
+    // Rules taken over from a previous experiment (no init label) are not iter8's to delete.
+    let (mut old_vs, mut old_dr) = expected("part1-split-80-20.yaml");
+    for obj in [&mut old_vs, &mut old_dr] {
+        obj["metadata"]["labels"]
+            .as_object_mut()
+            .expect("labels")
+            .remove("iter8-tools/init");
+    }
+    let (vs, dr) = expected("part1-final-candidate.yaml");
+    let script = vec![
+        list(VS, REVIEWS, vec![old_vs]),
+        list(DR, REVIEWS, vec![old_dr]),
+        get_deployment("reviews-v3"),
+        apply(VS, &vs),
+        apply(DR, &dr),
+    ];
+    let exp = with_cleanup(experiment(PART1));
+    let result = with_api(script, |r| async move {
+        r.apply(&exp, &finalize_on_candidate()).await
+    })
+    .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn the_rollback_of_a_deleted_experiment_keeps_its_rules_despite_cleanup_delete() {
+    // Deleting a running experiment rolls back to the baseline: the rules must stay, or the
+    // Service would spread traffic over both versions.
+    let (old_vs, old_dr) = expected("part1-split-80-20.yaml");
+    // Stable on the baseline: its route and subset only, host and role labels only.
+    let (mut vs, mut dr) = (old_vs.clone(), old_dr.clone());
+    vs["spec"]["http"][0]["route"] = json!([{
+        "destination": {"host": REVIEWS, "subset": "baseline"}, "weight": 100
+    }]);
+    dr["spec"]["subsets"] = json!([dr["spec"]["subsets"][0].clone()]);
+    for obj in [&mut vs, &mut dr] {
+        obj["metadata"]["labels"] =
+            json!({"iter8-tools/host": REVIEWS, "iter8-tools/role": "stable"});
+    }
+    let mut exp = with_cleanup(experiment(PART1));
+    exp.metadata.deletion_timestamp = Some("2026-12-06T10:00:00Z".parse().unwrap());
+    let script = vec![
+        list(VS, REVIEWS, vec![old_vs]),
+        list(DR, REVIEWS, vec![old_dr]),
+        get_deployment("reviews-v2"),
+        apply(VS, &vs),
+        apply(DR, &dr),
+    ];
+    let action = RoutingAction::Finalize {
+        winner: Winner::Baseline,
+        split: TrafficSplit::ALL_BASELINE,
+    };
+    let result = with_api(script, |r| async move { r.apply(&exp, &action).await }).await;
     assert_eq!(result, Ok(()));
 }
 

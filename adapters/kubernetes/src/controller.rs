@@ -69,6 +69,9 @@ pub struct Adapters {
     pub analytics: Arc<dyn Analytics>,
     /// Builds `status.grafanaURL`.
     pub dashboard: Arc<dyn DashboardLink>,
+    /// Records events instead of the built-in Kubernetes Events recorder (for example one that
+    /// also sends them to notifiers); `None`: Kubernetes Events only.
+    pub events: Option<Arc<dyn EventRecorder>>,
 }
 
 /// Everything a reconcile needs.
@@ -78,7 +81,7 @@ pub struct Context {
     adapters: Adapters,
     targets: KubeTargets,
     store: KubeStore,
-    events: KubeEvents,
+    events: Arc<dyn EventRecorder>,
     config: MetricsConfigSource,
     metrics: Arc<OperatorMetrics>,
 }
@@ -94,7 +97,9 @@ impl Context {
         Context {
             targets: KubeTargets::new(client.clone()),
             store: KubeStore::new(client.clone()),
-            events: KubeEvents::new(client.clone(), settings.instance.clone()),
+            events: adapters.events.clone().unwrap_or_else(|| {
+                Arc::new(KubeEvents::new(client.clone(), settings.instance.clone()))
+            }),
             config: MetricsConfigSource::new(client.clone(), settings.metrics_namespace.clone()),
             client,
             settings,
@@ -160,7 +165,7 @@ pub async fn reconcile_experiment(
         router: &*ctx.adapters.router,
         analytics: &*ctx.adapters.analytics,
         store: &ctx.store,
-        events: &ctx.events,
+        events: &*ctx.events,
     };
     if exp.is_being_deleted() {
         // Forget it before the finalizer goes: once the object is gone, /metrics no longer

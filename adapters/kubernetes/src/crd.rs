@@ -36,6 +36,7 @@ pub const CRD_NAME: &str = "experiments.iter8.tools";
     plural = "experiments",
     singular = "experiment",
     shortname = "exp",
+    category = "all",
     category = "iter8",
     namespaced,
     no_spec,

@@ -25,6 +25,7 @@ pub mod routers;
 pub mod server;
 pub mod store;
 pub mod targets;
+pub mod watch_config;
 
 pub use controller::{Adapters, Settings};
 pub use crd::{ExperimentResource, crd, crd_yaml};

@@ -243,6 +243,15 @@ fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// A time: RFC 3339 as we write it, or int64 Unix nanoseconds as iter8 v0.2.1 wrote it, so that
+/// the status of an experiment v0.2.1 started stays valid after an upgrade in place.
+fn timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "RFC 3339 time, or Unix nanoseconds (iter8 v0.2.1)",
+        "x-kubernetes-int-or-string": true
+    })
+}
+
 /// Any JSON value, kept as written (the opaque analytics state).
 fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
@@ -255,12 +264,15 @@ pub(crate) struct StatusSchema {
     phase: Option<PhaseSchema>,
     message: Option<String>,
     conditions: Option<Vec<ConditionSchema>>,
-    #[schemars(extend("format" = "date-time"))]
-    create_timestamp: Option<String>,
-    #[schemars(extend("format" = "date-time"))]
-    start_timestamp: Option<String>,
-    #[schemars(extend("format" = "date-time"))]
-    end_timestamp: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "timestamp")]
+    create_timestamp: Option<()>,
+    #[serde(default)]
+    #[schemars(schema_with = "timestamp")]
+    start_timestamp: Option<()>,
+    #[serde(default)]
+    #[schemars(schema_with = "timestamp")]
+    end_timestamp: Option<()>,
     #[schemars(extend("format" = "date-time"))]
     last_increment_time: Option<String>,
     #[schemars(range(min = 0))]

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use iter8_core::model::{Experiment, Phase, TargetKind};
-use iter8_core::observation::Targets;
+use iter8_core::observation::{ClaimedTarget, Targets};
 use iter8_core::ports::{PortError, TargetLocator};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -61,40 +61,61 @@ impl KubeTargets {
                 self.exists::<Deployment>(ns, ts.candidate()).await?,
             ),
         };
+        let claim = self.claimed_by(exp).await?;
         Ok(Targets {
             service,
             baseline,
             candidate,
-            claimed_by: self.claimed_by(exp).await?,
+            claimed_target: claim.as_ref().map(|(_, target)| *target),
+            claimed_by: claim.map(|(by, _)| by),
         })
     }
 
     /// Another experiment of the same namespace that has started, has not completed and is not
-    /// being deleted, on the same target namespace with the same service, baseline or candidate.
-    pub async fn claimed_by(&self, exp: &Experiment) -> Result<Option<String>, KubeError> {
+    /// being deleted, on the same target namespace and sharing the service or a version: its
+    /// `name.namespace` and which of our targets it shares (the service first, as v0.2.1 checks).
+    /// Experiments that have not started yet claim nothing, so two waiting ones never block
+    /// each other.
+    pub async fn claimed_by(
+        &self,
+        exp: &Experiment,
+    ) -> Result<Option<(String, ClaimedTarget)>, KubeError> {
         let api: Api<ExperimentResource> = Api::namespaced(self.client.clone(), exp.namespace());
         let others = api
             .list(&ListParams::default())
             .await
             .map_err(|e| KubeError::api("list", "Experiment", exp.namespace(), "", e))?;
         let mine = &exp.spec.target_service;
-        let same =
-            |a: Option<&str>, b: Option<&str>| a.is_some_and(|a| !a.is_empty() && Some(a) == b);
         Ok(others
             .items
             .iter()
             .filter(|o| o.name_any() != exp.name() && o.metadata.deletion_timestamp.is_none())
             .filter_map(|o| crd::to_core(o).ok())
-            .find(|o| {
-                let theirs = &o.spec.target_service;
+            .filter(|o| {
                 o.status.start_timestamp.is_some()
                     && o.status.phase != Some(Phase::Completed)
                     && o.target_namespace() == exp.target_namespace()
-                    && (same(mine.name.as_deref(), theirs.name.as_deref())
-                        || same(mine.baseline.as_deref(), theirs.baseline.as_deref())
-                        || same(mine.candidate.as_deref(), theirs.candidate.as_deref()))
             })
-            .map(|o| format!("{}.{}", o.name(), o.namespace())))
+            .find_map(|o| {
+                let theirs = &o.spec.target_service;
+                let versions = [theirs.baseline(), theirs.candidate()];
+                let shared = if same(mine.name.as_deref(), theirs.name.as_deref()) {
+                    ClaimedTarget::Service
+                } else if versions
+                    .iter()
+                    .any(|v| same(Some(mine.baseline()), Some(v)))
+                {
+                    ClaimedTarget::Baseline
+                } else if versions
+                    .iter()
+                    .any(|v| same(Some(mine.candidate()), Some(v)))
+                {
+                    ClaimedTarget::Candidate
+                } else {
+                    return None;
+                };
+                Some((format!("{}.{}", o.name(), o.namespace()), shared))
+            }))
     }
 
     /// Deletes a version (a Deployment, or a Service for `kind: Service`); already gone is fine.
@@ -123,6 +144,11 @@ impl KubeTargets {
             Err(e) => Err(KubeError::api("delete", kind, ns, name, e)),
         }
     }
+}
+
+/// Both names are set and equal (an unset name shares nothing).
+fn same(a: Option<&str>, b: Option<&str>) -> bool {
+    a.is_some_and(|a| !a.is_empty() && Some(a) == b)
 }
 
 #[async_trait]

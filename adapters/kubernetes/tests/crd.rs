@@ -60,6 +60,8 @@ fn names_scope_and_subresources_are_iter8s() {
     assert_eq!(spec["names"]["plural"], "experiments");
     assert_eq!(spec["names"]["singular"], "experiment");
     assert_eq!(spec["names"]["shortNames"], json!(["exp"]));
+    // As v0.2.1: `kubectl get all` and `kubectl get iter8` list experiments.
+    assert_eq!(spec["names"]["categories"], json!(["all", "iter8"]));
     let version = &spec["versions"][0];
     assert_eq!(version["name"], "v1alpha1");
     assert_eq!(version["served"], true);
@@ -277,5 +279,38 @@ fn the_schema_takes_a_routing_reference_and_requires_its_name() {
             .iter()
             .any(|p| p.contains("\"name\" is a required property")),
         "{problems:?}"
+    );
+}
+
+/// An Experiment as iter8 v0.2.1 stored it (int64 nanosecond timestamps, `analysisState: {}`,
+/// knative conditions) passes the schema and reads into the core's model with its times.
+#[test]
+fn a_status_written_by_v0_2_1_passes_the_schema_and_reads() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/written-by-v0.2.1.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let doc = docs[0].clone();
+    assert_eq!(
+        doc["status"]["startTimestamp"],
+        json!(1605866401000000000_i64)
+    );
+    assert_eq!(problems(&doc), Vec::<String>::new());
+
+    let resource: ExperimentResource = serde_json::from_value(doc).unwrap();
+    let exp = crd::to_core(&resource).unwrap();
+    let at = |s: &str| Some(s.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+    assert_eq!(exp.status.create_timestamp, at("2020-11-20T10:00:00Z"));
+    assert_eq!(exp.status.start_timestamp, at("2020-11-20T10:00:01Z"));
+    assert_eq!(exp.status.last_increment_time, at("2020-11-20T10:00:02Z"));
+    assert_eq!(exp.status.end_timestamp, None);
+    assert_eq!(exp.status.current_iteration, 2);
+    assert_eq!(exp.status.split().candidate, 40);
+    assert!(exp.status.analysis_state.unwrap().is_empty());
+    assert_eq!(
+        crd::core_status(&resource).start_timestamp,
+        at("2020-11-20T10:00:01Z")
     );
 }

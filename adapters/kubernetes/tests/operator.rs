@@ -490,3 +490,72 @@ fn iteration_history_shows_repeats_and_gaps() {
         [1, 3]
     );
 }
+
+/// Upgrading in place: an experiment iter8 v0.2.1 left at iteration 2 of 4 (its status with
+/// int64 nanosecond timestamps and `analysisState: {}`, its progressing routing rules) is
+/// continued from that status by this operator and completes; it is neither restarted nor
+/// stuck on an unreadable status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_left_by_v0_2_1_is_continued_to_completion() {
+    let (server, client) = cluster().await;
+    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/written-by-v0.2.1.yaml"
+    ))
+    .unwrap();
+    let mut docs = documents(&text);
+    let mut exp = docs.remove(0);
+    let status = exp.as_object_mut().unwrap().remove("status").unwrap();
+    for rule in &docs {
+        apply(&client, NS, rule).await;
+    }
+    apply(&client, NS, &exp).await;
+    let api: kube::Api<iter8_kubernetes::ExperimentResource> =
+        kube::Api::namespaced(client.clone(), NS);
+    api.patch_status(
+        PART1,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        experiment(&server, PART1).unwrap()["status"]["startTimestamp"],
+        json!(1605866401000000000_i64)
+    );
+
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let seen = completes_with(
+        &server,
+        PART1,
+        20,
+        (
+            "Completed",
+            "ExperimentSucceeded: All Success Criteria Were Met",
+            0,
+            100,
+        ),
+    )
+    .await;
+    assert!(
+        !seen.iter().any(|m| m.contains("Iteration 1 Started")),
+        "restarted instead of continued: {seen:#?}"
+    );
+    let iterations: Vec<String> = iteration_events(&server, PART1)
+        .into_iter()
+        .map(|(message, _)| message)
+        .collect();
+    assert_eq!(
+        iterations,
+        ["Iteration 3 Started", "Iteration 4 Started"],
+        "continued from iteration 2"
+    );
+    let status = &experiment(&server, PART1).unwrap()["status"];
+    // The same instant: the status patch leaves it as v0.2.1 wrote it.
+    assert_eq!(status["startTimestamp"], json!(1605866401000000000_i64));
+    assert_eq!(status["currentIteration"], 4);
+    let vs = virtual_service(&server, "reviews.bookinfo-iter8.svc.cluster.local").unwrap();
+    assert_eq!(routes(&vs), vec![("candidate".to_string(), 100)]);
+    stop_both(operator, server).await;
+}

@@ -69,15 +69,22 @@ async fn held_at_iteration_1(iterations: u32) -> (FakeApiServer, kube::Client, R
     (server, client, operator)
 }
 
-/// Fails unless the rules for reviews send all traffic to the candidate and name [`SECOND`] as
-/// their experiment.
+/// Fails unless the rules for reviews, after [`SECOND`] completed on them, send all traffic to
+/// the candidate and are stable for the next experiment (no experiment label).
 fn assert_second_owns_the_rules(server: &FakeApiServer) {
     let vs = virtual_service(server, REVIEWS).unwrap();
     assert_eq!(routes(&vs), [route("candidate", 100)]);
+    assert_eq!(role(&vs), "stable");
     assert_eq!(
         vs["metadata"]["labels"]["iter8-tools/experiment"],
-        "reviews-v3-again.bookinfo-iter8"
+        Value::Null
     );
+}
+
+/// Fails unless iter8's rules for reviews are gone (`cleanup: delete`).
+fn assert_rules_deleted(server: &FakeApiServer) {
+    assert_eq!(virtual_service(server, REVIEWS), None, "VirtualService");
+    assert_eq!(destination_rule(server, REVIEWS), None, "DestinationRule");
 }
 
 fn deployment_exists(server: &FakeApiServer, name: &str) -> bool {
@@ -270,7 +277,8 @@ async fn cleanup_delete_removes_the_baseline_after_a_success() {
         "the loser is deleted"
     );
     assert!(deployment_exists(&server, "reviews-v3"), "the winner stays");
-    assert_eq!(served_weights(&server), [route("candidate", 100)]);
+    // As v0.2.1: the rules iter8 created are deleted too; the Service reaches the winner only.
+    assert_rules_deleted(&server);
     // The deleted baseline does not reopen a completed experiment.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
@@ -309,7 +317,7 @@ async fn cleanup_delete_removes_the_candidate_after_a_failure() {
         "the loser is deleted"
     );
     assert!(deployment_exists(&server, "reviews-v2"), "the winner stays");
-    assert_eq!(served_weights(&server), [route("baseline", 100)]);
+    assert_rules_deleted(&server);
     stop_both(operator, server).await;
 }
 

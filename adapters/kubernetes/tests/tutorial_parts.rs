@@ -64,6 +64,17 @@ fn routes_and_labels(server: &FakeApiServer, service: &str) -> Vec<(String, i64,
         .collect()
 }
 
+/// The uids of the VirtualService and DestinationRule for reviews, after checking that their
+/// labels are exactly `labels`.
+fn rules_uids_with_labels(server: &FakeApiServer, labels: Value) -> (Value, Value) {
+    let host = format!("reviews.{NS}.svc.cluster.local");
+    let vs = virtual_service(server, &host).expect("the VirtualService exists");
+    let dr = destination_rule(server, &host).expect("the DestinationRule exists");
+    assert_eq!(vs["metadata"]["labels"], labels, "VirtualService");
+    assert_eq!(dr["metadata"]["labels"], labels, "DestinationRule");
+    (vs["metadata"]["uid"].clone(), dr["metadata"]["uid"].clone())
+}
+
 fn reviews(version: &str) -> Value {
     json!({"app": "reviews", "version": version})
 }
@@ -114,6 +125,12 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
         routes_and_labels(&server, "reviews"),
         vec![("candidate".into(), 100, reviews("v3"))]
     );
+    // As v0.2.1 leaves them: stable, held by no experiment, no longer marked iter8-created.
+    let part1_uids = rules_uids_with_labels(
+        &server,
+        json!({"iter8-tools/host": "reviews.bookinfo-iter8.svc.cluster.local",
+               "iter8-tools/role": "stable"}),
+    );
 
     // Part 2: reviews-v3 to reviews-v4, the experiment first.
     apply_experiment(&client, "canary_reviews-v3_to_reviews-v4.yaml").await;
@@ -143,6 +160,16 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
             ("baseline".into(), 80, reviews("v3")),
             ("candidate".into(), 20, reviews("v4"))
         ]
+    );
+    // Part 2 reuses part 1's stable rules (the same objects), now labelled for itself.
+    assert_eq!(
+        rules_uids_with_labels(
+            &server,
+            json!({"iter8-tools/experiment": "reviews-v4-rollout.bookinfo-iter8",
+                   "iter8-tools/host": "reviews.bookinfo-iter8.svc.cluster.local",
+                   "iter8-tools/role": "progressing"}),
+        ),
+        part1_uids
     );
     let seen = until_completed(&server, V4).await;
     // "traffic will not shift towards the candidate": 80/20 until the end.

@@ -70,7 +70,7 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// When `status` last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<DateTime<Utc>>,
 }
 
@@ -165,6 +165,40 @@ pub mod reading_value {
     }
 }
 
+/// Serde for a status timestamp: written as RFC 3339; read from RFC 3339 or from integer Unix
+/// nanoseconds, as iter8 v0.2.1 wrote `createTimestamp`, `startTimestamp` and `endTimestamp`, so
+/// an experiment it started is continued after an upgrade in place.
+pub mod timestamp {
+    use super::*;
+
+    /// Writes the time as RFC 3339.
+    pub fn serialize<S: Serializer>(v: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    /// Reads RFC 3339 or Unix nanoseconds; `0` and `""` (Go's zero values) mean "not set".
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Nanos(i64),
+            Text(String),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None | Some(Raw::Nanos(0)) => Ok(None),
+            Some(Raw::Nanos(ns)) => Ok(Some(DateTime::from_timestamp_nanos(ns))),
+            Some(Raw::Text(t)) if t.is_empty() => Ok(None),
+            Some(Raw::Text(t)) => DateTime::parse_from_rfc3339(&t)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "`{t}` is neither an RFC 3339 time nor Unix nanoseconds: {e}"
+                    ))
+                }),
+        }
+    }
+}
+
 /// The verdict on one success criterion (`status.assessment.success_criteria[]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct CriterionAssessment {
@@ -235,16 +269,16 @@ pub struct ExperimentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the controller first saw the experiment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub create_timestamp: Option<DateTime<Utc>>,
     /// When the first iteration began (the start of every analysis window).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub start_timestamp: Option<DateTime<Utc>>,
     /// When the experiment completed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub end_timestamp: Option<DateTime<Utc>>,
     /// When the last iteration began.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "timestamp", skip_serializing_if = "Option::is_none")]
     pub last_increment_time: Option<DateTime<Utc>>,
     /// Iterations begun so far.
     #[serde(default)]
@@ -316,5 +350,50 @@ impl ExperimentStatus {
                 last_transition_time: Some(now),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> Option<DateTime<Utc>> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn timestamps_read_rfc3339_and_v021_nanoseconds_and_write_rfc3339() {
+        let status: ExperimentStatus = serde_json::from_value(json!({
+            "createTimestamp": 1605866400000000000_i64,
+            "startTimestamp": "2020-11-20T10:00:01Z",
+            "endTimestamp": 0,
+            "lastIncrementTime": "",
+            "conditions": [{"type": "Ready", "status": "True",
+                            "lastTransitionTime": 1605866402500000000_i64}],
+        }))
+        .unwrap();
+        assert_eq!(status.create_timestamp, at("2020-11-20T10:00:00Z"));
+        assert_eq!(status.start_timestamp, at("2020-11-20T10:00:01Z"));
+        assert_eq!(status.end_timestamp, None, "Go's zero value is unset");
+        assert_eq!(status.last_increment_time, None);
+        assert_eq!(
+            status.conditions[0].last_transition_time,
+            at("2020-11-20T10:00:02.5Z")
+        );
+        let written = serde_json::to_value(&status).unwrap();
+        assert_eq!(written["createTimestamp"], "2020-11-20T10:00:00Z");
+        assert!(written.get("endTimestamp").is_none());
+    }
+
+    #[test]
+    fn a_bad_timestamp_is_named() {
+        let err = serde_json::from_value::<ExperimentStatus>(json!({"startTimestamp": "soon"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`soon` is neither an RFC 3339 time nor Unix nanoseconds"),
+            "{err}"
+        );
     }
 }

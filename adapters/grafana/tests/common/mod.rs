@@ -68,6 +68,16 @@ pub fn panels(dashboard: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// [`panels`] and, after each collapsed row, the panels inside it.
+pub fn all_panels(dashboard: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in panels(dashboard) {
+        out.push(p);
+        out.extend(p["panels"].as_array().into_iter().flatten());
+    }
+    out
+}
+
 /// The panel with this title.
 pub fn panel<'a>(dashboard: &'a Value, title: &str) -> &'a Value {
     panels(dashboard)

@@ -184,6 +184,7 @@ impl Running {
             }),
             analytics: Arc::new(BuiltinAnalytics::new(metrics)),
             dashboard: Arc::new(NoDashboard),
+            events: None,
         };
         let settings = OperatorSettings {
             controller: Settings {
