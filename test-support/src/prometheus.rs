@@ -4,7 +4,8 @@
 //! connection it holds.
 //!
 //! It reads request heads only (Prometheus' instant queries are `GET`s) and answers with a JSON
-//! content type; connections are kept alive, as Prometheus does.
+//! content type; connections are kept alive, as Prometheus does, unless the client sends
+//! `Connection: close`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -248,11 +249,22 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> Option<String> {
     Some(head)
 }
 
+/// Whether the client sent `Connection: close` (then the fake closes after answering).
+fn head_asks_to_close(head: &str) -> bool {
+    head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("connection")
+                && value.trim().eq_ignore_ascii_case("close")
+        })
+    })
+}
+
 async fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
     let mut conn = BufReader::new(conn);
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     while let Some(head) = read_head(&mut conn).await {
         let request = Request::parse(head);
+        let request_head = request.head.clone();
         let reply = {
             let mut s = lock();
             let reply = s.reply(&request);
@@ -278,7 +290,8 @@ async fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
                     body.len()
                 );
                 lock().in_flight -= 1;
-                if conn.get_mut().write_all(text.as_bytes()).await.is_err() {
+                let close = head_asks_to_close(&request_head);
+                if conn.get_mut().write_all(text.as_bytes()).await.is_err() || close {
                     return;
                 }
             }
