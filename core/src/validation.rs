@@ -11,8 +11,8 @@ use crate::metrics_config::MetricsConfig;
 use crate::model::{
     API_VERSION, DEFAULT_CONFIDENCE, DEFAULT_INTERVAL, DEFAULT_MAX_ITERATIONS,
     DEFAULT_MAX_TRAFFIC_PERCENTAGE, DEFAULT_SAMPLE_SIZE, DEFAULT_STEP_SIZE, Experiment,
-    GATEWAY_API_GROUP, HTTP_ROUTE_KIND, OnSuccess, RoutingReference,
-    Strategy, TargetKind, ToleranceType, UserAction,
+    GATEWAY_API_GROUP, HTTP_ROUTE_KIND, OnSuccess, RoutingReference, Strategy, TargetKind,
+    ToleranceType, UserAction,
 };
 use crate::plan::{Criterion, Plan, experiment_seed};
 

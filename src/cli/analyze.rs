@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, AnalysisState, analyze};
-use iter8_core::duration::parse_go;
 use iter8_core::engine::{self, Step};
 use iter8_core::measurement::{Measurement, Window};
 use iter8_core::model::{Experiment, Reading};

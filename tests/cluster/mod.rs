@@ -93,6 +93,17 @@ pub struct Operator {
 impl Operator {
     /// `iter8 operator` with `kubeconfig`, watching `namespace`, metrics from `prometheus`.
     pub fn spawn(kubeconfig: &Path, namespace: &str, prometheus: &str, extra: &[&str]) -> Operator {
+        Operator::spawn_with_env(kubeconfig, namespace, prometheus, extra, &[])
+    }
+
+    /// [`Operator::spawn`] with environment variables set.
+    pub fn spawn_with_env(
+        kubeconfig: &Path,
+        namespace: &str,
+        prometheus: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let port = free_port();
         let log = std::env::temp_dir().join(format!(
             "iter8-operator-{}-{namespace}-{port}.log",
@@ -123,6 +134,7 @@ impl Operator {
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
