@@ -124,6 +124,8 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<Value>, KubeError> {
             "metadata": {"name": format!("{OPERATOR_NAME}-leader-election"), "namespace": ns, "labels": labels()},
             "rules": [
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+                // The notifiers' ConfigMap is followed live (a watch by name): that one only.
+                {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["iter8config-notifiers"], "verbs": ["get", "list", "watch"]},
             ],
         }),
         json!({

@@ -62,6 +62,10 @@ fn rbac_grants_only_what_the_operator_uses() {
     let mut grants: Vec<String> = Vec::new();
     for role in ["ClusterRole", "Role"] {
         for rule in kind(&objs, role)["rules"].as_array().unwrap() {
+            // A rule limited to named objects grants nothing else: checked below.
+            if rule.get("resourceNames").is_some() {
+                continue;
+            }
             for group in rule["apiGroups"].as_array().unwrap() {
                 for resource in rule["resources"].as_array().unwrap() {
                     for verb in rule["verbs"].as_array().unwrap() {
@@ -105,6 +109,19 @@ fn rbac_grants_only_what_the_operator_uses() {
             "{forbidden}: {grants:#?}"
         );
     }
+    // Listing and watching ConfigMaps only for the notifiers' one, in the operator's namespace.
+    let named: Vec<&serde_json::Value> = kind(&objs, "Role")["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("resourceNames").is_some())
+        .collect();
+    assert_eq!(named.len(), 1, "{named:#?}");
+    assert_eq!(named[0]["resources"], serde_json::json!(["configmaps"]));
+    assert_eq!(
+        named[0]["resourceNames"],
+        serde_json::json!(["iter8config-notifiers"])
+    );
     // Leases only in the operator's namespace.
     assert!(
         !kind(&objs, "ClusterRole")["rules"]
