@@ -515,7 +515,7 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
     let d = decide(&exp, &o, t0());
     assert_eq!(
         message(&d),
-        "TargetsNotFound: reviews is being involved in other experiment"
+        "TargetsNotFound: Service reviews.bookinfo-iter8 is being involved in other experiment"
     );
     assert_eq!(d.status.phase, Some(Phase::Pause));
 }

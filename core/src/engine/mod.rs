@@ -337,10 +337,13 @@ impl<'a> Running<'a> {
         if let Some(other) = &t.claimed_by
             && !started
         {
-            let text = format!(
-                "{} is being involved in other experiment",
-                self.plan.service
-            );
+            // v0.2.1's words: which target (Service, Baseline or Candidate) is shared.
+            let text = t.claim_text(self.d.exp).unwrap_or_else(|| {
+                format!(
+                    "{} is being involved in other experiment",
+                    self.plan.service
+                )
+            });
             self.d.pause(TARGETS_NOT_FOUND, &text, None);
             self.d.condition(
                 ConditionType::TargetsProvided,

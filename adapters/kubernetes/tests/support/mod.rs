@@ -417,7 +417,9 @@ pub async fn apply_second(server: &FakeApiServer, client: &kube::Client, mut exp
         server,
         SECOND,
         10,
-        message_is("TargetsNotFound: reviews is being involved in other experiment"),
+        message_is(
+            "TargetsNotFound: Service reviews.bookinfo-iter8 is being involved in other experiment",
+        ),
     )
     .await;
 }
