@@ -95,14 +95,17 @@ fn telemetry_is_taken_from_the_metrics_configuration_or_the_flag() {
         "{latency}"
     );
     assert!(latency.ends_with("* 1000"), "{latency}");
-    // No experiment: just the three stock panels under their row.
+    // No experiment: the three stock panels under their row, then v0.2.1's panels in two
+    // collapsed rows.
     assert_eq!(
         titles(&d),
         [
             "Application metrics",
             "Request rate",
             "Mean latency",
-            "Error rate"
+            "Error rate",
+            "iter8 v0.2.1: application metrics",
+            "iter8 v0.2.1: utilization metrics"
         ]
     );
 
