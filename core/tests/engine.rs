@@ -515,7 +515,8 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
     let d = decide(&exp, &o, t0());
     assert_eq!(
         message(&d),
-        "TargetsNotFound: Service reviews.bookinfo-iter8 is being involved in other experiment"
+        // The experiment is in namespace `default` here.
+        "TargetsNotFound: Service reviews.default is being involved in other experiment"
     );
     assert_eq!(d.status.phase, Some(Phase::Pause));
 }
