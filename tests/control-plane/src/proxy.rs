@@ -160,8 +160,12 @@ async fn forward(state: Shared, req: Request<Body>) -> Response<Body> {
         tokio::time::sleep(delay).await;
     }
     if let Some((status, retry_after)) = injected {
-        let mut response = Response::new(Body::from(status_body(status, "injected by the test proxy")));
-        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = Response::new(Body::from(status_body(
+            status,
+            "injected by the test proxy",
+        )));
+        *response.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response
             .headers_mut()
             .insert("content-type", HeaderValue::from_static("application/json"));
