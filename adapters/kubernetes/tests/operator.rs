@@ -523,8 +523,9 @@ fn iteration_history_shows_repeats_and_gaps() {
 /// stuck on an unreadable status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_experiment_left_by_v0_2_1_is_continued_to_completion() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
+    // The namespace v0.2.1 ran in: the stored objects name it (hosts, labels).
+    let cluster = cluster("bookinfo-iter8").await;
+    cluster.apply_file("reviews-v3.yaml").await;
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/written-by-v0.2.1.yaml"
@@ -532,13 +533,14 @@ async fn an_experiment_left_by_v0_2_1_is_continued_to_completion() {
     .unwrap();
     let mut docs = documents(&text);
     let mut exp = docs.remove(0);
+    // The status goes in through its subresource, as v0.2.1 wrote it: an apply ignores it.
     let status = exp.as_object_mut().unwrap().remove("status").unwrap();
     for rule in &docs {
-        apply(&client, NS, rule).await;
+        cluster.apply(rule).await;
     }
-    apply(&client, NS, &exp).await;
+    cluster.apply(&exp).await;
     let api: kube::Api<iter8_kubernetes::ExperimentResource> =
-        kube::Api::namespaced(client.clone(), NS);
+        kube::Api::namespaced(cluster.client.clone(), &cluster.ns);
     api.patch_status(
         PART1,
         &kube::api::PatchParams::default(),
@@ -547,13 +549,13 @@ async fn an_experiment_left_by_v0_2_1_is_continued_to_completion() {
     .await
     .unwrap();
     assert_eq!(
-        experiment(&server, PART1).unwrap()["status"]["startTimestamp"],
+        experiment(&cluster, PART1).await.unwrap()["status"]["startTimestamp"],
         json!(1605866401000000000_i64)
     );
 
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let operator = Running::start(&cluster, FakeMetrics::new(120.0, 100.0)).await;
     let seen = completes_with(
-        &server,
+        &cluster,
         PART1,
         20,
         (
@@ -568,7 +570,8 @@ async fn an_experiment_left_by_v0_2_1_is_continued_to_completion() {
         !seen.iter().any(|m| m.contains("Iteration 1 Started")),
         "restarted instead of continued: {seen:#?}"
     );
-    let iterations: Vec<String> = iteration_events(&server, PART1)
+    let iterations: Vec<String> = iteration_events(&cluster, PART1)
+        .await
         .into_iter()
         .map(|(message, _)| message)
         .collect();
@@ -577,11 +580,13 @@ async fn an_experiment_left_by_v0_2_1_is_continued_to_completion() {
         ["Iteration 3 Started", "Iteration 4 Started"],
         "continued from iteration 2"
     );
-    let status = &experiment(&server, PART1).unwrap()["status"];
+    let status = &experiment(&cluster, PART1).await.unwrap()["status"];
     // The same instant: the status patch leaves it as v0.2.1 wrote it.
     assert_eq!(status["startTimestamp"], json!(1605866401000000000_i64));
     assert_eq!(status["currentIteration"], 4);
-    let vs = virtual_service(&server, "reviews.bookinfo-iter8.svc.cluster.local").unwrap();
+    let vs = virtual_service(&cluster, &cluster.host("reviews"))
+        .await
+        .unwrap();
     assert_eq!(routes(&vs), vec![("candidate".to_string(), 100)]);
-    stop_both(operator, server).await;
+    operator.stop().await.unwrap();
 }

@@ -85,8 +85,16 @@ async fn assert_second_owns_the_rules(cluster: &Cluster) {
 /// Fails unless iter8's rules for reviews are gone (`cleanup: delete`).
 async fn assert_rules_deleted(cluster: &Cluster) {
     let host = cluster.host("reviews");
-    assert_eq!(virtual_service(cluster, &host).await, None, "VirtualService");
-    assert_eq!(destination_rule(cluster, &host).await, None, "DestinationRule");
+    assert_eq!(
+        virtual_service(cluster, &host).await,
+        None,
+        "VirtualService"
+    );
+    assert_eq!(
+        destination_rule(cluster, &host).await,
+        None,
+        "DestinationRule"
+    );
 }
 
 async fn deployment_exists(cluster: &Cluster, name: &str) -> bool {
