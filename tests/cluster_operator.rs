@@ -1,16 +1,17 @@
 //! The `iter8 operator` binary on a real kube-apiserver, as the install bundle's ServiceAccount:
 //! the finalizer (a running experiment deleted is rolled back, then gone), routing applied by
 //! server-side apply under the Istio CRDs' schemas without touching what a user set on the same
-//! VirtualService, and two operator processes on a real Lease (the leader killed with SIGKILL,
-//! the standby goes on, no iteration lost or repeated).
+//! VirtualService, two operator processes on a real Lease (the leader killed with SIGKILL,
+//! the standby goes on, no iteration lost or repeated), and one process through part 1 while
+//! its watches are dropped: its endpoints, its metrics, and a clean stop on SIGTERM.
 
 mod cluster;
 
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use iter8_control_plane::FakePrometheus;
-use serde_json::Value;
+use iter8_control_plane::{FakePrometheus, FaultProxy};
+use serde_json::{Value, json};
 
 const EXPERIMENT: &str = "reviews-v3-rollout";
 const HOST: &str = "reviews";
@@ -248,6 +249,16 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
         operators[standby].assert_running();
         lease_holder().as_deref() == Some(names[standby])
     });
+    wait_until(Duration::from_secs(30), "the next iteration", || {
+        operators[standby].assert_running();
+        object(cp, "experiment", ns, EXPERIMENT).unwrap()["status"]["currentIteration"].as_u64()
+            > Some(at_kill)
+    });
+    let next_iteration = killed.elapsed().as_secs_f64();
+    assert!(
+        next_iteration <= LEASE + INTERVAL + SLACK,
+        "no stall: the next iteration came {next_iteration:.1} s after the kill"
+    );
     wait_until(Duration::from_secs(60), "the experiment completes", || {
         operators[standby].assert_running();
         object(cp, "experiment", ns, EXPERIMENT)
@@ -257,6 +268,10 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
     assert_eq!(
         exp["status"]["message"],
         "ExperimentSucceeded: All Success Criteria Were Met"
+    );
+    assert_eq!(
+        exp["status"]["trafficSplitPercentage"],
+        json!({"baseline": 0, "candidate": 100})
     );
     eprintln!(
         "killed in iteration {at_kill}; completed {:.1} s later",
@@ -291,4 +306,148 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
     };
     assert!(status.success(), "{status:?}");
     assert_eq!(lease_holder().unwrap_or_default(), "");
+}
+
+/// `iter8 operator`, the binary, through part 1 (1 s interval, 3 iterations) after its watches
+/// were dropped (as a connection reset would) and started again: its endpoints answer, traffic
+/// moves 20 points per iteration on what Prometheus answered, the metrics follow the status,
+/// and SIGTERM stops the process cleanly, every log line JSON.
+#[test]
+fn the_operator_binary_runs_part_1_through_dropped_watches_and_stops_on_sigterm() {
+    let ns = "binary-check";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cp = cluster();
+    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let proxy = runtime.block_on(FaultProxy::start(&cp.server(), &cp.ca_pem()));
+    let _guard = runtime.enter();
+    bookinfo_with_reviews_v3(cp, ns, &prometheus);
+    let kubeconfig = cp.service_account_kubeconfig_via("iter8", "iter8-controller", proxy.url());
+    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+
+    // Ready once it has reached the API server.
+    wait_until(Duration::from_secs(30), "/readyz answers 200", || {
+        operator.assert_running();
+        http_get(operator.port, "/readyz").0 == 200
+    });
+    assert_eq!(
+        http_get(operator.port, "/healthz"),
+        (200, "ok\n".to_string())
+    );
+
+    // Every watch that ends is started again (a real API server answers the next one from the
+    // resourceVersion the operator last saw).
+    std::thread::sleep(Duration::from_secs(1));
+    let watches = || proxy.seen().get("WATCH").copied().unwrap_or(0);
+    let open = watches();
+    assert!(open > 0, "the operator watches: {:?}", proxy.seen());
+    let dropped = Instant::now();
+    proxy.drop_watches();
+    wait_until(
+        Duration::from_secs(30),
+        "each dropped watch started again",
+        || {
+            operator.assert_running();
+            watches() >= 2 * open
+        },
+    );
+    eprintln!(
+        "{open} watches started again {:?} after they were dropped",
+        dropped.elapsed()
+    );
+
+    let recorder = Recorder::start(cp, "experiments", ns, EXPERIMENT);
+    std::thread::sleep(Duration::from_millis(500));
+    apply_in(cp, ns, &part1_experiment("1s", 3));
+    wait_until(Duration::from_secs(60), "the experiment completes", || {
+        operator.assert_running();
+        object(cp, "experiment", ns, EXPERIMENT)
+            .is_some_and(|e| e["status"]["phase"] == "Completed")
+    });
+    let exp = object(cp, "experiment", ns, EXPERIMENT).unwrap();
+    assert_eq!(
+        exp["status"]["message"], "ExperimentSucceeded: All Success Criteria Were Met",
+        "{exp:#}"
+    );
+    assert_eq!(exp["status"]["currentIteration"], 3, "{exp:#}");
+    assert_eq!(
+        exp["status"]["trafficSplitPercentage"],
+        json!({"baseline": 0, "candidate": 100})
+    );
+    let vs = routing(cp, ns).expect("the operator's VirtualService");
+    assert_eq!(weights(&vs), [("candidate".to_string(), 100)], "{vs:#}");
+    // The decisions were made on what Prometheus answered to the stock templates.
+    let asked = prometheus.asked();
+    assert!(
+        asked
+            .iter()
+            .any(|q| q.contains("istio_request_duration_milliseconds_sum")),
+        "{asked:#?}"
+    );
+    // Traffic moved 20 points per iteration while the criterion held.
+    let trail: Vec<String> = recorder
+        .history()
+        .iter()
+        .map(|e| {
+            let s = &e["status"];
+            format!(
+                "{} {}/{}",
+                s["message"].as_str().unwrap_or("-"),
+                s["trafficSplitPercentage"]["baseline"],
+                s["trafficSplitPercentage"]["candidate"]
+            )
+        })
+        .collect();
+    for step in [
+        "Iteration 1 Started 80/20",
+        "Iteration 2 Started 60/40",
+        "Iteration 3 Started 40/60",
+    ] {
+        assert!(
+            trail.iter().any(|t| t.ends_with(step)),
+            "{step}: {trail:#?}"
+        );
+    }
+
+    // The metrics follow the status write within the same reconcile (after its events).
+    let mut metrics = String::new();
+    wait_until(
+        Duration::from_secs(5),
+        "the metrics count the completion",
+        || {
+            let (code, body) = http_get(operator.port, "/metrics");
+            assert_eq!(code, 200);
+            metrics = body;
+            metrics.contains("iter8_experiments{phase=\"Completed\"} 1")
+        },
+    );
+    assert!(
+        metrics.contains(&format!(
+            "iter8_candidate_weight_percent{{namespace=\"{ns}\",experiment=\"{EXPERIMENT}\"}} 100"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "OpenMetrics text: {metrics}");
+
+    operator.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = operator.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = operator.log();
+    assert!(status.success(), "exit on SIGTERM: {status:?}; log:\n{log}");
+    assert!(log.contains("operator stopped"), "{log}");
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "--log-format json: every line is JSON:\n{log}"
+    );
+    assert_eq!(
+        http_get(operator.port, "/healthz").0,
+        0,
+        "the endpoints are closed"
+    );
 }

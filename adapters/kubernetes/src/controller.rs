@@ -339,8 +339,9 @@ fn experiments_naming_service(
 }
 
 /// The experiments (from the controller's cache) waiting for `other`'s targets, once `other`
-/// has completed or is being deleted: a second experiment on the same service, baseline or
-/// candidate pauses until then and has no other change to wake it.
+/// has completed or is being deleted: a second experiment on the same service, or with a
+/// version that is either of `other`'s (as `KubeTargets::claimed_by` claims them), pauses until
+/// then and has no other change to wake it.
 fn experiments_waiting_for(
     store: &Store<ExperimentResource>,
     other: &ExperimentResource,
@@ -351,9 +352,19 @@ fn experiments_waiting_for(
         return Vec::new();
     }
     let namespace = crd::target_namespace(other);
-    let shares = |e: &ExperimentResource, field: &str| {
-        crd::target_field(other, field)
-            .is_some_and(|v| !v.is_empty() && crd::target_field(e, field) == Some(v))
+    fn given<'a>(e: &'a ExperimentResource, field: &str) -> Option<&'a str> {
+        crd::target_field(e, field).filter(|v| !v.is_empty())
+    }
+    fn versions(e: &ExperimentResource) -> Vec<&str> {
+        ["baseline", "candidate"]
+            .into_iter()
+            .filter_map(|f| given(e, f))
+            .collect()
+    }
+    let other_versions = versions(other);
+    let shares = |e: &ExperimentResource| {
+        given(other, "name").is_some_and(|name| given(e, "name") == Some(name))
+            || versions(e).iter().any(|v| other_versions.contains(v))
     };
     store
         .state()
@@ -361,11 +372,7 @@ fn experiments_waiting_for(
         .filter(|e| e.namespace() == other.namespace() && e.name_any() != other.name_any())
         .filter(|e| crd::target_namespace(e) == namespace)
         .filter(|e| crd::core_status(e).start_timestamp.is_none())
-        .filter(|e| {
-            ["name", "baseline", "candidate"]
-                .iter()
-                .any(|f| shares(e, f))
-        })
+        .filter(|e| shares(e))
         .map(|e| ObjectRef::from_obj(&**e))
         .collect()
 }

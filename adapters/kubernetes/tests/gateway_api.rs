@@ -1,17 +1,38 @@
 //! Canary experiments routed by a user's Gateway API HTTPRoute (`spec.routingReference`),
 //! through the operator as `iter8 operator` wires it (Istio, or Gateway API for an HTTPRoute
-//! reference): a real `kube::Client` against the fake API server (no real control plane yet),
-//! metrics from a scripted source, 1 s intervals. Each checks the outcome and status as with
-//! Istio, the route's target rule, and that everything else in the route is the user's.
+//! reference): a real `kube::Client` against a real kube-apiserver with the HTTPRoute CRD
+//! (v1.6.1, one namespace per test), metrics from a scripted source, 1 s intervals. Each checks
+//! the outcome and status as with Istio, the route's target rule, and that everything else in
+//! the route is the user's.
 
 mod support;
 
-use iter8_fake_apiserver::FakeApiServer;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use iter8_control_plane::{ControlPlane, eventually};
 use serde_json::{Value, json};
 use support::*;
 
 const EXP: &str = "web-v2-rollout";
 const SUCCEEDED: &str = "ExperimentSucceeded: All Success Criteria Were Met";
+
+/// The HTTPRoute CRD (Gateway API v1.6.1, standard channel), kept beside the Gateway API
+/// adapter's tests.
+const HTTP_ROUTE_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../gateway-api/tests/data/httproutes.crd.yaml"
+);
+
+/// The test binary's control plane with the HTTPRoute CRD installed as well (once).
+fn control_plane_with_http_routes() -> &'static ControlPlane {
+    static INSTALLED: OnceLock<&'static ControlPlane> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let cp = control_plane();
+        cp.apply_crds(&std::fs::read_to_string(HTTP_ROUTE_CRD).expect("the HTTPRoute CRD"));
+        cp
+    })
+}
 
 /// The documents of a manifest of examples/gateway-api.
 fn gateway_example(file: &str) -> Vec<Value> {
@@ -30,30 +51,44 @@ fn web_experiment(iterations: u32) -> Value {
     exp
 }
 
-/// The tutorial's cluster with the worked example (web-v1, web-v2, the Gateway and the
-/// HTTPRoute) and an operator over `metrics`; returns the route as the user applied it.
-async fn web_cluster(metrics: FakeMetrics) -> (FakeApiServer, kube::Client, Running, Value) {
-    let (server, client) = cluster().await;
-    for file in ["web-v1.yaml", "web-v2.yaml", "gateway.yaml"] {
-        for doc in gateway_example(file) {
-            apply(&client, NS, &doc).await;
-        }
+/// The user's HTTPRoute of the worked example.
+fn user_route() -> Value {
+    gateway_example("gateway.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "HTTPRoute")
+        .expect("gateway.yaml has the HTTPRoute")
+}
+
+/// Namespace `ns` with the worked example (web-v1, web-v2 and the HTTPRoute) and an operator
+/// over `metrics`; returns the route as the API server stored it (with its defaults). The
+/// Gateway itself is left out: only the HTTPRoute CRD is installed, and nothing on the API
+/// server checks a route's parentRefs.
+async fn web_cluster(ns: &str, metrics: FakeMetrics) -> (Cluster, Running, Value) {
+    let cluster = Cluster::new(control_plane_with_http_routes(), ns).await;
+    for doc in [
+        gateway_example("web-v1.yaml"),
+        gateway_example("web-v2.yaml"),
+    ]
+    .concat()
+    {
+        cluster.apply(&doc).await;
     }
-    let route = http_route(&server);
-    let operator = Running::start(&client, metrics).await;
-    (server, client, operator, route)
+    cluster.apply(&user_route()).await;
+    let route = http_route(&cluster).await;
+    let operator = Running::start(&cluster, metrics).await;
+    (cluster, operator, route)
 }
 
 /// The HTTPRoute as stored.
-fn http_route(server: &FakeApiServer) -> Value {
-    server
-        .object("gateway.networking.k8s.io", "httproutes", NS, "web")
+async fn http_route(cluster: &Cluster) -> Value {
+    cluster
+        .object("gateway.networking.k8s.io/v1", "httproutes", "web")
+        .await
         .expect("the HTTPRoute exists")
 }
 
-/// `(name, weight)` of the backendRefs of a rule of the stored route.
-fn backends(server: &FakeApiServer, rule: usize) -> Vec<(String, i64)> {
-    let route = http_route(server);
+/// `(name, weight)` of the backendRefs of a rule of a route.
+fn backends_of(route: &Value, rule: usize) -> Vec<(String, i64)> {
     route["spec"]["rules"][rule]["backendRefs"]
         .as_array()
         .unwrap_or_else(|| panic!("no rule {rule}: {route:#}"))
@@ -67,14 +102,19 @@ fn backends(server: &FakeApiServer, rule: usize) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// `(name, weight)` of the backendRefs of a rule of the stored route.
+async fn backends(cluster: &Cluster, rule: usize) -> Vec<(String, i64)> {
+    backends_of(&http_route(cluster).await, rule)
+}
+
 fn to(name: &str, weight: i64) -> (String, i64) {
     (name.to_string(), weight)
 }
 
 /// Fails unless the stored route is the user's `original` apart from the target rule's
 /// backendRefs and iter8's labels (and the server's metadata).
-fn assert_only_the_target_rule_changed(server: &FakeApiServer, original: &Value) {
-    let now = http_route(server);
+async fn assert_only_the_target_rule_changed(cluster: &Cluster, original: &Value) {
+    let now = http_route(cluster).await;
     assert_eq!(now["spec"]["parentRefs"], original["spec"]["parentRefs"]);
     assert_eq!(now["spec"]["hostnames"], original["spec"]["hostnames"]);
     let (now_rules, old_rules) = (
@@ -97,24 +137,33 @@ fn label<'a>(route: &'a Value, key: &str) -> &'a str {
     route["metadata"]["labels"][key].as_str().unwrap_or("")
 }
 
+/// The `iter8-tools/experiment` label value of an experiment of the test's namespace.
+fn experiment_label(cluster: &Cluster, name: &str) -> String {
+    format!("{name}.{}", cluster.ns)
+}
+
 /// Roll forward: the target rule's weights step 20 points per iteration; at the end all traffic
 /// goes to web-v2 and web-v1's backendRef is gone from that rule; the /status rule, its filter
 /// and match, the hostnames and the parentRefs are as the user wrote them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_route_canary_rolls_forward() {
-    let (server, client, operator, original) = web_cluster(FakeMetrics::new(120.0, 100.0)).await;
+    let (cluster, operator, original) =
+        web_cluster("route-forward", FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = web_experiment(3);
     // 2s: time to read the route while iteration 1's split is served.
     exp["spec"]["trafficControl"]["interval"] = json!("2s");
-    apply(&client, NS, &exp).await;
-    wait_for(&server, EXP, 10, iteration_started(1)).await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 80), to("web-v2", 20)]);
+    cluster.apply(&exp).await;
+    wait_for(&cluster, EXP, 10, iteration_started(1)).await;
     assert_eq!(
-        label(&http_route(&server), "iter8-tools/role"),
+        backends(&cluster, 0).await,
+        [to("web-v1", 80), to("web-v2", 20)]
+    );
+    assert_eq!(
+        label(&http_route(&cluster).await, "iter8-tools/role"),
         "progressing"
     );
 
-    let seen = completes_with(&server, EXP, 30, ("Completed", SUCCEEDED, 0, 100)).await;
+    let seen = completes_with(&cluster, EXP, 30, ("Completed", SUCCEEDED, 0, 100)).await;
     for step in [
         "Progressing | IterationUpdate: Iteration 1 Started | 80/20",
         "Progressing | IterationUpdate: Iteration 2 Started | 60/40",
@@ -122,36 +171,37 @@ async fn an_http_route_canary_rolls_forward() {
     ] {
         assert!(seen.iter().any(|l| l == step), "{step}: {seen:#?}");
     }
-    assert_eq!(backends(&server, 0), [to("web-v2", 100)]);
-    assert_eq!(backends(&server, 1), [to("web-v1", 1)]);
-    assert_only_the_target_rule_changed(&server, &original);
-    let route = http_route(&server);
+    assert_eq!(backends(&cluster, 0).await, [to("web-v2", 100)]);
+    assert_eq!(backends(&cluster, 1).await, [to("web-v1", 1)]);
+    assert_only_the_target_rule_changed(&cluster, &original).await;
+    let route = http_route(&cluster).await;
     assert_eq!(label(&route, "iter8-tools/role"), "stable");
     assert_eq!(
         label(&route, "iter8-tools/experiment"),
-        "web-v2-rollout.bookinfo-iter8"
+        experiment_label(&cluster, EXP)
     );
     assert_eq!(label(&route, "iter8-tools/external"), "True");
     // Events and columns as with Istio.
-    let reasons = wait_for_event(&server, EXP, "ExperimentSucceeded").await;
+    let reasons = wait_for_event(&cluster, EXP, "ExperimentSucceeded").await;
     assert!(
         reasons.iter().any(|(_, r)| r == "IterationUpdate"),
         "{reasons:?}"
     );
-    let table = table(&server, &[EXP]);
+    let table = table(&cluster, &[EXP]).await;
     assert!(table.contains("web-v2-rollout"), "{table}");
     assert!(table.contains("Completed"), "{table}");
-    stop_both(operator, server).await;
+    operator.stop().await.unwrap();
 }
 
 /// Roll back: a candidate that fails its criterion ends with all traffic on web-v1 and no
 /// backendRef to web-v2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_route_canary_rolls_back() {
-    let (server, client, operator, original) = web_cluster(FakeMetrics::new(120.0, 5000.0)).await;
-    apply(&client, NS, &web_experiment(2)).await;
+    let (cluster, operator, original) =
+        web_cluster("route-back", FakeMetrics::new(120.0, 5000.0)).await;
+    cluster.apply(&web_experiment(2)).await;
     completes_with(
-        &server,
+        &cluster,
         EXP,
         30,
         (
@@ -162,10 +212,13 @@ async fn an_http_route_canary_rolls_back() {
         ),
     )
     .await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 100)]);
-    assert_only_the_target_rule_changed(&server, &original);
-    assert_eq!(label(&http_route(&server), "iter8-tools/role"), "stable");
-    stop_both(operator, server).await;
+    assert_eq!(backends(&cluster, 0).await, [to("web-v1", 100)]);
+    assert_only_the_target_rule_changed(&cluster, &original).await;
+    assert_eq!(
+        label(&http_route(&cluster).await, "iter8-tools/role"),
+        "stable"
+    );
+    operator.stop().await.unwrap();
 }
 
 /// Abort: a `stopOnFailure` criterion that starts failing mid-run ends the experiment at once,
@@ -174,105 +227,116 @@ async fn an_http_route_canary_rolls_back() {
 async fn an_http_route_canary_aborts_to_the_baseline() {
     let metrics = FakeMetrics::new(120.0, 100.0);
     let latency = metrics.control();
-    let (server, client, operator, original) = web_cluster(metrics).await;
+    let (cluster, operator, original) = web_cluster("route-abort", metrics).await;
     let mut exp = web_experiment(10);
     exp["spec"]["analysis"]["successCriteria"][0]["stopOnFailure"] = json!(true);
-    apply(&client, NS, &exp).await;
-    wait_for(&server, EXP, 10, |e| {
+    cluster.apply(&exp).await;
+    wait_for(&cluster, EXP, 10, |e| {
         e["status"]["currentIteration"].as_u64() >= Some(2)
     })
     .await;
     latency.set_candidate_latency(5000.0);
     completes_with(
-        &server,
+        &cluster,
         EXP,
         10,
         ("Completed", "ExperimentFailed: Aborted", 100, 0),
     )
     .await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 100)]);
-    assert_only_the_target_rule_changed(&server, &original);
-    stop_both(operator, server).await;
+    assert_eq!(backends(&cluster, 0).await, [to("web-v1", 100)]);
+    assert_only_the_target_rule_changed(&cluster, &original).await;
+    operator.stop().await.unwrap();
 }
 
 /// Deleted while running: all traffic goes back to web-v1 before the experiment goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_http_route_canary_restores_the_baseline() {
-    let (server, client, operator, original) = web_cluster(FakeMetrics::new(120.0, 100.0)).await;
+    let (cluster, operator, original) =
+        web_cluster("route-delete", FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = web_experiment(10);
     exp["spec"]["trafficControl"]["interval"] = json!("1h");
-    apply(&client, NS, &exp).await;
-    wait_for(&server, EXP, 10, iteration_started(1)).await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 80), to("web-v2", 20)]);
-    delete_experiment(&client, EXP).await;
-    wait_gone(&server, EXP, 10).await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 100)]);
-    assert_only_the_target_rule_changed(&server, &original);
-    assert_eq!(label(&http_route(&server), "iter8-tools/role"), "stable");
-    stop_both(operator, server).await;
+    cluster.apply(&exp).await;
+    wait_for(&cluster, EXP, 10, iteration_started(1)).await;
+    assert_eq!(
+        backends(&cluster, 0).await,
+        [to("web-v1", 80), to("web-v2", 20)]
+    );
+    delete_experiment(&cluster, EXP).await;
+    wait_gone(&cluster, EXP, 10).await;
+    assert_eq!(backends(&cluster, 0).await, [to("web-v1", 100)]);
+    assert_only_the_target_rule_changed(&cluster, &original).await;
+    assert_eq!(
+        label(&http_route(&cluster).await, "iter8-tools/role"),
+        "stable"
+    );
+    operator.stop().await.unwrap();
 }
 
-/// A second experiment on the same route (web-v2 → web-v3) waits with `RoutingRulesError`
-/// while the first holds the route, and runs on it once the first has completed.
+/// A second experiment on the same route (web-v2 → web-v3) waits while the first runs (paused
+/// with v0.2.1's `TargetsNotFound` text: its baseline web-v2 is the first's candidate, and the
+/// targets are checked before the routing rules), and runs on the route once the first has
+/// completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_experiment_on_the_same_route_waits() {
-    let (server, client, operator, _) = web_cluster(FakeMetrics::new(120.0, 100.0)).await;
-    let mut v3 = gateway_example("web-v2.yaml");
-    for doc in &mut v3 {
-        let text = serde_json::to_string(doc).unwrap().replace("v2", "v3");
-        *doc = serde_json::from_str(&text).unwrap();
-        apply(&client, NS, doc).await;
+    let (cluster, operator, _) = web_cluster("route-second", FakeMetrics::new(120.0, 100.0)).await;
+    for doc in gateway_example("web-v2.yaml") {
+        let text = serde_json::to_string(&doc).unwrap().replace("v2", "v3");
+        cluster.apply(&serde_json::from_str(&text).unwrap()).await;
     }
-    apply(&client, NS, &web_experiment(3)).await;
-    wait_for(&server, EXP, 10, iteration_started(1)).await;
+    cluster.apply(&web_experiment(3)).await;
+    wait_for(&cluster, EXP, 10, iteration_started(1)).await;
 
     const SECOND_WEB: &str = "web-v3-rollout";
     let mut second = web_experiment(2);
     second["metadata"]["name"] = json!(SECOND_WEB);
     second["spec"]["targetService"]["baseline"] = json!("web-v2");
     second["spec"]["targetService"]["candidate"] = json!("web-v3");
-    apply(&client, NS, &second).await;
-    wait_for(&server, SECOND_WEB, 10, |e| {
-        e["status"]["message"].as_str().is_some_and(|m| {
-            m.starts_with("RoutingRulesError: ")
-                && m.ends_with("are held by experiment web-v2-rollout.bookinfo-iter8")
-        })
-    })
+    cluster.apply(&second).await;
+    wait_for(
+        &cluster,
+        SECOND_WEB,
+        10,
+        message_is(format!(
+            "TargetsNotFound: Baseline web-v2.{} is being involved in other experiment",
+            cluster.ns
+        )),
+    )
     .await;
-    assert!(experiment(&server, SECOND_WEB).unwrap()["status"]["startTimestamp"].is_null());
+    assert!(experiment(&cluster, SECOND_WEB).await.unwrap()["status"]["startTimestamp"].is_null());
 
-    completes_with(&server, EXP, 30, ("Completed", SUCCEEDED, 0, 100)).await;
-    completes_with(&server, SECOND_WEB, 30, ("Completed", SUCCEEDED, 0, 100)).await;
-    assert_eq!(backends(&server, 0), [to("web-v3", 100)]);
+    completes_with(&cluster, EXP, 30, ("Completed", SUCCEEDED, 0, 100)).await;
+    completes_with(&cluster, SECOND_WEB, 30, ("Completed", SUCCEEDED, 0, 100)).await;
+    assert_eq!(backends(&cluster, 0).await, [to("web-v3", 100)]);
     assert_eq!(
-        label(&http_route(&server), "iter8-tools/experiment"),
-        "web-v3-rollout.bookinfo-iter8"
+        label(&http_route(&cluster).await, "iter8-tools/experiment"),
+        experiment_label(&cluster, SECOND_WEB)
     );
-    stop_both(operator, server).await;
+    operator.stop().await.unwrap();
 }
 
 /// A reference to an HTTPRoute that does not exist pauses the experiment with
 /// `RoutingRulesError` and the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_http_route_pauses_the_experiment() {
-    let (server, client, operator, _) = web_cluster(FakeMetrics::new(120.0, 100.0)).await;
+    let (cluster, operator, _) = web_cluster("route-missing", FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = web_experiment(3);
     exp["spec"]["routingReference"]["name"] = json!("nowhere");
-    apply(&client, NS, &exp).await;
+    cluster.apply(&exp).await;
     wait_for(
-        &server,
+        &cluster,
         EXP,
         10,
-        message_is(
-            "RoutingRulesError: Referenced rule does not exist: HTTPRoute bookinfo-iter8/nowhere",
-        ),
+        message_is(format!(
+            "RoutingRulesError: Referenced rule does not exist: HTTPRoute {}/nowhere",
+            cluster.ns
+        )),
     )
     .await;
     assert_eq!(
-        experiment(&server, EXP).unwrap()["status"]["phase"],
+        experiment(&cluster, EXP).await.unwrap()["status"]["phase"],
         "Pause"
     );
-    stop_both(operator, server).await;
+    operator.stop().await.unwrap();
 }
 
 /// Weights changed by hand while the experiment runs are put back at its next reconcile (at the
@@ -280,37 +344,43 @@ async fn a_missing_http_route_pauses_the_experiment() {
 /// edit of another rule in the same apply stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_changed_by_hand_are_put_back() {
-    let (server, client, operator, _) = web_cluster(FakeMetrics::new(120.0, 100.0)).await;
+    let (cluster, operator, _) = web_cluster("route-drift", FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = web_experiment(10);
     exp["spec"]["trafficControl"]["interval"] = json!("1h");
     exp["spec"]["analysis"]["successCriteria"][0]["stopOnFailure"] = json!(true);
-    apply(&client, NS, &exp).await;
-    wait_for(&server, EXP, 10, iteration_started(1)).await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 80), to("web-v2", 20)]);
+    cluster.apply(&exp).await;
+    wait_for(&cluster, EXP, 10, iteration_started(1)).await;
+    assert_eq!(
+        backends(&cluster, 0).await,
+        [to("web-v1", 80), to("web-v2", 20)]
+    );
 
-    let mut edited = gateway_example("gateway.yaml").remove(1);
+    let mut edited = user_route();
     edited["spec"]["rules"][0]["backendRefs"] = json!([
         {"name": "web-v1", "port": 80, "weight": 50},
         {"name": "web-v2", "port": 80, "weight": 50}
     ]);
     edited["spec"]["rules"][1]["matches"][0]["path"]["value"] = json!("/healthz");
-    apply(&client, NS, &edited).await;
-    assert_eq!(backends(&server, 0), [to("web-v1", 50), to("web-v2", 50)]);
+    // The route as the apply stored it: read from the apply's answer, before the operator can
+    // put the weights back.
+    let applied = cluster.apply(&edited).await;
+    assert_eq!(
+        backends_of(&applied, 0),
+        [to("web-v1", 50), to("web-v2", 50)]
+    );
 
-    wait_until(
-        15,
-        || backends(&server, 0) == [to("web-v1", 80), to("web-v2", 20)],
-        || format!("not put back: {:#}", http_route(&server)),
-    )
+    eventually(Duration::from_secs(15), "the weights put back", || async {
+        (backends(&cluster, 0).await == [to("web-v1", 80), to("web-v2", 20)]).then_some(())
+    })
     .await;
-    let route = http_route(&server);
+    let route = http_route(&cluster).await;
     assert_eq!(
         route["spec"]["rules"][1]["matches"][0]["path"]["value"],
         "/healthz"
     );
     assert_eq!(
-        experiment(&server, EXP).unwrap()["status"]["currentIteration"],
+        experiment(&cluster, EXP).await.unwrap()["status"]["currentIteration"],
         1
     );
-    stop_both(operator, server).await;
+    operator.stop().await.unwrap();
 }

@@ -1,4 +1,4 @@
-//! `KubeTargets::claimed_by` against the fake API server: which other experiments claim an
+//! `KubeTargets::claimed_by` against a real kube-apiserver: which other experiments claim an
 //! experiment's targets, and which of the targets they share (iter8 v0.2.1's
 //! `Service`/`Baseline`/`Candidate ... is being involved in other experiment`).
 
@@ -22,8 +22,8 @@ fn experiment_on(name: &str, service: &str, baseline: &str, candidate: &str) -> 
 }
 
 /// Writes `status` through the status subresource, as the operator does.
-async fn set_status(client: &kube::Client, name: &str, status: Value) {
-    let api: Api<ExperimentResource> = Api::namespaced(client.clone(), NS);
+async fn set_status(cluster: &Cluster, name: &str, status: Value) {
+    let api: Api<ExperimentResource> = Api::namespaced(cluster.client.clone(), &cluster.ns);
     api.patch_status(
         name,
         &PatchParams::default(),
@@ -33,76 +33,51 @@ async fn set_status(client: &kube::Client, name: &str, status: Value) {
     .unwrap();
 }
 
-async fn claim_on(
-    client: &kube::Client,
-    server: &iter8_fake_apiserver::FakeApiServer,
-    name: &str,
-) -> Option<(String, ClaimedTarget)> {
-    KubeTargets::new(client.clone())
-        .claimed_by(&core_experiment(server, name))
+async fn claim_on(cluster: &Cluster, name: &str) -> Option<(String, ClaimedTarget)> {
+    KubeTargets::new(cluster.client.clone())
+        .claimed_by(&core_experiment(cluster, name).await)
         .await
         .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_started_unfinished_experiments_claim_and_the_shared_target_is_named() {
-    let (server, client) = cluster().await;
+    let cluster = cluster("claims").await;
     let started = json!({"startTimestamp": "2026-12-06T10:00:00Z", "phase": "Progressing"});
-    apply(
-        &client,
-        NS,
-        &experiment_on("running", "reviews", "reviews-v2", "reviews-v3"),
-    )
-    .await;
-    apply(
-        &client,
-        NS,
-        &experiment_on("same-service", "reviews", "a", "b"),
-    )
-    .await;
-    apply(
-        &client,
-        NS,
-        &experiment_on("same-baseline", "other", "reviews-v2", "c"),
-    )
-    .await;
-    apply(
-        &client,
-        NS,
-        &experiment_on("candidate-as-baseline", "x", "y", "reviews-v2"),
-    )
-    .await;
-    apply(
-        &client,
-        NS,
-        &experiment_on("unrelated", "ratings", "r1", "r2"),
-    )
-    .await;
+    for exp in [
+        experiment_on("running", "reviews", "reviews-v2", "reviews-v3"),
+        experiment_on("same-service", "reviews", "a", "b"),
+        experiment_on("same-baseline", "other", "reviews-v2", "c"),
+        experiment_on("candidate-as-baseline", "x", "y", "reviews-v2"),
+        experiment_on("unrelated", "ratings", "r1", "r2"),
+    ] {
+        cluster.apply(&exp).await;
+    }
 
     // Not started yet: it claims nothing, whatever it shares.
-    assert_eq!(claim_on(&client, &server, "same-service").await, None);
+    assert_eq!(claim_on(&cluster, "same-service").await, None);
 
-    set_status(&client, "running", started.clone()).await;
-    let by = |target| Some(("running.bookinfo-iter8".to_string(), target));
+    set_status(&cluster, "running", started.clone()).await;
+    let running = format!("running.{}", cluster.ns);
+    let by = |target| Some((running.clone(), target));
     assert_eq!(
-        claim_on(&client, &server, "same-service").await,
+        claim_on(&cluster, "same-service").await,
         by(ClaimedTarget::Service)
     );
     assert_eq!(
-        claim_on(&client, &server, "same-baseline").await,
+        claim_on(&cluster, "same-baseline").await,
         by(ClaimedTarget::Baseline)
     );
     // A Deployment that is the other experiment's baseline is claimed in any role.
     assert_eq!(
-        claim_on(&client, &server, "candidate-as-baseline").await,
+        claim_on(&cluster, "candidate-as-baseline").await,
         by(ClaimedTarget::Candidate)
     );
-    assert_eq!(claim_on(&client, &server, "unrelated").await, None);
+    assert_eq!(claim_on(&cluster, "unrelated").await, None);
     // The running experiment is not claimed by the ones that have not started.
-    assert_eq!(claim_on(&client, &server, "running").await, None);
+    assert_eq!(claim_on(&cluster, "running").await, None);
 
     // Completed: it claims nothing any more.
-    set_status(&client, "running", json!({"phase": "Completed"})).await;
-    assert_eq!(claim_on(&client, &server, "same-service").await, None);
-    server.stop().await;
+    set_status(&cluster, "running", json!({"phase": "Completed"})).await;
+    assert_eq!(claim_on(&cluster, "same-service").await, None);
 }

@@ -10,14 +10,17 @@
 //!   behave as the tutorial describes it. Prometheus itself is tested for real elsewhere
 //!   (adapters/prometheus); here it stands in because no pods run and so nothing is scraped.
 
+mod objects;
 mod prometheus;
 mod proxy;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use objects::{History, object, objects};
 pub use prometheus::{Behaviour, FakePrometheus, tutorial_versions};
 pub use proxy::FaultProxy;
 
@@ -33,10 +36,14 @@ pub struct ControlPlane {
     owned_dir: bool,
 }
 
-static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+/// The control planes of this test binary by name, stopped when it exits.
+static SHARED: Mutex<BTreeMap<&'static str, &'static ControlPlane>> = Mutex::new(BTreeMap::new());
 
 extern "C" fn stop_shared_at_exit() {
-    if let Some(cp) = SHARED.get() {
+    let all = SHARED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for cp in all.values() {
         cp.stop();
         if std::env::var_os("ITER8_KEEP_CONTROL_PLANE_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&cp.dir);
@@ -48,12 +55,29 @@ impl ControlPlane {
     /// The control plane of this test binary: started at the first call, stopped when the
     /// process exits.
     pub fn shared() -> &'static ControlPlane {
-        SHARED.get_or_init(|| {
-            let cp = ControlPlane::start().unwrap_or_else(|e| panic!("control plane: {e}"));
+        Self::shared_named("default")
+    }
+
+    /// Another control plane of this test binary, for tests that need the cluster set up
+    /// differently from the others (e.g. another CustomResourceDefinition): started at the
+    /// first call with this `name`, stopped when the process exits.
+    pub fn shared_named(name: &'static str) -> &'static ControlPlane {
+        // Held while starting: a second caller waits for the same control plane.
+        let mut all = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cp) = all.get(name) {
+            return cp;
+        }
+        let cp = ControlPlane::start().unwrap_or_else(|e| panic!("control plane {name}: {e}"));
+        if all.is_empty() {
             // SAFETY: registers a plain `extern "C" fn` with no captured state.
             unsafe { libc::atexit(stop_shared_at_exit) };
-            cp
-        })
+        }
+        // Lives until the process exits, when `stop_shared_at_exit` stops it.
+        let cp: &'static ControlPlane = Box::leak(Box::new(cp));
+        all.insert(name, cp);
+        cp
     }
 
     /// Starts a control plane of its own in a new temporary folder (stopped on drop).

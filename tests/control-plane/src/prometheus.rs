@@ -69,6 +69,8 @@ struct State {
     /// Each version's behaviour and when it was added.
     versions: BTreeMap<String, (Behaviour, Instant)>,
     queries: u64,
+    /// The queries answered, decoded, oldest first.
+    asked: Vec<String>,
     /// While set, every query is answered with this HTTP status (an outage).
     failing: Option<u16>,
 }
@@ -90,6 +92,7 @@ impl FakePrometheus {
             namespace: namespace.to_string(),
             versions: BTreeMap::new(),
             queries: 0,
+            asked: Vec::new(),
             failing: None,
         }));
         let shared = state.clone();
@@ -131,6 +134,11 @@ impl FakePrometheus {
     /// How many queries it answered.
     pub fn queries(&self) -> u64 {
         self.state.lock().expect("not poisoned").queries
+    }
+
+    /// The PromQL of every query it answered, oldest first.
+    pub fn asked(&self) -> Vec<String> {
+        self.state.lock().expect("not poisoned").asked.clone()
     }
 
     /// Adds a version (its requests count from now on, after [`WARM_UP`]), or changes a
@@ -219,6 +227,7 @@ fn answer(state: &Mutex<State>, line: &str) -> (String, String) {
         .unwrap_or_default();
     let mut state = state.lock().expect("not poisoned");
     state.queries += 1;
+    state.asked.push(query.clone());
     if let Some(code) = state.failing {
         return (
             format!("{code} Injected"),

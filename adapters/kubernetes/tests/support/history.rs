@@ -1,11 +1,8 @@
-//! What both the in-process operator tests and the root `tests/operator_binary.rs` (which
-//! includes this file with `#[path]`) read back: the iterations a stored history went through,
-//! the `IterationUpdate` Events, timestamps, and a GET on the operator's endpoints. Only
-//! serde_json, chrono, tokio and the fake API server: the root crate has those as dev-dependencies.
+//! What the operator tests read back: the iterations a recorded history went through,
+//! timestamps, and a GET on the operator's endpoints.
 
 #![allow(dead_code)]
 
-use iter8_fake_apiserver::FakeApiServer;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,20 +39,6 @@ pub fn assert_iterations_once(runs: &[(u64, String)], n: u64, interval: f64) {
             "increments in order, an interval apart: {runs:#?}"
         );
     }
-}
-
-/// How often each `IterationUpdate` event message was recorded on experiment `name` in `ns`
-/// (summing the `count` of aggregated Events and Events of different operator instances).
-pub fn iteration_events(server: &FakeApiServer, ns: &str, name: &str) -> Vec<(String, i64)> {
-    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
-    for e in server.objects("", "events", ns) {
-        if e["involvedObject"]["name"] == name && e["reason"] == "IterationUpdate" {
-            *counts
-                .entry(e["message"].as_str().unwrap_or("").to_string())
-                .or_default() += e["count"].as_i64().unwrap_or(1);
-        }
-    }
-    counts.into_iter().collect()
 }
 
 /// Seconds between two RFC 3339 timestamps.

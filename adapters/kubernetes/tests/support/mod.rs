@@ -1,5 +1,8 @@
-//! Test support: an operator running over a real `kube::Client` against the fake API server,
-//! with Istio routing (iter8-istio) and metrics from a scripted metric source.
+//! Test support: an operator running in process over a `kube::Client` against a real
+//! kube-apiserver (`iter8-control-plane`, one per test binary), with Istio routing
+//! (iter8-istio) and metrics from a scripted metric source. Each test works in a namespace of
+//! its own, and its operator watches only that namespace, so tests run in parallel on one API
+//! server.
 
 #![allow(dead_code)]
 
@@ -7,19 +10,20 @@ pub mod history;
 pub mod version_metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 #[allow(unused_imports)] // not every test file uses each
 pub use history::{http_get, iterations, seconds_between};
+pub use iter8_control_plane::History;
+use iter8_control_plane::{ControlPlane, eventually, object, objects};
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricReadings, MetricsQuery, VersionReading,
 };
 use iter8_core::ports::MetricSource;
-use iter8_fake_apiserver::{FakeApiServer, plural_of};
 use iter8_kubernetes::controller::{Adapters, Settings};
 use iter8_kubernetes::operator::{self, OperatorError, OperatorSettings};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -27,7 +31,6 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const NS: &str = "bookinfo-iter8";
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bookinfo");
 
 /// Latency (ms) the fake Prometheus reports for each version; sample sizes grow by 10 per query.
@@ -104,22 +107,128 @@ pub fn part1_experiment() -> Value {
     exp
 }
 
-/// A client for the fake API server.
-pub fn client(server: &FakeApiServer) -> kube::Client {
-    iter8_test_support::install_crypto_provider();
-    let mut config = kube::Config::new(server.url().parse().unwrap());
-    config.default_namespace = "default".to_string();
-    kube::Client::try_from(config).unwrap()
+/// The Istio networking CRDs (1.x, as Istio ships them), kept beside the Istio adapter's tests.
+const ISTIO_CRDS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../istio/tests/data/networking-crds.yaml"
+);
+
+/// The control plane of this test binary, with the Istio networking CRDs and iter8's install
+/// bundle applied (once).
+pub fn control_plane() -> &'static ControlPlane {
+    static INSTALLED: OnceLock<&'static ControlPlane> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let cp = ControlPlane::shared();
+        cp.apply_crds(&std::fs::read_to_string(ISTIO_CRDS).expect("the Istio CRDs"));
+        let bundle = iter8_kubernetes::install::bundle_yaml(&Default::default())
+            .expect("the install bundle");
+        cp.apply_crds(&bundle);
+        cp
+    })
 }
 
-/// `kubectl apply -n <ns>` of one object, through the API (server-side apply).
-pub async fn apply(client: &kube::Client, ns: &str, doc: &Value) -> Value {
+/// A second control plane whose Experiment CRD has no schema (every field kept as sent), for
+/// the experiments a validating API server would refuse: the operator must still name the
+/// wrong field when such a cluster lets one through.
+pub fn control_plane_without_crd_validation() -> &'static ControlPlane {
+    static INSTALLED: OnceLock<&'static ControlPlane> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let cp = ControlPlane::shared_named("without-crd-validation");
+        cp.apply_crds(&std::fs::read_to_string(ISTIO_CRDS).expect("the Istio CRDs"));
+        let mut crd = iter8_kubernetes::install::objects(&Default::default())
+            .expect("the install bundle")
+            .into_iter()
+            .find(|o| o["kind"] == "CustomResourceDefinition")
+            .expect("the bundle has the Experiment CRD");
+        for version in crd["spec"]["versions"].as_array_mut().expect("versions") {
+            version["schema"]["openAPIV3Schema"] =
+                json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        }
+        // JSON is YAML: kubectl reads it as one document.
+        cp.apply_crds(&crd.to_string());
+        cp
+    })
+}
+
+/// One test's part of the control plane: a namespace of its own and an admin client.
+pub struct Cluster {
+    /// The control plane.
+    pub cp: &'static ControlPlane,
+    /// A client as the cluster admin.
+    pub client: kube::Client,
+    /// The test's namespace (the tutorial's `bookinfo-iter8`, renamed per test).
+    pub ns: String,
+}
+
+impl Cluster {
+    /// Namespace `ns` (new; the name must be unique in the test binary) on `cp`, with the stock
+    /// metrics ConfigMap in it: the test's operator reads its metrics from its own namespace,
+    /// so that a test changing them (tutorial part 4) changes them for itself only.
+    pub async fn new(cp: &'static ControlPlane, ns: &str) -> Cluster {
+        iter8_test_support::install_crypto_provider();
+        let cluster = Cluster {
+            cp,
+            client: cp.client().await,
+            ns: ns.to_string(),
+        };
+        apply_in(
+            &cluster.client,
+            "",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
+        for doc in documents(iter8_core::metrics_config::STOCK_TELEMETRY_V2) {
+            cluster.apply(&doc).await;
+        }
+        cluster
+    }
+
+    /// The cluster-local host of a Service in the test's namespace.
+    pub fn host(&self, service: &str) -> String {
+        format!("{service}.{}.svc.cluster.local", self.ns)
+    }
+
+    /// `kubectl apply -n <ns>` of one object, through the API (server-side apply).
+    pub async fn apply(&self, doc: &Value) -> Value {
+        apply_in(&self.client, &self.ns, doc).await
+    }
+
+    /// `kubectl apply -n <ns> -f <example file>`.
+    pub async fn apply_file(&self, file: &str) {
+        for doc in example(file) {
+            self.apply(&doc).await;
+        }
+    }
+
+    /// An object of the test's namespace as stored; `None` if it does not exist.
+    pub async fn object(&self, api_version: &str, plural: &str, name: &str) -> Option<Value> {
+        object(&self.client, api_version, plural, &self.ns, name).await
+    }
+
+    /// Records every version of experiment `name` from now on (start it before applying).
+    pub async fn record(&self, name: &str) -> History {
+        History::start(
+            &self.client,
+            "iter8.tools/v1alpha1",
+            "experiments",
+            &self.ns,
+            name,
+        )
+        .await
+    }
+}
+
+/// `kubectl apply -n <ns>` of one object (`ns` ignored for cluster-scoped kinds), through the
+/// API (server-side apply, field manager `kubectl`).
+pub async fn apply_in(client: &kube::Client, ns: &str, doc: &Value) -> Value {
     let api_version = doc["apiVersion"].as_str().unwrap();
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let kind = doc["kind"].as_str().unwrap();
     let gvk = GroupVersionKind::gvk(group, version, kind);
-    let resource = ApiResource::from_gvk_with_plural(&gvk, &plural_of(kind));
-    let namespaced = kind != "Namespace";
+    let (resource, capabilities): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("discovering {kind}: {e}"));
+    let namespaced = capabilities.scope == kube::discovery::Scope::Namespaced;
     let api: Api<DynamicObject> = if namespaced {
         Api::namespaced_with(client.clone(), ns, &resource)
     } else {
@@ -141,20 +250,17 @@ pub async fn apply(client: &kube::Client, ns: &str, doc: &Value) -> Value {
     serde_json::to_value(out).unwrap()
 }
 
-/// `kubectl apply -n <ns> -f <file>`.
-pub async fn apply_file(client: &kube::Client, ns: &str, file: &str) {
-    for doc in example(file) {
-        apply(client, ns, &doc).await;
-    }
+/// A test's cluster before the tutorial: its namespace, the metrics ConfigMap, Bookinfo with
+/// reviews-v2.
+pub async fn cluster(ns: &str) -> Cluster {
+    cluster_on(control_plane(), ns).await
 }
 
-/// The cluster before the tutorial: the metrics ConfigMap in `iter8`, Bookinfo with reviews-v2.
-pub async fn bookinfo(client: &kube::Client) {
-    apply_file(client, "", "namespace.yaml").await;
-    for doc in documents(iter8_core::metrics_config::STOCK_TELEMETRY_V2) {
-        apply(client, "iter8", &doc).await;
-    }
-    apply_file(client, NS, "bookinfo-tutorial.yaml").await;
+/// [`cluster`] on another control plane.
+pub async fn cluster_on(cp: &'static ControlPlane, ns: &str) -> Cluster {
+    let cluster = Cluster::new(cp, ns).await;
+    cluster.apply_file("bookinfo-tutorial.yaml").await;
+    cluster
 }
 
 /// A running operator.
@@ -165,17 +271,19 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts the operator over `client` with `metrics` behind the built-in analytics.
-    pub async fn start(client: &kube::Client, metrics: impl MetricSource + 'static) -> Running {
-        Self::start_with(client, metrics, None).await
+    /// Starts the operator over the test's namespace with `metrics` behind the built-in
+    /// analytics.
+    pub async fn start(cluster: &Cluster, metrics: impl MetricSource + 'static) -> Running {
+        Self::start_with(cluster, metrics, None).await
     }
 
     /// Starts the operator, with leader election if given.
     pub async fn start_with(
-        client: &kube::Client,
+        cluster: &Cluster,
         metrics: impl MetricSource + 'static,
         leader_election: Option<operator::LeaderElection>,
     ) -> Running {
+        let client = &cluster.client;
         let adapters = Adapters {
             // As `iter8 operator` wires it: Istio, or Gateway API for an HTTPRoute reference.
             router: Arc::new(iter8_kubernetes::ByReference {
@@ -188,6 +296,8 @@ impl Running {
         };
         let settings = OperatorSettings {
             controller: Settings {
+                namespace: Some(cluster.ns.clone()),
+                metrics_namespace: cluster.ns.clone(),
                 retry_after: Duration::from_millis(500),
                 ..Settings::default()
             },
@@ -254,28 +364,35 @@ impl Drop for Running {
 }
 
 /// The experiment as stored.
-pub fn experiment(server: &FakeApiServer, name: &str) -> Option<Value> {
-    server.object("iter8.tools", "experiments", NS, name)
+pub async fn experiment(cluster: &Cluster, name: &str) -> Option<Value> {
+    cluster
+        .object("iter8.tools/v1alpha1", "experiments", name)
+        .await
 }
 
 /// The experiment in the core's model.
-pub fn core_experiment(server: &FakeApiServer, name: &str) -> iter8_core::Experiment {
-    let doc = experiment(server, name).expect("the experiment exists");
+pub async fn core_experiment(cluster: &Cluster, name: &str) -> iter8_core::Experiment {
+    let doc = experiment(cluster, name)
+        .await
+        .expect("the experiment exists");
     iter8_core::manifest::parse_document(0, doc)
         .unwrap()
         .experiment
 }
 
-/// `kubectl get experiments -n bookinfo-iter8` for these names.
-pub fn table(server: &FakeApiServer, names: &[&str]) -> String {
-    let exps: Vec<_> = names.iter().map(|n| core_experiment(server, n)).collect();
+/// `kubectl get experiments -n <ns>` for these names.
+pub async fn table(cluster: &Cluster, names: &[&str]) -> String {
+    let mut exps = Vec::new();
+    for name in names {
+        exps.push(core_experiment(cluster, name).await);
+    }
     iter8_core::table::render(&exps)
 }
 
 /// Waits (polling every 20 ms, at most `secs`) until `check` holds for the experiment; returns
 /// every distinct (phase, message, baseline, candidate) seen on the way.
 pub async fn wait_for(
-    server: &FakeApiServer,
+    cluster: &Cluster,
     name: &str,
     secs: u64,
     check: impl Fn(&Value) -> bool,
@@ -283,7 +400,7 @@ pub async fn wait_for(
     let mut seen: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let exp = experiment(server, name).unwrap_or(Value::Null);
+        let exp = experiment(cluster, name).await.unwrap_or(Value::Null);
         let s = &exp["status"];
         let line = format!(
             "{} | {} | {}/{}",
@@ -321,31 +438,18 @@ pub fn completed(exp: &Value) -> bool {
     exp["status"]["phase"] == "Completed"
 }
 
-/// Polls `done` every 20 ms until it holds, at most `secs`; then fails with `what()`.
-pub async fn wait_until(secs: u64, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{}", what());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The weights the VirtualService for reviews serves: (subset, weight) per route.
-pub fn served_weights(server: &FakeApiServer) -> Vec<(String, i64)> {
-    let vs = virtual_service(server, &format!("reviews.{NS}.svc.cluster.local"))
+pub async fn served_weights(cluster: &Cluster) -> Vec<(String, i64)> {
+    let vs = virtual_service(cluster, &cluster.host("reviews"))
+        .await
         .expect("the VirtualService exists");
     routes(&vs)
 }
 
-/// Stops the operator (it must stop cleanly), then the API server.
-pub async fn stop_both(operator: Running, server: FakeApiServer) {
-    operator.stop().await.unwrap();
-    server.stop().await;
-}
-
-/// Reasons of the events recorded on an experiment, in order.
-pub fn event_reasons(server: &FakeApiServer, name: &str) -> Vec<(String, String)> {
-    let mut events = server.objects("", "events", NS);
+/// The Events recorded on an experiment, oldest first (by resourceVersion: an Event counted
+/// again moves to where it was last recorded).
+async fn events_on(cluster: &Cluster, name: &str) -> Vec<Value> {
+    let mut events = objects(&cluster.client, "v1", "events", &cluster.ns).await;
     events.retain(|e| e["involvedObject"]["name"] == name);
     events.sort_by_key(|e| {
         e["metadata"]["resourceVersion"]
@@ -355,6 +459,12 @@ pub fn event_reasons(server: &FakeApiServer, name: &str) -> Vec<(String, String)
             .unwrap_or(0)
     });
     events
+}
+
+/// (type, reason) of the events recorded on an experiment, in order.
+pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
+    events_on(cluster, name)
+        .await
         .iter()
         .map(|e| {
             (
@@ -366,14 +476,10 @@ pub fn event_reasons(server: &FakeApiServer, name: &str) -> Vec<(String, String)
 }
 
 /// Waits until the last event recorded on an experiment has this reason; returns all reasons.
-pub async fn wait_for_event(
-    server: &FakeApiServer,
-    name: &str,
-    reason: &str,
-) -> Vec<(String, String)> {
+pub async fn wait_for_event(cluster: &Cluster, name: &str, reason: &str) -> Vec<(String, String)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let reasons = event_reasons(server, name);
+        let reasons = event_reasons(cluster, name).await;
         if reasons.last().is_some_and(|(_, r)| r == reason) {
             return reasons;
         }
@@ -385,24 +491,30 @@ pub async fn wait_for_event(
     }
 }
 
-/// A fake API server with the tutorial's cluster (metrics ConfigMap, Bookinfo with reviews-v2)
-/// and a client for it.
-pub async fn cluster() -> (FakeApiServer, kube::Client) {
-    let server = FakeApiServer::start().await.unwrap();
-    let client = client(&server);
-    bookinfo(&client).await;
-    (server, client)
+/// How often each `IterationUpdate` event message was recorded on an experiment (summing the
+/// `count` of aggregated Events and Events of different operator instances).
+pub async fn iteration_events(cluster: &Cluster, name: &str) -> Vec<(String, i64)> {
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for e in events_on(cluster, name).await {
+        if e["reason"] == "IterationUpdate" {
+            *counts
+                .entry(e["message"].as_str().unwrap_or("").to_string())
+                .or_default() += e["count"].as_i64().unwrap_or(1);
+        }
+    }
+    counts.into_iter().collect()
 }
 
 /// [`cluster`] with reviews-v3 (part 1's candidate) deployed and an operator running over
 /// `metrics`.
 pub async fn reviews_v3_cluster(
+    ns: &str,
     metrics: impl MetricSource + 'static,
-) -> (FakeApiServer, kube::Client, Running) {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
-    let operator = Running::start(&client, metrics).await;
-    (server, client, operator)
+) -> (Cluster, Running) {
+    let cluster = cluster(ns).await;
+    cluster.apply_file("reviews-v3.yaml").await;
+    let operator = Running::start(&cluster, metrics).await;
+    (cluster, operator)
 }
 
 /// The name of the second experiment on reviews in the tests that run two.
@@ -410,16 +522,17 @@ pub const SECOND: &str = "reviews-v3-again";
 
 /// Applies `exp` renamed [`SECOND`] while another experiment runs on its service, and waits
 /// until it reports that it waits for the service.
-pub async fn apply_second(server: &FakeApiServer, client: &kube::Client, mut exp: Value) {
+pub async fn apply_second(cluster: &Cluster, mut exp: Value) {
     exp["metadata"]["name"] = json!(SECOND);
-    apply(client, NS, &exp).await;
+    cluster.apply(&exp).await;
     wait_for(
-        server,
+        cluster,
         SECOND,
         10,
-        message_is(
-            "TargetsNotFound: Service reviews.bookinfo-iter8 is being involved in other experiment",
-        ),
+        message_is(&format!(
+            "TargetsNotFound: Service reviews.{} is being involved in other experiment",
+            cluster.ns
+        )),
     )
     .await;
 }
@@ -430,23 +543,25 @@ pub fn rules_name(host: &str) -> String {
 }
 
 /// The VirtualService iter8 manages for a host, as stored.
-pub fn virtual_service(server: &FakeApiServer, host: &str) -> Option<Value> {
-    server.object(
-        "networking.istio.io",
-        "virtualservices",
-        NS,
-        &rules_name(host),
-    )
+pub async fn virtual_service(cluster: &Cluster, host: &str) -> Option<Value> {
+    cluster
+        .object(
+            "networking.istio.io/v1alpha3",
+            "virtualservices",
+            &rules_name(host),
+        )
+        .await
 }
 
 /// The DestinationRule iter8 manages for a host, as stored.
-pub fn destination_rule(server: &FakeApiServer, host: &str) -> Option<Value> {
-    server.object(
-        "networking.istio.io",
-        "destinationrules",
-        NS,
-        &rules_name(host),
-    )
+pub async fn destination_rule(cluster: &Cluster, host: &str) -> Option<Value> {
+    cluster
+        .object(
+            "networking.istio.io/v1alpha3",
+            "destinationrules",
+            &rules_name(host),
+        )
+        .await
 }
 
 /// A VirtualService's first HTTP route: (subset, or host when there is no subset, weight).
@@ -486,8 +601,10 @@ pub fn role(rule: &Value) -> &str {
 }
 
 /// (phase, message, baseline %, candidate %) of a stored experiment.
-pub fn outcome(server: &FakeApiServer, name: &str) -> (String, String, i64, i64) {
-    let exp = experiment(server, name).expect("the experiment exists");
+pub async fn outcome(cluster: &Cluster, name: &str) -> (String, String, i64, i64) {
+    let exp = experiment(cluster, name)
+        .await
+        .expect("the experiment exists");
     let s = &exp["status"];
     (
         s["phase"].as_str().unwrap_or("").to_string(),
@@ -514,14 +631,14 @@ pub fn outcome_is(
 /// Waits (at most `secs`) until the experiment completes with this (phase, message, baseline %,
 /// candidate %); returns what `wait_for` saw on the way.
 pub async fn completes_with(
-    server: &FakeApiServer,
+    cluster: &Cluster,
     name: &str,
     secs: u64,
     (phase, message, baseline, candidate): (&str, &str, i64, i64),
 ) -> Vec<String> {
-    let seen = wait_for(server, name, secs, completed).await;
+    let seen = wait_for(cluster, name, secs, completed).await;
     assert_eq!(
-        outcome(server, name),
+        outcome(cluster, name).await,
         outcome_is(phase, message, baseline, candidate),
         "{seen:#?}"
     );
@@ -529,68 +646,31 @@ pub async fn completes_with(
 }
 
 /// Waits (at most `secs`) until the experiment is gone from the API server.
-pub async fn wait_gone(server: &FakeApiServer, name: &str, secs: u64) {
-    wait_until(
-        secs,
-        || experiment(server, name).is_none(),
-        || {
-            format!(
-                "{name} is still there: {:#}",
-                experiment(server, name).unwrap_or_default()
-            )
-        },
+pub async fn wait_gone(cluster: &Cluster, name: &str, secs: u64) {
+    eventually(
+        Duration::from_secs(secs),
+        &format!("{name} to be gone"),
+        || async move { experiment(cluster, name).await.is_none().then_some(()) },
     )
     .await;
 }
 
 /// `kubectl delete -n <ns> deployment <name>`.
-pub async fn delete_deployment(client: &kube::Client, name: &str) {
-    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NS);
+pub async fn delete_deployment(cluster: &Cluster, name: &str) {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(cluster.client.clone(), &cluster.ns);
     api.delete(name, &Default::default())
         .await
         .unwrap_or_else(|e| panic!("deleting Deployment {name}: {e}"));
 }
 
 /// `kubectl delete -n <ns> experiment <name>`.
-pub async fn delete_experiment(client: &kube::Client, name: &str) {
-    let api: Api<iter8_kubernetes::ExperimentResource> = Api::namespaced(client.clone(), NS);
+pub async fn delete_experiment(cluster: &Cluster, name: &str) {
+    let api: Api<iter8_kubernetes::ExperimentResource> =
+        Api::namespaced(cluster.client.clone(), &cluster.ns);
     api.delete(name, &Default::default())
         .await
         .unwrap_or_else(|e| panic!("deleting Experiment {name}: {e}"));
-}
-
-/// Every version of an experiment the API server stored, oldest first: the server's change
-/// history replayed by a watch from the first resourceVersion (it ends after a second).
-pub async fn history(client: &kube::Client, name: &str) -> Vec<Value> {
-    use futures::TryStreamExt;
-    use kube::api::{WatchEvent, WatchParams};
-    let gvk = GroupVersionKind::gvk("iter8.tools", "v1alpha1", "Experiment");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "experiments");
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &resource);
-    let params = WatchParams::default()
-        .fields(&format!("metadata.name={name}"))
-        .timeout(1);
-    let replay = async {
-        api.watch(&params, "1")
-            .await
-            .expect("watching the history")
-            .try_collect::<Vec<_>>()
-            .await
-            .expect("reading the history")
-    };
-    // The server ends the watch after a second; this deadline is for a server that does not.
-    let events = tokio::time::timeout(Duration::from_secs(10), replay)
-        .await
-        .expect("the history watch ends");
-    events
-        .into_iter()
-        .filter_map(|e| match e {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                Some(serde_json::to_value(o).unwrap())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// The distinct status messages of a history, in order.
@@ -604,9 +684,4 @@ pub fn messages(history: &[Value]) -> Vec<String> {
         }
     }
     out
-}
-
-/// How often each `IterationUpdate` event message was recorded on an experiment.
-pub fn iteration_events(server: &FakeApiServer, name: &str) -> Vec<(String, i64)> {
-    history::iteration_events(server, NS, name)
 }
