@@ -249,6 +249,10 @@ pub struct ExperimentStatus {
     /// Iterations begun so far.
     #[serde(default)]
     pub current_iteration: u32,
+    /// Analyses that failed in a row (the failure budget; kept here so that it survives a
+    /// restart of the operator).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
     /// The split iter8 has applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_split_percentage: Option<TrafficSplit>,
@@ -266,6 +270,10 @@ pub struct ExperimentStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub grafana_url: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ExperimentStatus {

@@ -181,6 +181,15 @@ impl Running {
             analytics: Arc::new(BuiltinAnalytics::new(metrics)),
             dashboard: Arc::new(NoDashboard),
         };
+        Self::start_over(client, adapters, leader_election).await
+    }
+
+    /// Starts the operator over the given adapters, with leader election if given.
+    pub async fn start_over(
+        client: &kube::Client,
+        adapters: Adapters,
+        leader_election: Option<operator::LeaderElection>,
+    ) -> Running {
         let settings = OperatorSettings {
             controller: Settings {
                 retry_after: Duration::from_millis(500),
