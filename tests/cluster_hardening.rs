@@ -56,7 +56,13 @@ fn a_deletion_whose_rollback_is_moot_does_not_wedge() {
     // deleted while it runs.
     cp.kubectl_ok(&["delete", "deployment", "reviews-v2", "-n", ns], None);
     cp.kubectl_ok(
-        &["delete", "virtualservices,destinationrules", "--all", "-n", ns],
+        &[
+            "delete",
+            "virtualservices,destinationrules",
+            "--all",
+            "-n",
+            ns,
+        ],
         None,
     );
     cp.kubectl_ok(
@@ -101,15 +107,17 @@ fn an_experiment_naming_another_namespace_is_rejected_at_admission() {
     other["spec"]["targetService"]["namespace"] = json!("elsewhere");
     // The API server loads a new policy within a few seconds.
     let mut last = String::new();
-    wait_until(Duration::from_secs(30), "the policy is enforced", || {
-        match dry_run(ns, &other) {
+    wait_until(
+        Duration::from_secs(30),
+        "the policy is enforced",
+        || match dry_run(ns, &other) {
             Ok(()) => false,
             Err(e) => {
                 last = e;
                 true
             }
-        }
-    });
+        },
+    );
     assert!(
         last.contains("ValidatingAdmissionPolicy")
             && last.contains("iter8-experiment-namespace")
@@ -168,7 +176,10 @@ fn the_target_service_is_immutable_once_the_experiment_started() {
     );
     let out = patch("reviews-v5");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a started experiment's target changed");
+    assert!(
+        !out.status.success(),
+        "a started experiment's target changed"
+    );
     assert!(
         err.contains("spec.targetService")
             && err.contains("spec.targetService is immutable once the experiment has started"),

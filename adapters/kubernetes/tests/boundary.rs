@@ -27,6 +27,9 @@ async fn an_experiment_naming_another_namespace_pauses_with_the_field_named() {
     .await;
     let stored = experiment(&server, "reviews-v3-rollout").unwrap();
     assert_eq!(stored["status"]["phase"], json!("Pause"));
-    assert!(stored["status"].get("startTimestamp").is_none(), "{stored:#}");
+    assert!(
+        stored["status"].get("startTimestamp").is_none(),
+        "{stored:#}"
+    );
     stop_both(operator, server).await;
 }

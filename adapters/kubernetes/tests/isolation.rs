@@ -74,9 +74,7 @@ async fn a_panicking_reconcile_is_that_experiments_error_and_the_others_go_on() 
         experiment(&server, PART1).unwrap()["status"]["message"],
         json!("ExperimentSucceeded: All Success Criteria Were Met")
     );
-    operator
-        .metrics_with("cause=\"panic\"", 5)
-        .await;
+    operator.metrics_with("cause=\"panic\"", 5).await;
     // The operator is still running and stops cleanly.
     stop_both(operator, server).await;
 }

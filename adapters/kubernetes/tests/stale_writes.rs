@@ -40,7 +40,10 @@ async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
         .write_status(&read, &decided)
         .await
         .expect_err("a stale write is refused");
-    assert!(err.message.contains("Conflict") || err.message.contains("409"), "{err}");
+    assert!(
+        err.message.contains("Conflict") || err.message.contains("409"),
+        "{err}"
+    );
     assert_eq!(
         experiment(&server, PART1).unwrap()["status"]["message"],
         json!("written by another")
