@@ -279,3 +279,24 @@ fn targets_in_another_namespace_need_the_operators_permission() {
         "allowed, it starts and asks for iteration 1's analysis: {step:?}"
     );
 }
+
+#[test]
+fn a_target_service_changed_after_the_start_is_refused() {
+    let mut exp = started();
+    assert_eq!(
+        exp.status.started_target_service.as_ref(),
+        Some(&exp.spec.target_service)
+    );
+    exp.spec.target_service.candidate = "reviews-v4".into();
+    let d = decided(&exp, &observed(exp.status.split()));
+    assert_eq!(
+        d.status.message.as_deref(),
+        Some(
+            "ValidationError: spec.targetService: is immutable once the experiment has started; \
+             put the started one back"
+        )
+    );
+    assert_eq!(d.status.phase, Some(Phase::Pause));
+    assert_eq!(d.status.split(), TrafficSplit::with_candidate(20));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+}

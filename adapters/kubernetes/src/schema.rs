@@ -256,6 +256,9 @@ pub(crate) struct StatusSchema {
     current_iteration: Option<i64>,
     #[schemars(range(min = 0))]
     consecutive_failures: Option<i64>,
+    #[serde(default)]
+    #[schemars(schema_with = "any_object")]
+    started_target_service: Option<()>,
     traffic_split_percentage: Option<SplitSchema>,
     #[serde(default)]
     #[schemars(schema_with = "any_object")]

@@ -308,6 +308,20 @@ fn configuration(d: &mut Draft, ctx: &Context) -> Result<Plan, Option<Duration>>
         }
         (planned, None) => planned,
     };
+    let changed = d
+        .status
+        .started_target_service
+        .as_ref()
+        .is_some_and(|started| *started != d.exp.spec.target_service);
+    let planned = match planned {
+        Ok(_) if changed => Err(vec![validation::Problem {
+            severity: validation::Severity::Error,
+            path: "spec.targetService".to_string(),
+            rule: "is immutable once the experiment has started; put the started one back"
+                .to_string(),
+        }]),
+        planned => planned,
+    };
     match planned {
         Ok(plan) => {
             d.condition(ConditionType::MetricsSynced, true, "", "");
@@ -432,6 +446,7 @@ impl<'a> Running<'a> {
         if self.d.status.start_timestamp.is_none() {
             let now = self.ctx.now;
             self.d.status.start_timestamp = Some(now);
+            self.d.status.started_target_service = Some(self.d.exp.spec.target_service.clone());
             self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
             self.d.status.grafana_url = self.ctx.dashboard.url(self.d.exp, now, None);
             self.d.route(RoutingAction::Initialize);

@@ -249,6 +249,10 @@ pub struct ExperimentStatus {
     /// Iterations begun so far.
     #[serde(default)]
     pub current_iteration: u32,
+    /// `spec.targetService` as it was when the experiment started: the operator refuses to go on
+    /// with a changed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_target_service: Option<crate::model::spec::TargetService>,
     /// Analyses that failed in a row (the failure budget; kept here so that it survives a
     /// restart of the operator).
     #[serde(default, skip_serializing_if = "is_zero")]
