@@ -383,9 +383,12 @@ mod tests {
         let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
         for rollback_works in [false, true] {
             let mut router = MockTrafficRouter::new();
-            router
-                .expect_observe()
-                .returning(|_| Ok(RoutingObservation::default()));
+            router.expect_observe().returning(|_| {
+                Ok(RoutingObservation {
+                    split: Some(TrafficSplit::with_candidate(40)),
+                    held_by: None,
+                })
+            });
             router.expect_apply().times(1).returning(move |_, a| {
                 assert!(matches!(a, RoutingAction::Finalize { split, .. } if *split == TrafficSplit::ALL_BASELINE));
                 if rollback_works { Ok(()) } else { Err(PortError::new("apiserver unavailable")) }

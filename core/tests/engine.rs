@@ -525,7 +525,14 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
 fn deleting_a_running_experiment_rolls_back_first() {
     let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
     exp.metadata.deletion_timestamp = Some(t0());
-    let d = decide(&exp, &obs(Targets::all_present()), t0());
+    let routed = Observations {
+        targets: Targets::all_present(),
+        routing: RoutingObservation {
+            split: Some(exp.status.split()),
+            held_by: None,
+        },
+    };
+    let d = decide(&exp, &routed, t0());
     assert_eq!(
         d.actions,
         [

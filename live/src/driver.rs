@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use iter8_core::action::{Action, RoutingAction, Winner};
 use iter8_core::driver::{BuiltinAnalytics, Ports, reconcile_once};
-use iter8_core::engine::{Context, NoDashboard};
+use iter8_core::engine::Context;
 use iter8_core::metrics_config::MetricsConfig;
 use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_core::table;
@@ -215,13 +215,8 @@ impl<'a> LiveDriver<'a> {
             .store
             .get(name)
             .ok_or_else(|| LiveError::Setup(format!("no experiment {name}")))?;
-        let ctx = Context {
-            metrics: &self.metrics,
-            dashboard: &NoDashboard,
-            now: Utc::now(),
-            metrics_error: None,
-            abort_check_every: self.options.abort_check_every,
-        };
+        let mut ctx = Context::new(&self.metrics, Utc::now());
+        ctx.abort_check_every = self.options.abort_check_every;
         let result = reconcile_once(&exp, &self.ports(), &ctx).await;
         match result {
             Ok(decision) => {

@@ -32,6 +32,10 @@ pub struct Args {
     /// Operator replicas (one leads; the others stand by).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
     pub replicas: i32,
+    /// Let experiments name targets in other namespaces (the operator runs with
+    /// --allow-cross-namespace; no admission policy against it is installed).
+    #[arg(long)]
+    pub allow_cross_namespace: bool,
 }
 
 /// Prints the bundle.
@@ -46,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         prometheus_url: args.prometheus_url,
         replicas: args.replicas,
+        allow_cross_namespace: args.allow_cross_namespace,
     };
     print!("{}", install::bundle_yaml(&options)?);
     Ok(ExitCode::SUCCESS)

@@ -95,6 +95,15 @@ pub struct Args {
     /// turns fast abort off).
     #[arg(long, env = "ITER8_ABORT_CHECK_EVERY", default_value = "5s")]
     pub abort_check_every: String,
+    /// The failure budget: after this many failed analyses or routing changes in a row a
+    /// running experiment rolls back and ends `ExperimentFailed` (as Argo's consecutiveErrorLimit).
+    #[arg(long, env = "ITER8_FAILURE_LIMIT", default_value_t = iter8_core::engine::DEFAULT_FAILURE_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub failure_limit: u32,
+    /// Let experiments name targets (`spec.targetService.namespace`) in other namespaces than
+    /// their own; off, such an experiment pauses with a ValidationError.
+    #[arg(long, env = "ITER8_ALLOW_CROSS_NAMESPACE")]
+    pub allow_cross_namespace: bool,
     /// Push the experiment dashboard to this Grafana at start-up (token from
     /// --grafana-token-file or GRAFANA_TOKEN); a failed push is logged, not fatal.
     #[arg(long, env = "ITER8_GRAFANA_PUSH_URL")]
@@ -171,6 +180,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(d) => Some(d),
                 Err(e) => bail!("--abort-check-every: {e}"),
             },
+            failure_limit: args.failure_limit,
+            allow_cross_namespace: args.allow_cross_namespace,
         },
         leader_election: args
             .leader_elect

@@ -57,8 +57,15 @@ pub fn experiment_value(name: &str, namespace: &str) -> String {
     label_value(&format!("{name}.{namespace}"))
 }
 
+/// The longest label value Kubernetes accepts.
+const MAX_LABEL: usize = 63;
+/// Hex digits of the hash that ends a shortened label value.
+const HASH_DIGITS: usize = 10;
+
 /// Makes `text` a valid label value: at most 63 characters of `[A-Za-z0-9-_.]`, starting and
-/// ending with an alphanumeric. Other characters become `-`; the text is cut at 63.
+/// ending with an alphanumeric. Other characters become `-`. A longer value is shortened and
+/// ends with `-` and a hash of the whole text, so that two long texts sharing their first 63
+/// characters never get the same label.
 pub fn label_value(text: &str) -> String {
     let mapped: String = text
         .chars()
@@ -69,11 +76,27 @@ pub fn label_value(text: &str) -> String {
                 '-'
             }
         })
-        .take(63)
         .collect();
-    mapped
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
+    let trimmed = mapped.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed.len() <= MAX_LABEL {
+        return trimmed.to_string();
+    }
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, text.as_bytes());
+    let hash = format!("{:016x}", std::hash::Hasher::finish(&hasher));
+    let prefix = trimmed[..MAX_LABEL - HASH_DIGITS - 1]
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{prefix}-{}", &hash[..HASH_DIGITS])
+}
+
+/// Whether a label value was shortened by [`label_value`] (it no longer names its text).
+pub fn is_shortened(value: &str) -> bool {
+    value.len() > HASH_DIGITS + 1
+        && value.len() <= MAX_LABEL
+        && value.len() >= MAX_LABEL - HASH_DIGITS
+        && value.rsplit_once('-').is_some_and(|(_, h)| {
+            h.len() == HASH_DIGITS && h.bytes().all(|b| b.is_ascii_hexdigit())
+        })
 }
 
 /// A label selector matching exactly `key=value`.
@@ -130,6 +153,26 @@ mod tests {
         );
         assert_eq!(label_value("-a/b-"), "a-b");
         assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn long_values_end_in_a_hash_instead_of_colliding() {
+        let namespace = "bookinfo-iter8";
+        let a = experiment_value(&format!("{}-a", "reviews-rollout".repeat(4)), namespace);
+        let b = experiment_value(&format!("{}-b", "reviews-rollout".repeat(4)), namespace);
+        assert_ne!(a, b);
+        for v in [&a, &b] {
+            assert!(v.len() <= 63, "{v}");
+            assert!(v.starts_with("reviews-rollout"), "{v}");
+            assert!(is_shortened(v), "{v}");
+        }
+        // Stable: the same text always gives the same value.
+        assert_eq!(
+            a,
+            experiment_value(&format!("{}-a", "reviews-rollout".repeat(4)), namespace)
+        );
+        let short = experiment_value("reviews-v3-rollout", namespace);
+        assert!(!is_shortened(&short), "{short}");
     }
 
     #[test]

@@ -422,8 +422,12 @@ impl IstioRouter {
     }
 
     /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and
-    /// has not completed). A value that names no experiment counts as running.
+    /// has not completed). A value that names no experiment (or was shortened to a hash) counts
+    /// as running.
     async fn is_running(&self, label_value: &str) -> Result<bool, IstioError> {
+        if labels::is_shortened(label_value) {
+            return Ok(true);
+        }
         let Some((name, namespace)) = label_value.rsplit_once('.') else {
             return Ok(true);
         };

@@ -4,12 +4,14 @@
 //! the decision's `requeue_after`. Since every reconcile computes the wake-up from the status,
 //! a restarted operator picks every experiment up on time.
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use iter8_core::action::{Event, EventType};
 use iter8_core::driver::{self, DriverError, Ports};
 use iter8_core::engine::{self, messages};
@@ -46,6 +48,11 @@ pub struct Settings {
     pub retry_after: Duration,
     /// Fast abort: check `stopOnFailure` criteria this often between interval boundaries.
     pub abort_check_every: Option<Duration>,
+    /// The failure budget: failed attempts in a row before a running experiment rolls back.
+    pub failure_limit: u32,
+    /// Let experiments name targets in other namespaces (off: such an experiment pauses with
+    /// a `ValidationError` naming `spec.targetService.namespace`).
+    pub allow_cross_namespace: bool,
 }
 
 impl Default for Settings {
@@ -56,6 +63,8 @@ impl Default for Settings {
             instance: "iter8-controller".to_string(),
             retry_after: Duration::from_secs(10),
             abort_check_every: Some(Duration::from_secs(5)),
+            failure_limit: engine::DEFAULT_FAILURE_LIMIT,
+            allow_cross_namespace: false,
         }
     }
 }
@@ -118,6 +127,9 @@ pub enum ReconcileError {
     /// The driver could not complete the step.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// The reconcile panicked (a bug); the panic is confined to this experiment.
+    #[error("internal error: {0}")]
+    Panicked(String),
 }
 
 impl ReconcileError {
@@ -128,6 +140,7 @@ impl ReconcileError {
             ReconcileError::Driver(DriverError::Targets(_)) => "targets",
             ReconcileError::Driver(DriverError::Routing(_)) => "routing",
             ReconcileError::Driver(DriverError::Store(_)) => "store",
+            ReconcileError::Panicked(_) => "panic",
         }
     }
 }
@@ -160,6 +173,8 @@ pub async fn reconcile_experiment(
     ectx.dashboard = &*ctx.adapters.dashboard;
     ectx.metrics_error = metrics_error;
     ectx.abort_check_every = ctx.settings.abort_check_every;
+    ectx.failure_limit = ctx.settings.failure_limit;
+    ectx.allow_cross_namespace = ctx.settings.allow_cross_namespace;
     let ports = Ports {
         targets: &ctx.targets,
         router: &*ctx.adapters.router,
@@ -193,14 +208,10 @@ pub async fn reconcile_experiment(
     Ok(decision.requeue_after)
 }
 
-/// An experiment the core's model cannot read (a wrong type the schema let through, or an
-/// API server without the CRD's validation): pause with a message naming the field.
-async fn unreadable(
-    ctx: &Context,
-    resource: &ExperimentResource,
-    problem: &ManifestError,
-) -> Result<Option<Duration>, ReconcileError> {
-    let exp = Experiment {
+/// The experiment with only what a status patch, a finalizer change or an event needs (name,
+/// namespace, uid, resourceVersion, finalizers): for experiments the model cannot hold.
+fn identity(resource: &ExperimentResource) -> Experiment {
+    Experiment {
         metadata: ObjectMeta {
             name: Some(resource.name_any()),
             namespace: resource.namespace(),
@@ -218,7 +229,17 @@ async fn unreadable(
             ..ObjectMeta::default()
         },
         ..Experiment::default()
-    };
+    }
+}
+
+/// An experiment the core's model cannot read (a wrong type the schema let through, or an
+/// API server without the CRD's validation): pause with a message naming the field.
+async fn unreadable(
+    ctx: &Context,
+    resource: &ExperimentResource,
+    problem: &ManifestError,
+) -> Result<Option<Duration>, ReconcileError> {
+    let exp = identity(resource);
     if resource.metadata.deletion_timestamp.is_some() {
         // Nothing was ever routed for an experiment that could not be read.
         use iter8_core::ports::ExperimentStore;
@@ -277,12 +298,54 @@ async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let namespace = resource.namespace().unwrap_or_default();
-    let out = reconcile_experiment(&ctx, &namespace, &resource.name_any()).await;
+    // A panic (a bug: there should be none) must not take the controller, and with it every
+    // other experiment, down: it becomes this experiment's error.
+    let out = AssertUnwindSafe(reconcile_experiment(&ctx, &namespace, &resource.name_any()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(ReconcileError::Panicked(panic_text(&*panic))));
+    if let Err(ReconcileError::Panicked(text)) = &out {
+        show_panic(&ctx, &resource, text).await;
+    }
     ctx.metrics.reconciled(started.elapsed());
     Ok(match out? {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// The text a panic was raised with.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Shows a reconcile's panic in the experiment's status (paused with `InternalError`) and as a
+/// Warning event; best effort, since the error is logged and retried anyway.
+async fn show_panic(ctx: &Context, resource: &ExperimentResource, text: &str) {
+    let exp = identity(resource);
+    let old = crd::core_status(resource);
+    let mut status = old.clone();
+    let message = format!("{}: {text}", messages::INTERNAL_ERROR);
+    if !status.is_completed() {
+        status.phase = Some(Phase::Pause);
+        status.message = Some(message.clone());
+    }
+    if status != old
+        && let Err(e) = ctx.store.patch_status(&exp, &old, &status).await
+    {
+        tracing::warn!(experiment = %crd::qualified_name(resource), error = %e, "could not show the panic in the status");
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: messages::INTERNAL_ERROR.to_string(),
+        message: text.to_string(),
+    };
+    let _ = ctx.events.record(&exp, &event).await;
+    ctx.metrics.decision(&message);
 }
 
 fn error_policy(

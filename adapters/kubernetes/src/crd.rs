@@ -116,6 +116,7 @@ pub fn crd() -> CustomResourceDefinition {
             schema["description"] = DESCRIPTION.into();
             schema["properties"]["spec"]["description"] = SPEC_DESCRIPTION.into();
             schema["properties"]["status"]["description"] = STATUS_DESCRIPTION.into();
+            schema["x-kubernetes-validations"] = target_service_immutable();
         }
     }
     serde_json::from_value(value).unwrap_or(generated)
@@ -127,6 +128,18 @@ const SPEC_DESCRIPTION: &str =
     "What the user asks for: the target service and its versions, traffic control, analysis.";
 const STATUS_DESCRIPTION: &str =
     "What the operator has done so far; written by the operator only (status subresource).";
+
+/// `spec.targetService` is immutable once the experiment has started (a transition rule at the
+/// root, since only there can it see the status): routing and targets were set up for it.
+fn target_service_immutable() -> serde_json::Value {
+    serde_json::json!([{
+        "rule": "!has(oldSelf.status) || !has(oldSelf.status.startTimestamp) \
+                 || self.spec.targetService == oldSelf.spec.targetService",
+        "message": "spec.targetService is immutable once the experiment has started",
+        "fieldPath": ".spec.targetService",
+        "reason": "FieldValueInvalid",
+    }])
+}
 
 /// Drops the `null` schemars adds to the values of optional enums (`nullable` says it).
 fn tidy(schema: &mut serde_json::Value) {

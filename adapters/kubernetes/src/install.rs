@@ -2,7 +2,7 @@
 //! ServiceAccount and least-privilege RBAC, the operator Deployment (non-root, read-only root
 //! filesystem, probes, resource requests), its metrics Service, and the stock metrics ConfigMap.
 
-use iter8_core::metrics_config::{STOCK_TELEMETRY_V1, STOCK_TELEMETRY_V2};
+use iter8_core::metrics_config::{CONFIGMAP_NAME, STOCK_TELEMETRY_V1, STOCK_TELEMETRY_V2};
 use serde_json::{Value, json};
 
 use crate::crd;
@@ -36,6 +36,9 @@ pub struct InstallOptions {
     pub prometheus_url: String,
     /// Operator replicas (leader election keeps one active).
     pub replicas: i32,
+    /// Let experiments name targets in other namespaces: the operator runs with
+    /// `--allow-cross-namespace` and the bundle has no admission policy against it.
+    pub allow_cross_namespace: bool,
 }
 
 impl Default for InstallOptions {
@@ -47,6 +50,7 @@ impl Default for InstallOptions {
             telemetry: Telemetry::V2,
             prometheus_url: "http://prometheus.istio-system:9090".to_string(),
             replicas: 1,
+            allow_cross_namespace: false,
         }
     }
 }
@@ -67,13 +71,56 @@ pub fn cluster_rules() -> Value {
         // Targets: watched, and the loser deleted on `cleanup: delete`.
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "delete"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+        // Only the metrics configuration.
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CONFIGMAP_NAME], "verbs": ["get"]},
         // Routing rules: listed by label, server-side applied, deleted on cleanup.
         {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "create", "patch", "delete"]},
         // Gateway API: the user's HTTPRoute named by spec.routingReference, read and applied.
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
+}
+
+/// The name of the admission policy (and its binding) that keeps experiments' targets in
+/// their own namespace.
+pub const NAMESPACE_POLICY: &str = "iter8-experiment-namespace";
+
+/// The namespace boundary at admission: an Experiment may name only its own namespace in
+/// `spec.targetService.namespace` (a ValidatingAdmissionPolicy and its binding, GA since
+/// Kubernetes 1.30).
+pub fn namespace_policy() -> [Value; 2] {
+    [
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": NAMESPACE_POLICY, "labels": labels()},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [{
+                        "apiGroups": [crd::GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [crd::PLURAL],
+                    }],
+                },
+                "validations": [{
+                    "expression": "!has(object.spec.targetService) || !has(object.spec.targetService.namespace) || object.spec.targetService.namespace == object.metadata.namespace",
+                    "messageExpression": "'spec.targetService.namespace: must be the Experiment namespace ' + object.metadata.namespace + ', not ' + object.spec.targetService.namespace + ' (iter8 runs without --allow-cross-namespace)'",
+                    "reason": "Invalid",
+                }],
+            },
+        }),
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": NAMESPACE_POLICY, "labels": labels()},
+            "spec": {
+                "policyName": NAMESPACE_POLICY,
+                "validationActions": ["Deny"],
+            },
+        }),
+    ]
 }
 
 /// Every object of the bundle, in apply order.
@@ -93,7 +140,18 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<Value>, KubeError> {
     metrics["metadata"]["namespace"] = json!(ns);
     metrics["metadata"]["labels"] = json!({"app.kubernetes.io/part-of": "iter8"});
     let selector = json!({"app.kubernetes.io/name": OPERATOR_NAME});
-    Ok(vec![
+    let mut args = vec![
+        "operator".to_string(),
+        format!("--metrics-namespace={ns}"),
+        format!("--prometheus-url={}", options.prometheus_url),
+        "--leader-elect".to_string(),
+        "--log-format=json".to_string(),
+        format!("--listen=0.0.0.0:{HTTP_PORT}"),
+    ];
+    if options.allow_cross_namespace {
+        args.push("--allow-cross-namespace".to_string());
+    }
+    let mut objects = vec![
         json!({
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -167,14 +225,7 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<Value>, KubeError> {
                             "name": "operator",
                             "image": options.image,
                             "imagePullPolicy": "IfNotPresent",
-                            "args": [
-                                "operator",
-                                format!("--metrics-namespace={ns}"),
-                                format!("--prometheus-url={}", options.prometheus_url),
-                                "--leader-elect",
-                                "--log-format=json",
-                                format!("--listen=0.0.0.0:{HTTP_PORT}"),
-                            ],
+                            "args": args,
                             "env": [
                                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -213,7 +264,12 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<Value>, KubeError> {
                 "ports": [{"name": "http-metrics", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
             },
         }),
-    ])
+    ];
+    if !options.allow_cross_namespace {
+        // Right after the CRD: experiments are checked from the first one created.
+        objects.splice(2..2, namespace_policy());
+    }
+    Ok(objects)
 }
 
 /// The bundle as multi-document YAML.

@@ -63,15 +63,17 @@ struct TargetServiceSchema {
     candidate: String,
     #[schemars(range(min = 1, max = 65535))]
     port: Option<i32>,
+    #[schemars(length(max = 64))]
     hosts: Option<Vec<HostSchema>>,
 }
 
 #[derive(JsonSchema)]
 /// A host reached through an Istio Gateway.
 struct HostSchema {
-    #[schemars(length(min = 1))]
+    // Bounded so that the API server can cost the CRD's CEL rule on `targetService`.
+    #[schemars(length(min = 1, max = 253))]
     name: String,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     gateway: String,
 }
 
@@ -277,6 +279,11 @@ pub(crate) struct StatusSchema {
     last_increment_time: Option<String>,
     #[schemars(range(min = 0))]
     current_iteration: Option<i64>,
+    #[schemars(range(min = 0))]
+    consecutive_failures: Option<i64>,
+    #[serde(default)]
+    #[schemars(schema_with = "any_object")]
+    started_target_service: Option<()>,
     traffic_split_percentage: Option<SplitSchema>,
     #[serde(default)]
     #[schemars(schema_with = "any_object")]

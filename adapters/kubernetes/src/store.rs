@@ -1,6 +1,14 @@
 //! [`ExperimentStore`] over the Kubernetes API: the status through the status subresource
 //! (JSON merge patch computed from the status read), iter8's finalizer through a JSON merge
 //! patch of `metadata.finalizers` guarded by `resourceVersion` (retried on 409).
+//!
+//! Status writes are guarded by the `resourceVersion` the decision was made on: a status
+//! written since (by another operator instance, say) makes the write fail with 409 Conflict,
+//! and the reconcile is retried: read again, decide again. Only this store's own finalizer
+//! change in the same reconcile does not count as a change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use iter8_core::model::{Experiment, ExperimentStatus, FINALIZER};
@@ -22,12 +30,30 @@ const CONFLICT_RETRIES: usize = 5;
 #[derive(Clone)]
 pub struct KubeStore {
     client: Client,
+    /// This store's own finalizer writes: `namespace/name` → (the version it changed, the
+    /// version it made).
+    own_writes: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 impl KubeStore {
     /// A store talking to the cluster through `client`.
     pub fn new(client: Client) -> KubeStore {
-        KubeStore { client }
+        KubeStore {
+            client,
+            own_writes: Arc::default(),
+        }
+    }
+
+    /// The `resourceVersion` a status decided on `exp` must be written over: the one `exp` was
+    /// read at, or the one this store's finalizer change made of it since.
+    fn version_to_write_over(&self, exp: &Experiment) -> Option<String> {
+        let read = exp.metadata.other.get("resourceVersion")?.as_str()?;
+        let key = format!("{}/{}", exp.namespace(), exp.name());
+        let own = self.own_writes.lock().ok()?.remove(&key);
+        Some(match own {
+            Some((from, to)) if from == read => to,
+            _ => read.to_string(),
+        })
     }
 
     fn api(&self, exp: &Experiment) -> Api<ExperimentResource> {
@@ -47,7 +73,10 @@ impl KubeStore {
                 message: e.to_string(),
             })
         };
-        let patch = json!({ "status": merge_patch::diff(&encode(old)?, &encode(status)?) });
+        let mut patch = json!({ "status": merge_patch::diff(&encode(old)?, &encode(status)?) });
+        if let Some(version) = self.version_to_write_over(exp) {
+            patch["metadata"] = json!({ "resourceVersion": version });
+        }
         self.api(exp)
             .patch_status(exp.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -101,7 +130,16 @@ impl KubeStore {
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(changed) => {
+                    if let (Some(from), Some(to), Ok(mut own)) = (
+                        current.metadata.resource_version,
+                        changed.metadata.resource_version,
+                        self.own_writes.lock(),
+                    ) {
+                        own.insert(format!("{ns}/{name}"), (from, to));
+                    }
+                    return Ok(());
+                }
                 Err(e) if is_not_found(&e) && !present => return Ok(()),
                 Err(e) => {
                     let err = KubeError::api(verb, "Experiment", ns, name, e);

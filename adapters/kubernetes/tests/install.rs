@@ -31,6 +31,8 @@ fn the_bundle_holds_everything_in_apply_order() {
         [
             "Namespace",
             "CustomResourceDefinition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",

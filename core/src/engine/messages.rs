@@ -16,6 +16,10 @@ pub const ANALYTICS_SERVICE_ERROR: &str = "AnalyticsServiceError";
 pub const ROUTING_RULES_ERROR: &str = "RoutingRulesError";
 /// `ValidationError`: the spec is invalid (our addition; names the field).
 pub const VALIDATION_ERROR: &str = "ValidationError";
+/// `InternalError`: a reconcile panicked (a bug); the operator goes on with other experiments.
+pub const INTERNAL_ERROR: &str = "InternalError";
+/// `RollbackSkipped`: a deleted experiment went without a rollback, which was moot.
+pub const ROLLBACK_SKIPPED: &str = "RollbackSkipped";
 /// The message of a user pause.
 pub const PAUSE: &str = "Pause";
 /// The message of a user resume.
@@ -37,6 +41,8 @@ pub const WARNING_REASONS: &[&str] = &[
     ANALYTICS_SERVICE_ERROR,
     ROUTING_RULES_ERROR,
     VALIDATION_ERROR,
+    INTERNAL_ERROR,
+    ROLLBACK_SKIPPED,
 ];
 
 /// `Reason: text`, or the reason alone when the text is empty (iter8's `composeMessage`).

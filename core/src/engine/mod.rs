@@ -40,6 +40,10 @@ use messages::*;
 /// How soon to retry after a failing dependency (never later than the interval).
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// How many failed attempts of a dependency in a row end a running experiment (rolled back,
+/// `ExperimentFailed`), as Argo Rollouts' `consecutiveErrorLimit`.
+pub const DEFAULT_FAILURE_LIMIT: u32 = 4;
+
 /// A dashboard link that links nowhere (for embedders without Grafana).
 pub struct NoDashboard;
 
@@ -63,6 +67,12 @@ pub struct Context<'a> {
     /// Fast abort: also check `stopOnFailure` criteria this often between interval boundaries
     /// (traffic still moves only at the boundaries). `None`: only at the boundaries, as v0.2.
     pub abort_check_every: Option<Duration>,
+    /// The failure budget: this many failed analyses or routing changes in a row end the
+    /// experiment with a rollback; fewer hold traffic where it is.
+    pub failure_limit: u32,
+    /// The namespace boundary: unless set, an experiment's targets must be in its own
+    /// namespace (`spec.targetService.namespace`), or it pauses with a `ValidationError`.
+    pub allow_cross_namespace: bool,
 }
 
 impl<'a> Context<'a> {
@@ -74,6 +84,8 @@ impl<'a> Context<'a> {
             now,
             metrics_error: None,
             abort_check_every: None,
+            failure_limit: DEFAULT_FAILURE_LIMIT,
+            allow_cross_namespace: false,
         }
     }
 }
@@ -147,15 +159,17 @@ impl std::fmt::Debug for Pending<'_> {
 pub fn reconcile<'a>(exp: &'a Experiment, obs: &Observations, ctx: &'a Context<'a>) -> Step<'a> {
     let mut d = Draft::new(exp, ctx.now);
     if exp.is_being_deleted() {
-        deletion(&mut d);
-        return Step::Decided(d.finish(None));
+        let skipped = deletion(&mut d, obs);
+        let mut decision = d.finish(None);
+        decision.events.extend(skipped);
+        return Step::Decided(decision);
     }
     if !exp.has_finalizer() {
         d.actions.push(Action::AddFinalizer);
     }
     if exp.status.is_completed() {
-        keep_final_routing(&mut d, &obs.routing);
-        return Step::Decided(d.finish(None));
+        let wait = keep_final_routing(&mut d, &obs.routing);
+        return Step::Decided(d.finish(wait));
     }
     let plan = match configuration(&mut d, ctx) {
         Ok(plan) => plan,
@@ -168,9 +182,10 @@ pub fn reconcile<'a>(exp: &'a Experiment, obs: &Observations, ctx: &'a Context<'
         observed: obs.routing.split,
     };
     let ending = run
-        .user_action()
+        .user_action(&obs.targets)
         .or_else(|| run.targets(&obs.targets))
-        .or_else(|| run.routing(&obs.routing));
+        .or_else(|| run.routing(&obs.routing))
+        .or_else(|| run.failure_budget());
     match ending {
         Some(ending) => Step::Decided(run.end(ending)),
         None => run.iteration(),
@@ -186,12 +201,12 @@ enum Ending {
 }
 
 /// How an experiment ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Completion {
     /// Success with this text: traffic goes where `onSuccess` says.
     Succeeded(&'static str),
     /// Failure with this text: traffic goes back to the baseline.
-    Failed(&'static str),
+    Failed(String),
     /// The baseline was deleted: the candidate keeps all traffic and nothing is cleaned up.
     BaselineDeleted,
 }
@@ -214,30 +229,52 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// Deletion: roll a running experiment's traffic back, then let the experiment go.
-fn deletion(d: &mut Draft) {
+/// Deletion: roll a running experiment's traffic back, then let the experiment go. When the
+/// rollback is moot (the baseline, or iter8's routing rules, are gone: with its namespace,
+/// say), the experiment goes at once, with a Warning event saying what was skipped, so that a
+/// deletion never waits for something that cannot happen.
+fn deletion(d: &mut Draft, obs: &Observations) -> Option<Event> {
     if !d.exp.has_finalizer() {
-        return;
+        return None;
     }
+    let mut skipped = None;
     if d.status.start_timestamp.is_some() && !d.status.is_completed() {
-        d.route(RoutingAction::Finalize {
-            winner: Winner::Baseline,
-            split: TrafficSplit::ALL_BASELINE,
-        });
-        d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+        let ours = obs.routing.held_by.is_none() && obs.routing.split.is_some();
+        if obs.targets.baseline && ours {
+            d.route(RoutingAction::Finalize {
+                winner: Winner::Baseline,
+                split: TrafficSplit::ALL_BASELINE,
+            });
+            d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+        } else {
+            let gone = if obs.targets.baseline {
+                "the routing rules are gone"
+            } else {
+                "the baseline is gone"
+            };
+            skipped = Some(Event {
+                type_: crate::action::EventType::Warning,
+                reason: ROLLBACK_SKIPPED.to_string(),
+                message: format!("no rollback to the baseline on deletion: {gone}"),
+            });
+        }
     }
     d.actions.push(Action::RemoveFinalizer);
+    skipped
 }
 
-/// A completed experiment re-asserts its final routing until the observed routing says so.
-fn keep_final_routing(d: &mut Draft, routing: &RoutingObservation) {
+/// A completed experiment re-asserts its final routing until the observed routing says so
+/// (checking again after [`RETRY_AFTER`] each time it had to).
+fn keep_final_routing(d: &mut Draft, routing: &RoutingObservation) -> Option<Duration> {
     let split = d.status.split();
     if routing.held_by.is_none() && routing.split.is_some_and(|observed| observed != split) {
         d.route(RoutingAction::Finalize {
             winner: winner_of(split),
             split,
         });
+        return Some(RETRY_AFTER);
     }
+    None
 }
 
 /// The metrics configuration and the spec: the plan to run, or how long to wait when there is
@@ -252,7 +289,40 @@ fn configuration(d: &mut Draft, ctx: &Context) -> Result<Plan, Option<Duration>>
         );
         return Err(Some(RETRY_AFTER));
     }
-    match validation::plan(d.exp, ctx.metrics) {
+    let outside = (!ctx.allow_cross_namespace && d.exp.target_namespace() != d.exp.namespace())
+        .then(|| validation::Problem {
+            severity: validation::Severity::Error,
+            path: "spec.targetService.namespace".to_string(),
+            rule: format!(
+                "must be the experiment's own namespace {}, not {} (the operator runs without \
+                 --allow-cross-namespace)",
+                d.exp.namespace(),
+                d.exp.target_namespace()
+            ),
+        });
+    let planned = match (validation::plan(d.exp, ctx.metrics), outside) {
+        (Ok(_), Some(problem)) => Err(vec![problem]),
+        (Err(mut problems), Some(problem)) => {
+            problems.insert(0, problem);
+            Err(problems)
+        }
+        (planned, None) => planned,
+    };
+    let changed = d
+        .status
+        .started_target_service
+        .as_ref()
+        .is_some_and(|started| *started != d.exp.spec.target_service);
+    let planned = match planned {
+        Ok(_) if changed => Err(vec![validation::Problem {
+            severity: validation::Severity::Error,
+            path: "spec.targetService".to_string(),
+            rule: "is immutable once the experiment has started; put the started one back"
+                .to_string(),
+        }]),
+        planned => planned,
+    };
+    match planned {
         Ok(plan) => {
             d.condition(ConditionType::MetricsSynced, true, "", "");
             Ok(plan)
@@ -279,16 +349,19 @@ struct Running<'a> {
 }
 
 impl<'a> Running<'a> {
-    /// User actions: overrides end the experiment, pause holds it, resume lets it go on.
-    fn user_action(&mut self) -> Option<Ending> {
+    /// User actions: overrides end the experiment, pause holds it (unless a target of the
+    /// started experiment was deleted: then the targets step ends it), resume lets it go on.
+    fn user_action(&mut self, targets: &Targets) -> Option<Ending> {
+        let target_deleted = self.d.status.start_timestamp.is_some()
+            && !(targets.service && targets.baseline && targets.candidate);
         match &self.d.exp.action {
             Some(UserAction::OverrideSuccess) => {
                 Some(Ending::Complete(Completion::Succeeded(ABORTED)))
             }
             Some(UserAction::OverrideFailure) => {
-                Some(Ending::Complete(Completion::Failed(ABORTED)))
+                Some(Ending::Complete(Completion::Failed(ABORTED.into())))
             }
-            Some(UserAction::Pause) => {
+            Some(UserAction::Pause) if !target_deleted => {
                 self.d.set_message(Phase::Pause, PAUSE, "");
                 Some(Ending::Wait(None))
             }
@@ -331,7 +404,7 @@ impl<'a> Running<'a> {
             );
             return Some(Ending::Complete(match target {
                 Target::Baseline => Completion::BaselineDeleted,
-                Target::Service | Target::Candidate => Completion::Failed(ABORTED),
+                Target::Service | Target::Candidate => Completion::Failed(ABORTED.into()),
             }));
         }
         if let Some(other) = &t.claimed_by
@@ -376,6 +449,7 @@ impl<'a> Running<'a> {
         if self.d.status.start_timestamp.is_none() {
             let now = self.ctx.now;
             self.d.status.start_timestamp = Some(now);
+            self.d.status.started_target_service = Some(self.d.exp.spec.target_service.clone());
             self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
             self.d.status.grafana_url = self.ctx.dashboard.url(self.d.exp, now, None);
             self.d.route(RoutingAction::Initialize);
@@ -383,6 +457,19 @@ impl<'a> Running<'a> {
         self.d
             .condition(ConditionType::RoutingRulesReady, true, "", "");
         None
+    }
+
+    /// The failure budget: once [`Context::failure_limit`] attempts in a row have failed, the
+    /// experiment ends with a rollback; the message says why. A rollback that fails counts
+    /// again, so it is retried until it is applied.
+    fn failure_budget(&mut self) -> Option<Ending> {
+        let failures = self.d.status.consecutive_failures;
+        if failures < self.ctx.failure_limit.max(1) {
+            return None;
+        }
+        let last = self.d.status.message.as_deref().unwrap_or("no message");
+        let text = format!("{failures} consecutive failed attempts; the last: {last}");
+        Some(Ending::Complete(Completion::Failed(text)))
     }
 
     /// The iteration: at an interval boundary an analysis decides; between boundaries the
@@ -468,7 +555,7 @@ impl<'a> Running<'a> {
         match outcome {
             Ok(o) if o.assessment.abort_experiment => {
                 self.d.status.assessment = Some(o.assessment);
-                self.complete(Completion::Failed(ABORTED))
+                self.complete(Completion::Failed(ABORTED.into()))
             }
             _ => self.d.finish(Some(wait)),
         }
@@ -485,9 +572,15 @@ impl<'a> Running<'a> {
                     &e.to_string(),
                     Some(ConditionType::AnalyticsServiceNormal),
                 );
+                self.d.status.consecutive_failures =
+                    self.d.status.consecutive_failures.saturating_add(1);
+                if let Some(ending) = self.failure_budget() {
+                    return self.end(ending);
+                }
                 return self.d.finish(Some(RETRY_AFTER));
             }
         };
+        self.d.status.consecutive_failures = 0;
         self.d
             .condition(ConditionType::AnalyticsServiceNormal, true, "", "");
         let AnalysisOutcome {
@@ -504,7 +597,7 @@ impl<'a> Running<'a> {
         self.d.status.assessment = Some(assessment);
 
         if abort {
-            return self.complete(Completion::Failed(ABORTED));
+            return self.complete(Completion::Failed(ABORTED.into()));
         }
         if self.d.status.current_iteration >= self.plan.max_iterations {
             let completion = if self.plan.strategy == Strategy::IncrementWithoutCheck {
@@ -513,7 +606,7 @@ impl<'a> Running<'a> {
             } else if all_met {
                 Completion::Succeeded(ALL_CRITERIA_MET)
             } else {
-                Completion::Failed(NOT_ALL_CRITERIA_MET)
+                Completion::Failed(NOT_ALL_CRITERIA_MET.into())
             };
             return self.complete(completion);
         }
@@ -566,12 +659,12 @@ impl<'a> Running<'a> {
         let Running {
             mut d, plan, ctx, ..
         } = self;
-        let (succeeded, text) = match completion {
-            Completion::Succeeded(text) => (true, text),
-            Completion::Failed(text) => (false, text),
+        let (succeeded, text) = match &completion {
+            Completion::Succeeded(text) => (true, *text),
+            Completion::Failed(text) => (false, text.as_str()),
             Completion::BaselineDeleted => (true, ABORTED),
         };
-        let winner = match completion {
+        let winner = match &completion {
             Completion::Succeeded(_) => match plan.on_success {
                 OnSuccess::Baseline => Winner::Baseline,
                 OnSuccess::Both => Winner::Both,
@@ -587,7 +680,7 @@ impl<'a> Running<'a> {
         };
         if d.status.start_timestamp.is_some() {
             d.route(RoutingAction::Finalize { winner, split });
-            let loser = match (winner, completion) {
+            let loser = match (winner, &completion) {
                 (Winner::Baseline, _) => Some(&plan.candidate),
                 (Winner::Candidate, Completion::Succeeded(_)) => Some(&plan.baseline),
                 _ => None,
@@ -614,14 +707,26 @@ impl<'a> Running<'a> {
 }
 
 /// The status to write when a routing action of `decision` failed: nothing of the decision is
-/// reported; the experiment pauses with `RoutingRulesError` and retries.
+/// reported; the experiment pauses with `RoutingRulesError`, counts the failure against its
+/// budget and retries. A completed experiment stays completed (its final routing is retried
+/// until it is observed); the failure shows in its `RoutingRulesReady` condition.
 pub fn routing_failed(exp: &Experiment, error: &str, ctx: &Context) -> Decision {
     let mut d = Draft::new(exp, ctx.now);
+    if exp.status.is_completed() {
+        d.condition(
+            ConditionType::RoutingRulesReady,
+            false,
+            ROUTING_RULES_ERROR,
+            error,
+        );
+        return d.finish(Some(RETRY_AFTER));
+    }
     d.pause(
         ROUTING_RULES_ERROR,
         error,
         Some(ConditionType::RoutingRulesReady),
     );
+    d.status.consecutive_failures = d.status.consecutive_failures.saturating_add(1);
     d.finish(Some(RETRY_AFTER))
 }
 

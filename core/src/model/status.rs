@@ -283,6 +283,14 @@ pub struct ExperimentStatus {
     /// Iterations begun so far.
     #[serde(default)]
     pub current_iteration: u32,
+    /// `spec.targetService` as it was when the experiment started: the operator refuses to go on
+    /// with a changed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_target_service: Option<crate::model::spec::TargetService>,
+    /// Analyses that failed in a row (the failure budget; kept here so that it survives a
+    /// restart of the operator).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
     /// The split iter8 has applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_split_percentage: Option<TrafficSplit>,
@@ -300,6 +308,10 @@ pub struct ExperimentStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub grafana_url: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ExperimentStatus {

@@ -294,6 +294,15 @@ impl Running {
             dashboard: Arc::new(NoDashboard),
             events: None,
         };
+        Self::start_over(client, adapters, leader_election).await
+    }
+
+    /// Starts the operator over the given adapters, with leader election if given.
+    pub async fn start_over(
+        client: &kube::Client,
+        adapters: Adapters,
+        leader_election: Option<operator::LeaderElection>,
+    ) -> Running {
         let settings = OperatorSettings {
             controller: Settings {
                 namespace: Some(cluster.ns.clone()),

@@ -1,0 +1,35 @@
+//! The namespace boundary as the operator enforces it (here without the install bundle's
+//! admission policy): an experiment naming another namespace pauses with a `ValidationError`
+//! naming `spec.targetService.namespace`.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_naming_another_namespace_pauses_with_the_field_named() {
+    let (server, client) = cluster().await;
+    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = part1_experiment();
+    exp["spec"]["targetService"]["namespace"] = json!("elsewhere");
+    apply(&client, NS, &exp).await;
+    wait_for(
+        &server,
+        "reviews-v3-rollout",
+        10,
+        message_is(
+            "ValidationError: spec.targetService.namespace: must be the experiment's own \
+             namespace bookinfo-iter8, not elsewhere (the operator runs without \
+             --allow-cross-namespace)",
+        ),
+    )
+    .await;
+    let stored = experiment(&server, "reviews-v3-rollout").unwrap();
+    assert_eq!(stored["status"]["phase"], json!("Pause"));
+    assert!(
+        stored["status"].get("startTimestamp").is_none(),
+        "{stored:#}"
+    );
+    stop_both(operator, server).await;
+}
