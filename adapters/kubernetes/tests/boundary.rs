@@ -9,27 +9,28 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_experiment_naming_another_namespace_pauses_with_the_field_named() {
-    let (server, client) = cluster().await;
-    let operator = Running::start(&client, FakeMetrics::new(120.0, 100.0)).await;
+    let cluster = cluster("boundary").await;
+    let operator = Running::start(&cluster, FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = part1_experiment();
     exp["spec"]["targetService"]["namespace"] = json!("elsewhere");
-    apply(&client, NS, &exp).await;
+    cluster.apply(&exp).await;
     wait_for(
-        &server,
+        &cluster,
         "reviews-v3-rollout",
         10,
-        message_is(
+        message_is(format!(
             "ValidationError: spec.targetService.namespace: must be the experiment's own \
-             namespace bookinfo-iter8, not elsewhere (the operator runs without \
+             namespace {}, not elsewhere (the operator runs without \
              --allow-cross-namespace)",
-        ),
+            cluster.ns
+        )),
     )
     .await;
-    let stored = experiment(&server, "reviews-v3-rollout").unwrap();
+    let stored = experiment(&cluster, "reviews-v3-rollout").await.unwrap();
     assert_eq!(stored["status"]["phase"], json!("Pause"));
     assert!(
         stored["status"].get("startTimestamp").is_none(),
         "{stored:#}"
     );
-    stop_both(operator, server).await;
+    operator.stop().await.expect("a clean stop");
 }

@@ -43,38 +43,39 @@ impl TrafficRouter for PanicsForBoom {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_reconcile_is_that_experiments_error_and_the_others_go_on() {
-    let (server, client) = cluster().await;
-    apply_file(&client, NS, "reviews-v3.yaml").await;
+    let cluster = cluster("isolation").await;
+    cluster.apply_file("reviews-v3.yaml").await;
     let adapters = Adapters {
-        router: Arc::new(PanicsForBoom(IstioRouter::new(client.clone()))),
+        router: Arc::new(PanicsForBoom(IstioRouter::new(cluster.client.clone()))),
         analytics: Arc::new(BuiltinAnalytics::new(FakeMetrics::new(120.0, 100.0))),
         dashboard: Arc::new(NoDashboard),
+        events: None,
     };
-    let operator = Running::start_over(&client, adapters, None).await;
+    let operator = Running::start_over(&cluster, adapters, None).await;
 
     let mut boom = part1_experiment();
     boom["metadata"]["name"] = json!(BOOM);
-    apply(&client, NS, &boom).await;
+    cluster.apply(&boom).await;
     wait_for(
-        &server,
+        &cluster,
         BOOM,
         10,
         message_is("InternalError: injected bug while observing the routing of boom"),
     )
     .await;
     assert_eq!(
-        experiment(&server, BOOM).unwrap()["status"]["phase"],
+        experiment(&cluster, BOOM).await.unwrap()["status"]["phase"],
         json!("Pause")
     );
-    wait_for_event(&server, BOOM, "InternalError").await;
+    wait_for_event(&cluster, BOOM, "InternalError").await;
 
-    apply(&client, NS, &part1_experiment()).await;
-    wait_for(&server, PART1, 30, completed).await;
+    cluster.apply(&part1_experiment()).await;
+    wait_for(&cluster, PART1, 30, completed).await;
     assert_eq!(
-        experiment(&server, PART1).unwrap()["status"]["message"],
+        experiment(&cluster, PART1).await.unwrap()["status"]["message"],
         json!("ExperimentSucceeded: All Success Criteria Were Met")
     );
     operator.metrics_with("cause=\"panic\"", 5).await;
     // The operator is still running and stops cleanly.
-    stop_both(operator, server).await;
+    operator.stop().await.expect("a clean stop");
 }

@@ -20,9 +20,10 @@ const PART1: &str = "reviews-v3-rollout";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
-    let (server, client) = cluster().await;
-    apply(&client, NS, &part1_experiment()).await;
-    let api: Api<ExperimentResource> = Api::namespaced(client.clone(), NS);
+    let cluster = cluster("stale-writes").await;
+    let client = cluster.client.clone();
+    cluster.apply(&part1_experiment()).await;
+    let api: Api<ExperimentResource> = Api::namespaced(client.clone(), &cluster.ns);
     let read = crd::to_core(&api.get(PART1).await.unwrap()).unwrap();
 
     // Another writer changes the status after the read.
@@ -45,7 +46,7 @@ async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
         "{err}"
     );
     assert_eq!(
-        experiment(&server, PART1).unwrap()["status"]["message"],
+        experiment(&cluster, PART1).await.unwrap()["status"]["message"],
         json!("written by another")
     );
 
@@ -55,6 +56,7 @@ async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
         router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
         analytics: Arc::new(BuiltinAnalytics::new(FakeMetrics::new(120.0, 100.0))),
         dashboard: Arc::new(NoDashboard),
+        events: None,
     };
     let ctx = controller::Context::new(
         client.clone(),
@@ -62,12 +64,11 @@ async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
         adapters,
         Arc::new(OperatorMetrics::new()),
     );
-    controller::reconcile_experiment(&ctx, NS, PART1)
+    controller::reconcile_experiment(&ctx, &cluster.ns, PART1)
         .await
         .expect("the reconcile on a fresh read writes its status");
     assert_eq!(
-        experiment(&server, PART1).unwrap()["status"]["message"],
+        experiment(&cluster, PART1).await.unwrap()["status"]["message"],
         json!("TargetsNotFound: Missing Candidate")
     );
-    server.stop().await;
 }

@@ -294,15 +294,17 @@ impl Running {
             dashboard: Arc::new(NoDashboard),
             events: None,
         };
-        Self::start_over(client, adapters, leader_election).await
+        Self::start_over(cluster, adapters, leader_election).await
     }
 
-    /// Starts the operator over the given adapters, with leader election if given.
+    /// Starts the operator over the test's namespace with the given adapters, with leader
+    /// election if given.
     pub async fn start_over(
-        client: &kube::Client,
+        cluster: &Cluster,
         adapters: Adapters,
         leader_election: Option<operator::LeaderElection>,
     ) -> Running {
+        let client = &cluster.client;
         let settings = OperatorSettings {
             controller: Settings {
                 namespace: Some(cluster.ns.clone()),
