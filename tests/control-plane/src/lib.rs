@@ -5,6 +5,11 @@
 //!   by their PIDs when the test binary exits; `kubectl` at the pinned release; clients as the
 //!   cluster admin or as a ServiceAccount (a real token from the TokenRequest API, so requests
 //!   go through the RBAC authorizer as that account).
+//! - [`object`], [`objects`]: any kind as JSON through a client; [`History`]: every version of
+//!   one object, recorded by a watch opened before it changes (a real API server keeps no
+//!   history to replay afterwards).
+//! - [`FaultProxy`]: the API faults a healthy server does not make (500, 429, 403, slow
+//!   answers, dropped watches).
 //! - [`FakePrometheus`]: answers the stock and extended Istio telemetry-v2 queries with values
 //!   per version (`destination_workload`), so an operator's analysis sees each tutorial version
 //!   behave as the tutorial describes it. Prometheus itself is tested for real elsewhere
