@@ -283,8 +283,9 @@ fn a_service_stopped_mid_run_holds_traffic_until_it_is_back() {
 
     server.stop(&rt);
     history.clear();
-    sim.run_for(Duration::from_secs(120), &mut observe(&mut history));
-    assert!(history.len() >= 4, "{} reconciles", history.len());
+    // Down for less than the failure budget (4 failed attempts, 30 s apart): traffic holds.
+    sim.run_for(Duration::from_secs(80), &mut observe(&mut history));
+    assert!(history.len() >= 2, "{} reconciles", history.len());
     for (t, _, status) in &history {
         assert_eq!(status.phase, Some(Phase::Pause), "at {t}");
         assert_eq!(status.split(), held, "at {t}");
