@@ -89,8 +89,14 @@ fn only_the_first_route_to_the_service_changes() {
         let mut rest = json.clone();
         rest["spec"]["http"][1]["route"] = original["spec"]["http"][1]["route"].clone();
         let labels = rest["metadata"]["labels"].as_object_mut().unwrap();
+        // Stable rules carry no experiment label (as v0.2.1 leaves them); the others do.
+        let stable = labels.get("iter8-tools/role") == Some(&serde_json::json!("stable"));
+        assert_eq!(
+            labels.remove("iter8-tools/experiment").is_some(),
+            !stable,
+            "experiment label: {json:#}"
+        );
         for key in [
-            "iter8-tools/experiment",
             "iter8-tools/role",
             "iter8-tools/host",
             "iter8-tools/external",

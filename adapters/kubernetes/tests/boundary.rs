@@ -9,7 +9,8 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_experiment_naming_another_namespace_pauses_with_the_field_named() {
-    let cluster = cluster("boundary").await;
+    // Without the install bundle's admission policy, which would refuse it first.
+    let cluster = cluster_on(control_plane_without_crd_validation(), "boundary").await;
     let operator = Running::start(&cluster, FakeMetrics::new(120.0, 100.0)).await;
     let mut exp = part1_experiment();
     exp["spec"]["targetService"]["namespace"] = json!("elsewhere");

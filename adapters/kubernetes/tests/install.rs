@@ -88,7 +88,6 @@ fn rbac_grants_only_what_the_operator_uses() {
         "iter8.tools/experiments/finalizers update",
         "apps/deployments watch",
         "/services watch",
-        "/configmaps get",
         "networking.istio.io/virtualservices patch",
         "networking.istio.io/destinationrules patch",
         "/events create",
@@ -124,6 +123,19 @@ fn rbac_grants_only_what_the_operator_uses() {
         named[0]["resourceNames"],
         serde_json::json!(["iter8config-notifiers"])
     );
+    // ConfigMaps elsewhere: only the metrics configuration, read by name.
+    let metrics: Vec<&serde_json::Value> = kind(&objs, "ClusterRole")["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"] == serde_json::json!(["configmaps"]))
+        .collect();
+    assert_eq!(metrics.len(), 1, "{metrics:#?}");
+    assert_eq!(
+        metrics[0]["resourceNames"],
+        serde_json::json!(["iter8config-metrics"])
+    );
+    assert_eq!(metrics[0]["verbs"], serde_json::json!(["get"]));
     // Leases only in the operator's namespace.
     assert!(
         !kind(&objs, "ClusterRole")["rules"]
