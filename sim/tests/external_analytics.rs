@@ -109,7 +109,7 @@ fn a_port_of_the_callers_is_used_and_decides_as_built_in() {
 }
 
 #[test]
-fn a_failing_port_holds_traffic_and_sets_the_analytics_condition() {
+fn a_failing_port_holds_traffic_then_the_failure_budget_rolls_back() {
     let (sim, statuses) = part_1(|sim| {
         let analytics = Counting {
             inner: BuiltinAnalytics::new(SharedMetrics(sim.shared_world())),
@@ -121,17 +121,28 @@ fn a_failing_port_holds_traffic_and_sets_the_analytics_condition() {
             |f: ReconcileFuture<'_>| poll_ready(f),
         ));
     });
-    let last = statuses.last().unwrap();
-    assert_eq!(last.phase, Some(Phase::Pause));
+    // Below the failure budget, traffic holds and the condition says why.
+    let held = statuses
+        .iter()
+        .find(|s| s.phase == Some(Phase::Pause))
+        .expect("the experiment holds while the analytics fail");
     assert_eq!(
-        last.message.as_deref(),
+        held.message.as_deref(),
         Some("AnalyticsServiceError: analytics service: down for the test")
     );
-    let c = last
+    let c = held
         .condition(&ConditionType::AnalyticsServiceNormal)
         .unwrap();
     assert_eq!(c.status, ConditionStatus::False);
-    assert_eq!(last.current_iteration, 0);
+    assert_eq!(held.current_iteration, 0);
+    // At the budget (4 failed attempts in a row) it rolls back and ends.
+    let last = statuses.last().unwrap();
+    assert_eq!(last.phase, Some(Phase::Completed));
+    let message = last.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("ExperimentFailed: 4 consecutive failed attempts"),
+        "{message}"
+    );
     // Never analysed, so never moved off the baseline.
     let exp = sim.experiment(NAMESPACE, "reviews-v3-rollout").unwrap();
     let routed = sim.world().lock().router.observe(&exp).split;
