@@ -129,7 +129,7 @@ fn the_operator_binary_notifies_slack_and_webhooks() {
         "a Slack notification of the success",
         || {
             operator.assert_running();
-            slack_texts().iter().any(|t| *t == succeeded)
+            slack_texts().contains(&succeeded)
         },
     );
 
