@@ -349,7 +349,7 @@ async fn assert_each_iteration_ran_once(
     interval: f64,
 ) {
     let history = history.objects();
-    history::assert_iterations_once(&iterations(&history), n, interval);
+    assert_iterations_once(&iterations(&history), n, interval);
     let updates: Vec<String> = messages(&history)
         .into_iter()
         .filter(|m| m.starts_with("IterationUpdate"))

@@ -6,8 +6,9 @@
 
 mod support;
 
+use iter8_test_support::tutorial_versions;
 use serde_json::{Value, json};
-use support::version_metrics::{VersionMetrics, tutorial_versions};
+use support::version_metrics::VersionMetrics;
 use support::*;
 
 const V3: &str = "reviews-v3-rollout";

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-pub mod history;
+pub mod http;
 pub mod version_metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 #[allow(unused_imports)] // not every test file uses each
-pub use history::{http_get, iterations, seconds_between};
-pub use iter8_control_plane::History;
+pub use http::http_get;
 use iter8_control_plane::{ControlPlane, eventually, object, objects};
+pub use iter8_control_plane::{History, assert_iterations_once, iterations, seconds_between};
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
