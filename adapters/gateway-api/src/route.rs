@@ -16,9 +16,9 @@ use crate::error::GatewayError;
 use crate::types::{HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec};
 
 /// Names the experiment holding the route: `<experiment>.<namespace>`.
-pub const LABEL_EXPERIMENT: &str = "iter8-tools/experiment";
+pub const LABEL_EXPERIMENT: &str = iter8_core::routing_labels::EXPERIMENT;
 /// The route's stage: [`Role`].
-pub const LABEL_ROLE: &str = "iter8-tools/role";
+pub const LABEL_ROLE: &str = iter8_core::routing_labels::ROLE;
 /// `"True"` on routes the user owns (iter8 never deletes them).
 pub const LABEL_EXTERNAL: &str = "iter8-tools/external";
 /// The field manager of iter8's server-side applies to HTTPRoutes.

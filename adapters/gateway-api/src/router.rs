@@ -7,11 +7,12 @@ use iter8_core::action::RoutingAction;
 use iter8_core::model::Experiment;
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
+use iter8_core::routing_labels::{Claim, claim};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
 use crate::error::GatewayError;
-use crate::route::{self, FIELD_MANAGER, LABEL_EXPERIMENT, LABEL_ROLE, Role, RouteTarget, Stage};
+use crate::route::{self, FIELD_MANAGER, LABEL_EXPERIMENT, LABEL_ROLE, RouteTarget, Stage};
 use crate::types::HTTPRoute;
 
 /// Who holds a route.
@@ -130,19 +131,16 @@ impl GatewayRouter {
         found: &HTTPRoute,
     ) -> Result<Holder, GatewayError> {
         let labels = found.labels();
-        let experiment = labels.get(LABEL_EXPERIMENT).map_or("", String::as_str);
-        if experiment == target.experiment {
-            return Ok(Holder::This);
-        }
-        let stable = labels.get(LABEL_ROLE).map(String::as_str) == Some(Role::Stable.as_str());
-        if experiment.is_empty() || stable {
-            return Ok(Holder::Free);
-        }
-        if self.is_running(experiment).await? {
-            Ok(Holder::Other(experiment.to_string()))
-        } else {
-            Ok(Holder::Free)
-        }
+        let experiment = labels.get(LABEL_EXPERIMENT).map(String::as_str);
+        let role = labels.get(LABEL_ROLE).map(String::as_str);
+        Ok(match claim(experiment, role, &target.experiment) {
+            Claim::Ours => Holder::This,
+            Claim::Free => Holder::Free,
+            Claim::Another(other) if self.is_running(other).await? => {
+                Holder::Other(other.to_string())
+            }
+            Claim::Another(_) => Holder::Free,
+        })
     }
 
     /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 /// Names the host the rules are for (the service FQDN, or the first Gateway host).
 pub const HOST: &str = "iter8-tools/host";
 /// Names the experiment holding the rules: `<experiment>.<namespace>`.
-pub const EXPERIMENT: &str = "iter8-tools/experiment";
+pub const EXPERIMENT: &str = iter8_core::routing_labels::EXPERIMENT;
 /// The rules' stage: [`Role`].
-pub const ROLE: &str = "iter8-tools/role";
+pub const ROLE: &str = iter8_core::routing_labels::ROLE;
 /// `"True"` on rules iter8 created (and may therefore delete).
 pub const INIT: &str = "iter8-tools/init";
 /// The value of [`INIT`].

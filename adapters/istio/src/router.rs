@@ -8,6 +8,7 @@ use iter8_core::action::RoutingAction;
 use iter8_core::model::{Cleanup, Experiment, RoutingReference};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
+use iter8_core::routing_labels::{Claim, claim};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
@@ -406,19 +407,16 @@ impl IstioRouter {
         target: &RoutingTarget,
         meta: &ObjectMeta,
     ) -> Result<Holder, IstioError> {
-        let experiment = label(meta, labels::EXPERIMENT).unwrap_or("");
-        let role = label(meta, labels::ROLE).and_then(Role::parse);
-        if experiment == target.experiment {
-            return Ok(Holder::This);
-        }
-        if experiment.is_empty() || role == Some(Role::Stable) {
-            return Ok(Holder::Free);
-        }
-        if self.is_running(experiment).await? {
-            Ok(Holder::Other(experiment.to_string()))
-        } else {
-            Ok(Holder::Free)
-        }
+        let experiment = label(meta, labels::EXPERIMENT);
+        let role = label(meta, labels::ROLE);
+        Ok(match claim(experiment, role, &target.experiment) {
+            Claim::Ours => Holder::This,
+            Claim::Free => Holder::Free,
+            Claim::Another(other) if self.is_running(other).await? => {
+                Holder::Other(other.to_string())
+            }
+            Claim::Another(_) => Holder::Free,
+        })
     }
 
     /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and
