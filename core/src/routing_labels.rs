@@ -5,10 +5,40 @@
 
 /// Names the experiment holding the rules: `<experiment>.<namespace>`.
 pub const EXPERIMENT: &str = "iter8-tools/experiment";
-/// The rules' stage (`initializing`, `progressing`, `stable`).
+/// The rules' stage: [`Role`].
 pub const ROLE: &str = "iter8-tools/role";
-/// The [`ROLE`] of rules an experiment has finished with.
-pub const ROLE_STABLE: &str = "stable";
+
+/// The stage of an experiment's routing rules (label [`ROLE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Baseline only, while the candidate is not there yet (Istio rules only).
+    Initializing,
+    /// Both versions, while the experiment runs.
+    Progressing,
+    /// Done: free for the next experiment on the host or route to take over.
+    Stable,
+}
+
+impl Role {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Initializing => "initializing",
+            Role::Progressing => "progressing",
+            Role::Stable => "stable",
+        }
+    }
+
+    /// Reads a label value.
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "initializing" => Some(Role::Initializing),
+            "progressing" => Some(Role::Progressing),
+            "stable" => Some(Role::Stable),
+            _ => None,
+        }
+    }
+}
 
 /// What the labels on routing rules say about who holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +63,7 @@ pub fn claim<'a>(
     match experiment_label.unwrap_or("") {
         label if label == ours => Claim::Ours,
         "" => Claim::Free,
-        _ if role_label == Some(ROLE_STABLE) => Claim::Free,
+        _ if role_label.and_then(Role::parse) == Some(Role::Stable) => Claim::Free,
         label => Claim::Another(label),
     }
 }
@@ -45,9 +75,17 @@ mod tests {
     const OURS: &str = "reviews-v3-rollout.bookinfo-iter8";
 
     #[test]
+    fn roles_read_back_what_they_write() {
+        for role in [Role::Initializing, Role::Progressing, Role::Stable] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("other"), None);
+    }
+
+    #[test]
     fn our_label_is_ours_whatever_the_role() {
         assert_eq!(claim(Some(OURS), Some("progressing"), OURS), Claim::Ours);
-        assert_eq!(claim(Some(OURS), Some(ROLE_STABLE), OURS), Claim::Ours);
+        assert_eq!(claim(Some(OURS), Some("stable"), OURS), Claim::Ours);
         assert_eq!(claim(Some(OURS), None, OURS), Claim::Ours);
     }
 
@@ -60,7 +98,7 @@ mod tests {
     #[test]
     fn rules_another_experiment_left_stable_are_free() {
         assert_eq!(
-            claim(Some("other.bookinfo-iter8"), Some(ROLE_STABLE), OURS),
+            claim(Some("other.bookinfo-iter8"), Some("stable"), OURS),
             Claim::Free
         );
     }

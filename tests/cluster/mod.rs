@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use iter8_control_plane::ControlPlane;
 #[allow(unused_imports)] // not every test file uses each
-pub use iter8_control_plane::{assert_iterations_once, iterations, seconds_between};
+pub use iter8_control_plane::{assert_iterations_once, http_get, iterations, seconds_between};
 
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo");
 /// The Istio networking CRDs (1.x, as Istio ships them), kept beside the Istio adapter's tests.
@@ -298,31 +298,6 @@ pub fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> Option<ser
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
-}
-
-/// A GET on 127.0.0.1:`port`: (status, body), or (0, "") if nothing answers.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 /// A namespace with bookinfo's Deployments and Services and reviews-v3, and the fake

@@ -24,24 +24,7 @@ pub const LABEL_EXTERNAL: &str = "iter8-tools/external";
 /// The field manager of iter8's server-side applies to HTTPRoutes.
 pub const FIELD_MANAGER: &str = "iter8-gateway-api";
 
-/// The stage of an experiment's routing (label [`LABEL_ROLE`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Both versions, while the experiment runs.
-    Progressing,
-    /// Done: free for the next experiment on the route to take over.
-    Stable,
-}
-
-impl Role {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Progressing => "progressing",
-            Role::Stable => "stable",
-        }
-    }
-}
+pub use iter8_core::routing_labels::Role;
 
 /// What the route's rule serves at a stage: each version's weight, `None` for no backendRef.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //! - [`FaultProxy`]: the API faults a healthy server does not make (500, 429, 403, slow
 //!   answers, dropped watches).
 //! - [`iterations`], [`assert_iterations_once`]: the iterations a recorded experiment went
-//!   through, and the check that each ran once, an interval apart.
+//!   through, and the check that each ran once, an interval apart; [`http_get`]: a GET on an
+//!   operator's endpoints.
 //! - [`FakePrometheus`]: iter8-test-support's one fake Prometheus, re-exported;
 //!   [`FakePrometheus::per_version`] answers the stock and extended Istio telemetry-v2 queries
 //!   with values per version (`destination_workload`), so an operator's analysis sees each
@@ -19,6 +20,7 @@
 //!   elsewhere (adapters/prometheus); here it stands in because no pods run and so nothing is
 //!   scraped.
 
+mod http;
 mod iterations;
 mod objects;
 mod proxy;
@@ -29,6 +31,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use http::http_get;
 pub use iter8_test_support::{Behaviour, FakePrometheus, tutorial_versions};
 pub use iterations::{assert_iterations_once, iterations, seconds_between};
 pub use objects::{History, object, objects};
