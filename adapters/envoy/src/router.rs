@@ -239,11 +239,13 @@ impl TrafficRouter for EnvoyRouter {
                         candidate: r.weight_of(target.candidate()),
                     }),
                     held_by: None,
+                    ..Default::default()
                 }
             }
             Some(r) if r.role != role::STABLE => RoutingObservation {
                 split: None,
                 held_by: r.owner,
+                ..Default::default()
             },
             // No routes yet, or stable routes: free for this experiment.
             _ => RoutingObservation::default(),

@@ -66,10 +66,12 @@ impl GatewayRouter {
             Holder::Other(other) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             Holder::This => RoutingObservation {
                 split: route::served_split(&found, &target),
                 held_by: None,
+                ..Default::default()
             },
             Holder::Free => RoutingObservation::default(),
         })

@@ -98,10 +98,12 @@ impl IstioRouter {
             (Holder::Other(other), _) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             (Holder::This, Some(vs)) => RoutingObservation {
                 split: build::served_split(&target, &vs),
                 held_by: None,
+                ..Default::default()
             },
             _ => RoutingObservation::default(),
         })
@@ -218,12 +220,14 @@ impl IstioRouter {
             Holder::Other(other) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             Holder::This => RoutingObservation {
                 split: reference::target_route(&vs, target, true)
                     .ok()
                     .and_then(|i| build::route_split(target, &vs.spec.http[i])),
                 held_by: None,
+                ..Default::default()
             },
             _ => RoutingObservation::default(),
         })

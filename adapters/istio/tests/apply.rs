@@ -118,7 +118,8 @@ async fn observe_reports_the_split_of_our_rules() {
         seen,
         Ok(RoutingObservation {
             split: Some(split(80, 20)),
-            held_by: None
+            held_by: None,
+            ..Default::default()
         })
     );
 }
@@ -231,7 +232,8 @@ async fn rules_held_by_another_running_experiment_are_refused() {
         seen,
         Ok(RoutingObservation {
             split: None,
-            held_by: Some("reviews-v3-rollout.bookinfo-iter8".into())
+            held_by: Some("reviews-v3-rollout.bookinfo-iter8".into()),
+            ..Default::default()
         })
     );
 
