@@ -94,6 +94,7 @@ impl IstioRouter {
             return self.observe_referenced(&target, reference).await;
         }
         let found = self.find(&target).await?;
+        let missing = missing_objects(&target, &found);
         Ok(match (found.holder, found.virtual_service) {
             (Holder::Other(other), _) => RoutingObservation {
                 split: None,
@@ -103,9 +104,12 @@ impl IstioRouter {
             (Holder::This, Some(vs)) => RoutingObservation {
                 split: build::served_split(&target, &vs),
                 held_by: None,
+                missing,
+            },
+            _ => RoutingObservation {
+                missing,
                 ..Default::default()
             },
-            _ => RoutingObservation::default(),
         })
     }
 
@@ -544,6 +548,24 @@ impl TrafficRouter for IstioRouter {
     ) -> Result<(), PortError> {
         Ok(self.apply_action(experiment, action).await?)
     }
+}
+
+/// The objects of iter8's own rules that do not exist (`Kind namespace/name`): with no rules
+/// for the host, the VirtualService (and the DestinationRule, Deployment kind); with this
+/// experiment's VirtualService, a missing DestinationRule. Rules another experiment holds, or
+/// free rules, miss nothing of this experiment's.
+pub fn missing_objects(target: &RoutingTarget, found: &Found) -> Vec<String> {
+    let named = |kind: &str| format!("{kind} {}/{}", target.namespace, target.name);
+    let mut missing = Vec::new();
+    match found.holder {
+        Holder::Nobody => missing.push(named("VirtualService")),
+        Holder::This => {}
+        Holder::Free | Holder::Other(_) => return missing,
+    }
+    if target.uses_subsets() && found.destination_rule.is_none() {
+        missing.push(named("DestinationRule"));
+    }
+    missing
 }
 
 fn kind_name<K: Resource<DynamicType = ()>>() -> String {
