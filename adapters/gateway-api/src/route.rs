@@ -27,6 +27,8 @@ pub const FIELD_MANAGER: &str = "iter8-gateway-api";
 /// The stage of an experiment's routing (label [`LABEL_ROLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// The baseline alone, before the candidate's Service exists (v0.2.1's `initializing`).
+    Initializing,
     /// Both versions, while the experiment runs.
     Progressing,
     /// Done: free for the next experiment on the route to take over.
@@ -37,6 +39,7 @@ impl Role {
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Initializing => "initializing",
             Role::Progressing => "progressing",
             Role::Stable => "stable",
         }
@@ -81,6 +84,17 @@ impl Stage {
                 },
                 Winner::Both => both(*split, Role::Stable),
             },
+        }
+    }
+
+    /// Before the candidate's Service exists: all weight to the baseline, and no backendRef to
+    /// a Service that is not there (an `Initialize` while the experiment waits for its
+    /// candidate).
+    pub fn initializing() -> Stage {
+        Stage {
+            baseline: Some(100),
+            candidate: None,
+            role: Role::Initializing,
         }
     }
 
