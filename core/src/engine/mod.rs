@@ -624,8 +624,8 @@ impl<'a> Running<'a> {
             return self.complete(completion);
         }
         // As v0.2.1 for every strategy: after the first iteration a recommendation is applied
-        // only when every success criterion is met.
-        // v0.2.1's events: a failed iteration (after the first), or one that moved traffic.
+        // only when every success criterion is met; its events say whether traffic moved
+        // (IterationSucceeded) or a criterion failed (IterationFailed).
         if first || all_met {
             let before = self.d.status.split();
             let after = self.shift_traffic(recommended);
