@@ -11,7 +11,7 @@ pub const ROLE: &str = "iter8-tools/role";
 /// The stage of an experiment's routing rules (label [`ROLE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Baseline only, while the candidate is not there yet (Istio rules only).
+    /// Baseline only, while the candidate is not there yet (v0.2.1's `initializing`).
     Initializing,
     /// Both versions, while the experiment runs.
     Progressing,

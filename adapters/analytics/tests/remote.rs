@@ -101,6 +101,7 @@ impl TrafficRouter for Cluster {
         Ok(RoutingObservation {
             split: *self.split.lock().unwrap(),
             held_by: None,
+            ..Default::default()
         })
     }
     async fn apply(&self, _: &Experiment, action: &RoutingAction) -> Result<(), PortError> {

@@ -67,6 +67,17 @@ impl Stage {
         }
     }
 
+    /// Before the candidate's Service exists: all weight to the baseline, and no backendRef to
+    /// a Service that is not there (an `Initialize` while the experiment waits for its
+    /// candidate).
+    pub fn initializing() -> Stage {
+        Stage {
+            baseline: Some(100),
+            candidate: None,
+            role: Role::Initializing,
+        }
+    }
+
     /// The split the stage serves.
     pub fn split(&self) -> TrafficSplit {
         TrafficSplit {

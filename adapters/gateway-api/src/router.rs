@@ -8,6 +8,7 @@ use iter8_core::model::Experiment;
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
 use iter8_core::routing_labels::{Claim, claim};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
@@ -67,10 +68,12 @@ impl GatewayRouter {
             Holder::Other(other) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             Holder::This => RoutingObservation {
                 split: route::served_split(&found, &target),
                 held_by: None,
+                ..Default::default()
             },
             Holder::Free => RoutingObservation::default(),
         })
@@ -93,7 +96,14 @@ impl GatewayRouter {
         if let Holder::Other(other) = self.holder(&target, &found).await? {
             return Err(GatewayError::HeldBy(other));
         }
-        let stage = Stage::for_action(action);
+        let mut stage = Stage::for_action(action);
+        if matches!(action, RoutingAction::Initialize)
+            && !self
+                .service_exists(&target.services_namespace, &target.candidate)
+                .await?
+        {
+            stage = Stage::initializing();
+        }
         let changed = route::at_stage(&found, &target, &stage)?;
         let body = route::apply_body(&changed, &target, stage.role);
         let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &target.route_namespace);
@@ -122,6 +132,21 @@ impl GatewayRouter {
             });
         }
         Ok(())
+    }
+
+    /// Whether a Service exists.
+    async fn service_exists(&self, namespace: &str, name: &str) -> Result<bool, GatewayError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map(|found| found.is_some())
+            .map_err(|source| GatewayError::Kube {
+                verb: "get",
+                kind: "Service",
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// Who holds the route, from its iter8 labels.

@@ -95,16 +95,22 @@ impl IstioRouter {
             return self.observe_referenced(&target, reference).await;
         }
         let found = self.find(&target).await?;
+        let missing = missing_objects(&target, &found);
         Ok(match (found.holder, found.virtual_service) {
             (Holder::Other(other), _) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             (Holder::This, Some(vs)) => RoutingObservation {
                 split: build::served_split(&target, &vs),
                 held_by: None,
+                missing,
             },
-            _ => RoutingObservation::default(),
+            _ => RoutingObservation {
+                missing,
+                ..Default::default()
+            },
         })
     }
 
@@ -219,12 +225,14 @@ impl IstioRouter {
             Holder::Other(other) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             Holder::This => RoutingObservation {
                 split: reference::target_route(&vs, target, true)
                     .ok()
                     .and_then(|i| build::route_split(target, &vs.spec.http[i])),
                 held_by: None,
+                ..Default::default()
             },
             _ => RoutingObservation::default(),
         })
@@ -538,6 +546,24 @@ impl TrafficRouter for IstioRouter {
     ) -> Result<(), PortError> {
         Ok(self.apply_action(experiment, action).await?)
     }
+}
+
+/// The objects of iter8's own rules that do not exist (`Kind namespace/name`): with no rules
+/// for the host, the VirtualService (and the DestinationRule, Deployment kind); with this
+/// experiment's VirtualService, a missing DestinationRule. Rules another experiment holds, or
+/// free rules, miss nothing of this experiment's.
+pub fn missing_objects(target: &RoutingTarget, found: &Found) -> Vec<String> {
+    let named = |kind: &str| format!("{kind} {}/{}", target.namespace, target.name);
+    let mut missing = Vec::new();
+    match found.holder {
+        Holder::Nobody => missing.push(named("VirtualService")),
+        Holder::This => {}
+        Holder::Free | Holder::Other(_) => return missing,
+    }
+    if target.uses_subsets() && found.destination_rule.is_none() {
+        missing.push(named("DestinationRule"));
+    }
+    missing
 }
 
 fn kind_name<K: Resource<DynamicType = ()>>() -> String {

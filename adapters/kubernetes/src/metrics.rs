@@ -1,10 +1,12 @@
 //! The operator's Prometheus metrics (`/metrics`, OpenMetrics text): experiments by phase, the
-//! candidate's current weight, decisions, reconcile duration and reconcile errors.
+//! candidate's current weight, decisions, reconcile duration, reconcile errors and routing repairs.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use iter8_core::action::Event;
+use iter8_core::engine::messages::ROUTING_RULES_REPAIRED;
 use iter8_core::model::Experiment;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +28,7 @@ pub struct OperatorMetrics {
     decisions: Family<Labels, Counter>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
+    routing_repairs: Counter,
     phases: Mutex<BTreeMap<(String, String), String>>,
 }
 
@@ -51,6 +54,7 @@ impl OperatorMetrics {
         let decisions = Family::<Labels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let reconcile_errors = Family::<Labels, Counter>::default();
+        let routing_repairs = Counter::default();
         registry.register(
             "experiments",
             "Experiments the operator knows, by phase",
@@ -76,6 +80,12 @@ impl OperatorMetrics {
             "Reconciles that failed and will be retried, by cause",
             reconcile_errors.clone(),
         );
+        registry.register(
+            "routing_repairs",
+            "Routing objects of running experiments found missing and put back \
+             (RoutingRulesRepaired events)",
+            routing_repairs.clone(),
+        );
         for phase in PHASES {
             experiments
                 .get_or_create(&labels(&[("phase", phase)]))
@@ -88,6 +98,7 @@ impl OperatorMetrics {
             decisions,
             reconcile_duration,
             reconcile_errors,
+            routing_repairs,
             phases: Mutex::new(BTreeMap::new()),
         }
     }
@@ -138,6 +149,15 @@ impl OperatorMetrics {
             .inc();
     }
 
+    /// Counts the routing repairs among a reconcile's events.
+    pub fn events(&self, events: &[Event]) {
+        let repairs = events
+            .iter()
+            .filter(|e| e.reason == ROUTING_RULES_REPAIRED)
+            .count();
+        self.routing_repairs.inc_by(repairs as u64);
+    }
+
     /// Records how long a reconcile took.
     pub fn reconciled(&self, took: Duration) {
         self.reconcile_duration.observe(took.as_secs_f64());
@@ -173,6 +193,16 @@ mod tests {
             Some(iter8_core::model::TrafficSplit::with_candidate(20));
         m.observe(&exp);
         m.decision("IterationUpdate: Iteration 1 Started");
+        let repaired = Event {
+            type_: iter8_core::action::EventType::Warning,
+            reason: ROUTING_RULES_REPAIRED.to_string(),
+            message: "DestinationRule default/r missing: put back".to_string(),
+        };
+        let other = Event {
+            reason: "IterationUpdate".to_string(),
+            ..repaired.clone()
+        };
+        m.events(&[repaired, other]);
         let text = m.render();
         assert!(
             text.contains("iter8_experiments{phase=\"Progressing\"} 1"),
@@ -188,6 +218,7 @@ mod tests {
             text.contains("iter8_decisions_total{reason=\"IterationUpdate\"} 1"),
             "{text}"
         );
+        assert!(text.contains("iter8_routing_repairs_total 1"), "{text}");
         m.forget("default", "a");
         let text = m.render();
         assert!(

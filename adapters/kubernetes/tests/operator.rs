@@ -86,10 +86,14 @@ async fn tutorial_part1_in_the_seeds_order() {
     assert_eq!(exp.status.current_iteration, 8);
 
     // Event types are the core's: TargetsNotFound is Normal (waiting), failures are Warnings.
+    // As v0.2.1, the metrics configuration read comes first.
     let reasons = wait_for_event(&cluster, PART1, "ExperimentSucceeded").await;
     assert_eq!(
-        reasons.first(),
-        Some(&("Normal".into(), "TargetsNotFound".into())),
+        reasons[..2],
+        [
+            ("Normal".into(), "SyncMetricsSucceeded".into()),
+            ("Normal".into(), "TargetsNotFound".into())
+        ],
         "{reasons:?}"
     );
     assert!(
