@@ -11,7 +11,7 @@ const COMMANDS: [&[&str]; 3] = [
     &["analytics", "serve"],
 ];
 
-const FLAGS: [&str; 10] = [
+const FLAGS: [&str; 11] = [
     "--prometheus-url",
     "--prometheus-timeout",
     "--prometheus-retries",
@@ -22,6 +22,7 @@ const FLAGS: [&str; 10] = [
     "--prometheus-password-env",
     "--prometheus-ca-file",
     "--prometheus-insecure-skip-verify",
+    "--prometheus-max-concurrent-queries",
 ];
 
 fn iter8(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
