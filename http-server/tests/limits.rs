@@ -22,7 +22,10 @@ fn app() -> Router {
                 "slow"
             }),
         )
-        .route("/echo", post(|body: Bytes| async move { body.len().to_string() }))
+        .route(
+            "/echo",
+            post(|body: Bytes| async move { body.len().to_string() }),
+        )
 }
 
 /// Serves [`app`] within `limits` on 127.0.0.1:0; the server stops with the test's runtime.
@@ -84,7 +87,9 @@ async fn a_client_that_sends_no_head_in_time_is_disconnected() {
     assert!(closed_within(&mut silent, Duration::from_secs(5)).await);
     // Half a head, then nothing (slowloris).
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     assert!(closed_within(&mut slow, Duration::from_secs(5)).await);
 }
 
@@ -93,15 +98,26 @@ async fn an_oversized_body_gets_413() {
     let addr = start(Limits::default()).await;
     let url = format!("http://{addr}/echo");
     let cap = Limits::default().max_body_bytes;
-    let fits = client().post(&url).body(vec![b'x'; cap]).send().await.unwrap();
+    let fits = client()
+        .post(&url)
+        .body(vec![b'x'; cap])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fits.status(), 200);
     assert_eq!(fits.text().await.unwrap(), cap.to_string());
     // Over the cap, with a Content-Length ...
-    let over = client().post(&url).body(vec![b'x'; cap + 1]).send().await.unwrap();
+    let over = client()
+        .post(&url)
+        .body(vec![b'x'; cap + 1])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(over.status(), 413);
     // ... and chunked, without one.
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let head =
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     stream.write_all(head.as_bytes()).await.unwrap();
     let chunk = format!("{:x}\r\n{}\r\n", cap / 4, "x".repeat(cap / 4));
     for _ in 0..8 {
@@ -124,9 +140,17 @@ async fn a_request_over_the_request_timeout_gets_503() {
         ..Limits::default()
     })
     .await;
-    let slow = client().get(format!("http://{addr}/slow")).send().await.unwrap();
+    let slow = client()
+        .get(format!("http://{addr}/slow"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(slow.status(), 503);
-    let quick = client().get(format!("http://{addr}/")).send().await.unwrap();
+    let quick = client()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(quick.status(), 200);
 }
 

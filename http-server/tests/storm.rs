@@ -21,18 +21,21 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_concurrent_requests_leave_the_server_up_and_its_memory_bounded() {
-    let app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .route(
-            "/hold",
-            post(|body: Bytes| async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                body.len().to_string()
-            }),
-        );
+    let app = Router::new().route("/", get(|| async { "ok" })).route(
+        "/hold",
+        post(|body: Bytes| async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            body.len().to_string()
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, app, Limits::default(), std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        app,
+        Limits::default(),
+        std::future::pending(),
+    ));
     iter8_test_support::install_crypto_provider();
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -42,7 +45,14 @@ async fn a_thousand_concurrent_requests_leave_the_server_up_and_its_memory_bound
     // One shared buffer: the clients' bodies cost (almost) nothing.
     let body = Bytes::from(vec![b'x'; Limits::default().max_body_bytes - 1024]);
     let url = format!("http://{addr}/hold");
-    assert_eq!(http.get(format!("http://{addr}/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let before = rss_kib();
     let requests = (0..1000).map(|_| http.post(&url).body(body.clone()).send());

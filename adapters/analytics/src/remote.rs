@@ -278,10 +278,12 @@ impl RemoteAnalytics {
             // A redirect would lead the operator to a URL no allow-list checked.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let default = normalise_endpoint(iter8_core::model::DEFAULT_ANALYTICS_SERVICE)
-            .map_err(|reason| RemoteError::Endpoint {
-                url: iter8_core::model::DEFAULT_ANALYTICS_SERVICE.into(),
-                reason,
+        let default =
+            normalise_endpoint(iter8_core::model::DEFAULT_ANALYTICS_SERVICE).map_err(|reason| {
+                RemoteError::Endpoint {
+                    url: iter8_core::model::DEFAULT_ANALYTICS_SERVICE.into(),
+                    reason,
+                }
             })?;
         Ok(RemoteAnalytics {
             http,

@@ -469,7 +469,9 @@ async fn answers_are_capped_and_errors_bounded_never_the_raw_body() {
     let huge = vec![b' '; MAX_RESPONSE_BYTES + 1];
     let err = call(raw_service(200, huge).await).await;
     assert!(
-        err.ends_with(&format!("HTTP 200: the answer exceeds {MAX_RESPONSE_BYTES} bytes")),
+        err.ends_with(&format!(
+            "HTTP 200: the answer exceeds {MAX_RESPONSE_BYTES} bytes"
+        )),
         "{err}"
     );
 
@@ -483,7 +485,9 @@ async fn answers_are_capped_and_errors_bounded_never_the_raw_body() {
     );
 
     // The service's message is kept, but cut to a bounded length with a marker.
-    let long = json!({"message": "x".repeat(10_000)}).to_string().into_bytes();
+    let long = json!({"message": "x".repeat(10_000)})
+        .to_string()
+        .into_bytes();
     let err = call(raw_service(400, long).await).await;
     assert!(err.ends_with(TRUNCATED), "{err}");
     assert!(

@@ -24,7 +24,12 @@ async fn start(prometheus: &str, max_queries: usize) -> SocketAddr {
     let state = AppState::new(source, prometheus).with_clock(now);
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, state, Limits::default(), std::future::pending()));
+    tokio::spawn(serve(
+        listener,
+        state,
+        Limits::default(),
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -49,7 +54,11 @@ async fn an_oversized_body_gets_413() {
     let prom = prometheus_with("sample_response").await;
     let addr = start(&prom.url(), 16).await;
     let padding = "x".repeat(Limits::default().max_body_bytes);
-    let body = with(request(vec![latency("delta", 0.02)], json!({})), "pad", json!(padding));
+    let body = with(
+        request(vec![latency("delta", 0.02)], json!({})),
+        "pad",
+        json!(padding),
+    );
     let answer = client()
         .post(format!("http://{addr}{CAI}"))
         .json(&body)
@@ -63,9 +72,10 @@ async fn an_oversized_body_gets_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_requests_share_a_bounded_number_of_prometheus_queries() {
     let answer = fixture("sample_response").to_string();
-    let prom =
-        FakePrometheus::scripted(vec![Reply::http(200, answer).after(Duration::from_millis(50))])
-            .await;
+    let prom = FakePrometheus::scripted(vec![
+        Reply::http(200, answer).after(Duration::from_millis(50)),
+    ])
+    .await;
     let addr = start(&prom.url(), 3).await;
     let body = request(
         vec![latency("delta", 0.02), error_count("threshold", 25.0)],

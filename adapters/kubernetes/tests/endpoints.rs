@@ -11,8 +11,16 @@ use iter8_kubernetes::server::{self, Health};
 async fn start() -> SocketAddr {
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (metrics, health) = (Arc::new(OperatorMetrics::new()), Arc::new(Health::default()));
-    tokio::spawn(server::serve(listener, metrics, health, std::future::pending()));
+    let (metrics, health) = (
+        Arc::new(OperatorMetrics::new()),
+        Arc::new(Health::default()),
+    );
+    tokio::spawn(server::serve(
+        listener,
+        metrics,
+        health,
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -83,6 +91,10 @@ async fn a_thousand_concurrent_scrapes_leave_the_server_up_and_its_memory_bounde
     }
     let grown_mib = after.saturating_sub(before) / 1024;
     assert!(grown_mib < 150, "resident memory grew by {grown_mib} MiB");
-    let alive = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    let alive = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(alive.status(), 200);
 }

@@ -32,5 +32,5 @@ pub use render::{RenderContext, RenderError, render};
 pub use settings::{
     Auth, PrometheusSettings, RetryPolicy, Secret, SecretSource, SettingsError, TlsSettings,
 };
-pub use token::TokenFile;
 pub use source::{Measured, PrometheusSource, QueryPlan};
+pub use token::TokenFile;

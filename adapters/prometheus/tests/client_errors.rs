@@ -160,7 +160,10 @@ async fn http_errors_are_typed_and_only_gateway_errors_are_retried() {
         .unwrap_err();
     assert_eq!(err.kind, MetricErrorKind::HttpStatus);
     assert!(err.message.contains("HTTP 500"), "{err}");
-    assert!(!err.message.contains("boom"), "a raw body is not quoted: {err}");
+    assert!(
+        !err.message.contains("boom"),
+        "a raw body is not quoted: {err}"
+    );
     assert_eq!(fake.heads().len(), 1);
 
     let fake = FakePrometheus::scripted(vec![Reply::http(404, "not here")]).await;

@@ -21,8 +21,7 @@ fn settings(url: String) -> PrometheusSettings {
         .with_retry(RetryPolicy::NONE)
 }
 
-const ONE_SERIES: &str =
-    r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"7"]}]}}"#;
+const ONE_SERIES: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"7"]}]}}"#;
 
 #[tokio::test]
 async fn an_answer_over_the_cap_is_a_bad_response() {
@@ -95,7 +94,11 @@ async fn accepting(accepted: Arc<Mutex<String>>) -> FakePrometheus {
 
 fn bearer(head: &str) -> String {
     head.lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("authorization: bearer ").map(str::to_string))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("authorization: bearer ")
+                .map(str::to_string)
+        })
         .unwrap_or_default()
 }
 
