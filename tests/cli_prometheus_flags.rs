@@ -116,3 +116,18 @@ fn the_url_comes_from_the_flag_its_old_spelling_or_the_environment() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_command_needs_at_least_one_concurrent_prometheus_query() {
+    for command in COMMANDS {
+        let (code, _, err) = iter8(
+            &[command, &["--prometheus-max-concurrent-queries", "0"]].concat(),
+            &[],
+        );
+        assert_eq!(code, 2, "{command:?}: {err}");
+        assert!(
+            err.contains("invalid value '0' for '--prometheus-max-concurrent-queries"),
+            "{command:?}: {err}"
+        );
+    }
+}

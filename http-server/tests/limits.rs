@@ -91,6 +91,15 @@ async fn a_client_that_sends_no_head_in_time_is_disconnected() {
         .await
         .unwrap();
     assert!(closed_within(&mut slow, Duration::from_secs(5)).await);
+    // A kept-alive connection that sends no next request.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    kept.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    assert!(closed_within(&mut kept, Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

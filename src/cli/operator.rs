@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 use iter8_analytics::RemoteAnalytics;
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::duration::parse_go;
+use iter8_core::ports::Analytics;
 use iter8_gateway_api::GatewayRouter;
 use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Token};
 use iter8_istio::IstioRouter;
@@ -217,6 +218,13 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             .transpose()?,
     };
     let prometheus = args.prometheus.client()?;
+    // Built before connecting to Kubernetes, so a bad flag is reported first.
+    let analytics: Arc<dyn Analytics> = match args.analytics {
+        AnalyticsMode::Builtin => {
+            Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
+        }
+        AnalyticsMode::Remote => Arc::new(remote_analytics(&args)?),
+    };
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
     // Events are Kubernetes Events and also go to the notifiers of the `iter8config-notifiers`
     // ConfigMap in the operator's own namespace (POD_NAMESPACE), which a task follows live.
@@ -234,12 +242,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             default: Arc::new(IstioRouter::new(client.clone())),
             http_route: Arc::new(GatewayRouter::new(client.clone())),
         }),
-        analytics: match args.analytics {
-            AnalyticsMode::Builtin => {
-                Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
-            }
-            AnalyticsMode::Remote => Arc::new(remote_analytics(&args)?),
-        },
+        analytics,
         dashboard: Arc::new(GrafanaLink::new()),
         events: Some(Arc::new(AlsoNotify::new(
             Arc::new(KubeEvents::new(client.clone(), identity.clone())),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::builder::TypedValueParser as _;
 use iter8_core::duration::parse_go;
 use iter8_prometheus::settings::DEFAULT_MAX_CONCURRENT_QUERIES;
 use iter8_prometheus::{
