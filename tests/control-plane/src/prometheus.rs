@@ -73,6 +73,8 @@ struct State {
     asked: Vec<String>,
     /// While set, every query is answered with this HTTP status (an outage).
     failing: Option<u16>,
+    /// While set, every query is answered 200 with a body that is not JSON.
+    garbage: bool,
 }
 
 /// The fake; its listener task ends when the value is dropped.
@@ -94,6 +96,7 @@ impl FakePrometheus {
             queries: 0,
             asked: Vec::new(),
             failing: None,
+            garbage: false,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -158,6 +161,11 @@ impl FakePrometheus {
     /// Answers every query with HTTP `status` (`None`: answers again).
     pub fn fail_with(&self, status: Option<u16>) {
         self.state.lock().expect("not poisoned").failing = status;
+    }
+
+    /// Answers every query 200 with a body that is not JSON (`false`: answers again).
+    pub fn answer_garbage(&self, on: bool) {
+        self.state.lock().expect("not poisoned").garbage = on;
     }
 }
 
@@ -234,6 +242,9 @@ fn answer(state: &Mutex<State>, line: &str) -> (String, String) {
             json!({"status": "error", "errorType": "internal", "error": "injected outage"})
                 .to_string(),
         );
+    }
+    if state.garbage {
+        return ("200 OK".into(), "<html>502 Bad Gateway</html>".into());
     }
     let asked = classify(&query);
     let result: Vec<Value> = state
