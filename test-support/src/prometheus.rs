@@ -112,6 +112,8 @@ struct State {
     script: Script,
     /// While set, every request is answered with this HTTP status (an outage).
     outage: Option<u16>,
+    /// While set, every request is answered 200 with a body that is not JSON.
+    garbage: bool,
     requests: Vec<Request>,
     in_flight: usize,
     max_in_flight: usize,
@@ -124,6 +126,9 @@ impl State {
                 "status": "error", "errorType": "internal", "error": "injected outage"
             });
             return Reply::json(status, &body);
+        }
+        if self.garbage {
+            return Reply::http(200, "<html>502 Bad Gateway</html>");
         }
         match &mut self.script {
             Script::Function(answer) => answer(request),
@@ -198,6 +203,7 @@ impl FakePrometheus {
         let state = Arc::new(Mutex::new(State {
             script,
             outage: None,
+            garbage: false,
             requests: Vec::new(),
             in_flight: 0,
             max_in_flight: 0,
@@ -269,6 +275,12 @@ impl FakePrometheus {
     /// outage); `None` ends the outage.
     pub fn fail_with(&self, status: Option<u16>) {
         self.state().outage = status;
+    }
+
+    /// Answers every request 200 with a body that is not JSON (a proxy's error page);
+    /// `false` answers as before.
+    pub fn answer_garbage(&self, on: bool) {
+        self.state().garbage = on;
     }
 
     /// The most requests served at the same time.
