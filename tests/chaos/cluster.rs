@@ -148,6 +148,12 @@ fn served(cp: &iter8_control_plane::ControlPlane, name: &str) -> Option<(i64, i6
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets without `--bench`: the chaos run takes
+    // minutes, so it runs only as a bench (bash scripts/chaos.sh cluster).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("chaos_cluster: a benchmark; run it with `bash scripts/chaos.sh cluster`");
+        return;
+    }
     let (n, seed) = options();
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -232,9 +232,30 @@ impl IstioRouter {
                     .ok()
                     .and_then(|i| build::route_split(target, &vs.spec.http[i])),
                 held_by: None,
-                ..Default::default()
+                missing: self.missing_referenced_rule(target).await?,
             },
             _ => RoutingObservation::default(),
+        })
+    }
+
+    /// The DestinationRule iter8 creates beside a referenced VirtualService, when it is gone
+    /// (`Kind namespace/name`); the VirtualService is the user's, so it is never put back.
+    async fn missing_referenced_rule(
+        &self,
+        target: &RoutingTarget,
+    ) -> Result<Vec<String>, IstioError> {
+        if !target.uses_subsets() {
+            return Ok(Vec::new());
+        }
+        let selector = labels::selector(labels::HOST, &target.host_label());
+        let rules: Vec<DestinationRule> = self.list(target, &selector).await?;
+        Ok(match pick(rules, target, None) {
+            Some(_) => Vec::new(),
+            None => vec![format!(
+                "DestinationRule {}/{}",
+                target.namespace,
+                object_name(None, target)
+            )],
         })
     }
 
