@@ -230,7 +230,8 @@ async fn lead(
             true
         }
     };
-    // Dropping the channel makes the manager release the Lease.
+    // Dropping the channel (every receiver) makes the manager release the Lease.
+    drop(leading);
     drop(leader);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     if lost {
