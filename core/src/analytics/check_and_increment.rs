@@ -106,6 +106,10 @@ struct Resolved {
 /// to even, as printf does (`(x * 1000.0).round() / 1000.0` rounds 1.0005 up, Python down: its
 /// binary value is just below the tie).
 fn round3(x: f64) -> f64 {
+    if x.fract() == 0.0 {
+        // Whole numbers (sample sizes, most counts) have no decimals to round.
+        return x;
+    }
     format!("{x:.3}").parse().unwrap_or(x)
 }
 
@@ -336,7 +340,13 @@ mod tests {
     #[test]
     fn rounds_like_printf() {
         // Ties are decided on the exact binary value: 1.0005 is 1.000499999...
-        for (x, expected) in [(1.0005, 1.0), (0.1245, 0.124), (-2.71851, -2.719)] {
+        for (x, expected) in [
+            (1.0005, 1.0),
+            (0.1245, 0.124),
+            (-2.71851, -2.719),
+            (42.0, 42.0),
+            (1e300, 1e300),
+        ] {
             assert_eq!(round3(x), expected, "{x}");
         }
     }
