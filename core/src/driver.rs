@@ -126,14 +126,13 @@ pub async fn reconcile_once(
     // Recorders see the experiment as the decision left it (as v0.2.1 notified with the status
     // it had just set): a notifier's traffic, progress and assessment are the new ones.
     if !(decision.events.is_empty() && extra_events.is_empty()) {
-        let decided = Experiment {
-            status: decision.status.clone(),
-            ..experiment.clone()
-        };
+        // The new status moves into the copy the recorders see, and back into the decision.
+        let decided = experiment.with_status(std::mem::take(&mut decision.status));
         for event in decision.events.iter().chain(&extra_events) {
             // Events are best effort: losing one never fails a reconcile.
             let _ = ports.events.record(&decided, event).await;
         }
+        decision.status = decided.status;
     }
     if remove_finalizer {
         ports

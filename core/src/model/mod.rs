@@ -82,6 +82,18 @@ impl Experiment {
         exp
     }
 
+    /// A copy with `status` in place of its own (which is not copied).
+    pub fn with_status(&self, status: ExperimentStatus) -> Experiment {
+        Experiment {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            metadata: self.metadata.clone(),
+            spec: self.spec.clone(),
+            action: self.action.clone(),
+            status,
+        }
+    }
+
     /// Whether Kubernetes has marked the experiment for deletion.
     pub fn is_being_deleted(&self) -> bool {
         self.metadata.deletion_timestamp.is_some()
