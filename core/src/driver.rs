@@ -201,6 +201,27 @@ mod tests {
             .block_on(f)
     }
 
+    /// One reconcile of `exp` over these ports, its targets found, with Istio's telemetry v2
+    /// metrics.
+    fn reconcile_over(
+        exp: &Experiment,
+        router: &dyn TrafficRouter,
+        analytics: &dyn Analytics,
+        store: &dyn ExperimentStore,
+        events: &dyn EventRecorder,
+    ) -> Decision {
+        let t = targets();
+        let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
+        let ports = Ports {
+            targets: &t,
+            router,
+            analytics,
+            store,
+            events,
+        };
+        block_on(reconcile_once(exp, &ports, &Context::new(&m, now()))).unwrap()
+    }
+
     #[test]
     fn a_routing_failure_does_not_report_a_split_that_was_not_applied() {
         let exp = experiment();
@@ -247,28 +268,13 @@ mod tests {
             .withf(|_, e| e.type_ == EventType::Warning && e.reason == "RoutingRulesError")
             .times(1)
             .returning(|_, _| Ok(()));
-        let (t, m) = (
-            targets(),
-            MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap(),
-        );
-        let ports = Ports {
-            targets: &t,
-            router: &router,
-            analytics: &analytics,
-            store: &store,
-            events: &ev,
-        };
-        let d = block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+        let d = reconcile_over(&exp, &router, &analytics, &store, &ev);
         assert_eq!(d.status.phase, Some(Phase::Pause));
         assert_eq!(d.requeue_after, Some(engine::RETRY_AFTER));
     }
 
     /// Ports that accept every write, observing default routing, analysing with `analytics`.
-    fn decide_with_driver(
-        exp: &Experiment,
-        analytics: &dyn Analytics,
-        m: &MetricsConfig,
-    ) -> Decision {
+    fn decide_with_driver(exp: &Experiment, analytics: &dyn Analytics) -> Decision {
         let mut router = MockTrafficRouter::new();
         router
             .expect_observe()
@@ -277,15 +283,7 @@ mod tests {
         let mut store = MockExperimentStore::new();
         store.expect_add_finalizer().returning(|_| Ok(()));
         store.expect_write_status().returning(|_, _| Ok(()));
-        let (t, e) = (targets(), events());
-        let ports = Ports {
-            targets: &t,
-            router: &router,
-            analytics,
-            store: &store,
-            events: &e,
-        };
-        block_on(reconcile_once(exp, &ports, &Context::new(m, now()))).unwrap()
+        reconcile_over(exp, &router, analytics, &store, &events())
     }
 
     #[test]
@@ -297,7 +295,7 @@ mod tests {
             .expect_analyze()
             .times(1)
             .returning(|_| first_outcome());
-        let by_driver = decide_with_driver(&exp, &analytics, &m);
+        let by_driver = decide_with_driver(&exp, &analytics);
         let ctx = Context::new(&m, now());
         let obs = Observations {
             targets: Targets::all_present(),
@@ -334,18 +332,7 @@ mod tests {
             })
             .times(6)
             .returning(|_, _| Ok(()));
-        let (t, m) = (
-            targets(),
-            MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap(),
-        );
-        let ports = Ports {
-            targets: &t,
-            router: &router,
-            analytics: &analytics,
-            store: &store,
-            events: &ev,
-        };
-        let d = block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+        let d = reconcile_over(&exp, &router, &analytics, &store, &ev);
         assert_eq!(d.events.len(), 6, "{:?}", d.events);
     }
 
@@ -353,10 +340,9 @@ mod tests {
     fn an_invalid_experiment_is_paused_without_an_analysis() {
         let mut exp = experiment();
         exp.spec.traffic_control.interval = Some(crate::GoDuration::new("soon"));
-        let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
         let mut analytics = MockAnalytics::new();
         analytics.expect_analyze().times(0);
-        let d = decide_with_driver(&exp, &analytics, &m);
+        let d = decide_with_driver(&exp, &analytics);
         assert!(
             d.status
                 .message
@@ -402,19 +388,7 @@ mod tests {
                     && s.traffic_split_percentage == Some(TrafficSplit::ALL_BASELINE)
             })
             .returning(|_, _| Ok(()));
-        let (t, e, m) = (
-            targets(),
-            events(),
-            MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap(),
-        );
-        let ports = Ports {
-            targets: &t,
-            router: &router,
-            analytics: &analytics,
-            store: &store,
-            events: &e,
-        };
-        block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+        reconcile_over(&exp, &router, &analytics, &store, &events());
     }
 
     #[test]
@@ -425,7 +399,6 @@ mod tests {
         exp.status.start_timestamp = Some(now());
         exp.status.phase = Some(Phase::Progressing);
         exp.status.traffic_split_percentage = Some(TrafficSplit::with_candidate(40));
-        let m = MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap();
         for rollback_works in [false, true] {
             let mut router = MockTrafficRouter::new();
             router.expect_observe().returning(|_| {
@@ -446,15 +419,7 @@ mod tests {
                 .expect_remove_finalizer()
                 .times(usize::from(rollback_works))
                 .returning(|_| Ok(()));
-            let (t, e) = (targets(), events());
-            let ports = Ports {
-                targets: &t,
-                router: &router,
-                analytics: &analytics,
-                store: &store,
-                events: &e,
-            };
-            block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+            reconcile_over(&exp, &router, &analytics, &store, &events());
         }
     }
 
