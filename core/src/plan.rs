@@ -107,8 +107,9 @@ fn version_tags(kind: &TargetKind, namespace: &str, version: &str) -> VersionTag
 /// A seed for the strategies' draws that is stable for an experiment (FNV-1a of
 /// `namespace/name`), so a restarted controller draws what the first one would have.
 pub fn experiment_seed(exp: &Experiment) -> u64 {
-    format!("{}/{}", exp.namespace(), exp.name())
-        .bytes()
+    let key = [exp.namespace(), "/", exp.name()];
+    key.iter()
+        .flat_map(|part| part.bytes())
         .fold(0xcbf2_9ce4_8422_2325, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         })

@@ -184,17 +184,17 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
     }
     let mut seen_hosts = BTreeSet::new();
     for (i, h) in ts.hosts.iter().enumerate() {
-        let path = format!("spec.targetService.hosts[{i}]");
+        let path = |field: &str| format!("spec.targetService.hosts[{i}].{field}");
         match h.name.as_deref() {
-            None | Some("") => p.error(format!("{path}.name"), "is required"),
+            None | Some("") => p.error(path("name"), "is required"),
             Some(name) => {
                 if !seen_hosts.insert(name) {
-                    p.error(format!("{path}.name"), format!("duplicate host `{name}`"));
+                    p.error(path("name"), format!("duplicate host `{name}`"));
                 }
             }
         }
         if h.gateway.as_deref().unwrap_or("").is_empty() {
-            p.error(format!("{path}.gateway"), "is required");
+            p.error(path("gateway"), "is required");
         }
     }
 
@@ -265,10 +265,11 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
     }
 
     for (i, c) in exp.spec.analysis.success_criteria.iter().enumerate() {
-        let path = format!("spec.analysis.successCriteria[{i}]");
+        // The path is spelled out only for a problem (a valid spec formats nothing).
+        let path = |field: &str| format!("spec.analysis.successCriteria[{i}].{field}");
         let metric = match c.metric_name.as_deref() {
             None | Some("") => {
-                p.error(format!("{path}.metricName"), "is required");
+                p.error(path("metricName"), "is required");
                 None
             }
             Some(name) => match metrics.definition(name) {
@@ -276,24 +277,21 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
                 None => {
                     let rule = format!("metric `{name}` is not in the metrics configuration");
                     match check {
-                        MetricCheck::Strict => p.error(format!("{path}.metricName"), rule),
-                        MetricCheck::Lenient => p.warning(format!("{path}.metricName"), rule),
+                        MetricCheck::Strict => p.error(path("metricName"), rule),
+                        MetricCheck::Lenient => p.warning(path("metricName"), rule),
                     }
                     None
                 }
             },
         };
         match &c.tolerance_type {
-            None => p.error(
-                format!("{path}.toleranceType"),
-                "is required (threshold or delta)",
-            ),
+            None => p.error(path("toleranceType"), "is required (threshold or delta)"),
             Some(t) if !t.is_known() => p.error(
-                format!("{path}.toleranceType"),
+                path("toleranceType"),
                 format!("unknown tolerance type `{t}` (known: threshold, delta)"),
             ),
             Some(ToleranceType::Delta) if metric.as_ref().is_some_and(|m| m.is_counter) => p.error(
-                format!("{path}.toleranceType"),
+                path("toleranceType"),
                 format!(
                     "delta cannot be used with counter metric `{}`",
                     c.metric_name.as_deref().unwrap_or("")
@@ -302,33 +300,27 @@ pub fn validate(exp: &Experiment, metrics: &MetricsConfig, check: MetricCheck) -
             Some(_) => {}
         }
         match c.tolerance {
-            None => p.error(format!("{path}.tolerance"), "is required"),
+            None => p.error(path("tolerance"), "is required"),
             Some(t) if !t.is_finite() => p.error(
-                format!("{path}.tolerance"),
+                path("tolerance"),
                 format!("must be a finite number, not {t}"),
             ),
-            Some(t) if t < 0.0 => p.error(
-                format!("{path}.tolerance"),
-                format!("must be 0 or more, not {t}"),
-            ),
+            Some(t) if t < 0.0 => p.error(path("tolerance"), format!("must be 0 or more, not {t}")),
             Some(_) => {}
         }
         if let Some(n) = c.sample_size
             && !(0..=MAX_SAMPLE_SIZE).contains(&n)
         {
             p.error(
-                format!("{path}.sampleSize"),
+                path("sampleSize"),
                 format!("must be from 0 to {MAX_SAMPLE_SIZE}, not {n}"),
             );
         }
         if let Some(mm) = &c.min_max {
             if !(mm.min.is_finite() && mm.max.is_finite()) {
-                p.error(
-                    format!("{path}.min_max"),
-                    "min and max must be finite numbers",
-                );
+                p.error(path("min_max"), "min and max must be finite numbers");
             } else if mm.min >= mm.max {
-                p.error(format!("{path}.min_max"), "min must be less than max");
+                p.error(path("min_max"), "min must be less than max");
             }
         }
     }
