@@ -20,6 +20,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use backon::BackoffBuilder as _;
+use iter8_http_client::{BodyError, bounded, read_capped};
 
 use crate::settings::{Auth, PrometheusSettings, RetryPolicy, SettingsError, redact_url};
 use crate::token::TokenFile;
@@ -31,7 +32,7 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
 /// What ends a truncated message.
-pub const TRUNCATED: &str = "… (truncated)";
+pub use iter8_http_client::TRUNCATED;
 
 /// One series of an instant vector: its labels and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,35 +112,6 @@ pub fn parse_sample_value(text: &str) -> Option<f64> {
 pub fn format_time(t: DateTime<Utc>) -> String {
     let ms = t.timestamp_millis();
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
-
-/// `text`, cut to `max` characters with [`TRUNCATED`] appended when it is longer.
-pub fn bounded(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}{TRUNCATED}", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-/// Why an answer's body could not be read.
-enum BodyError {
-    TooLarge,
-    Http(reqwest::Error),
-}
-
-/// Reads a body chunk by chunk, giving up once it exceeds `cap` bytes.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
-        if body.len() + chunk.len() > cap {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// A message bounded to [`MAX_MESSAGE_CHARS`].
@@ -299,10 +271,8 @@ impl PrometheusClient {
         let status = response.status();
         let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                return Attempt::Done(Err(self.bad_response(format!(
-                    "HTTP {status}: the answer exceeds {MAX_RESPONSE_BYTES} bytes"
-                ))));
+            Err(e @ BodyError::TooLarge { .. }) => {
+                return Attempt::Done(Err(self.bad_response(format!("HTTP {status}: {e}"))));
             }
             Err(BodyError::Http(e)) => return Attempt::Retry(self.transport_error(&e)),
         };
