@@ -22,7 +22,7 @@ use serde::Deserialize;
 use backon::BackoffBuilder as _;
 use iter8_http_client::{BodyError, bounded, read_capped};
 
-use crate::settings::{Auth, PrometheusSettings, RetryPolicy, SettingsError, redact_url};
+use crate::settings::{Auth, PrometheusSettings, RetryPolicy, Secret, SettingsError, redact_url};
 use crate::token::TokenFile;
 
 /// The largest answer read: a decision's instant vectors are a few KiB.
@@ -48,9 +48,7 @@ pub struct PrometheusClient {
     http: reqwest::Client,
     query_url: Url,
     display_url: String,
-    auth: Auth,
-    /// The token file of [`Auth::BearerFile`], with the token last read.
-    token_file: Option<TokenFile>,
+    credentials: Credentials,
     retry: RetryPolicy,
     requests: AtomicU64,
     /// One permit per query in flight.
@@ -61,7 +59,7 @@ impl std::fmt::Debug for PrometheusClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusClient")
             .field("query_url", &self.display_url)
-            .field("auth", &self.auth)
+            .field("credentials", &self.credentials)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
@@ -90,6 +88,30 @@ struct VectorSample {
     #[serde(default)]
     metric: BTreeMap<String, String>,
     value: (serde_json::Value, String),
+}
+
+/// What each request carries: [`Auth`], with a token file opened (it is re-read when rotated).
+#[derive(Debug)]
+enum Credentials {
+    None,
+    Bearer(Secret),
+    BearerFile(TokenFile),
+    Basic { username: String, password: Secret },
+}
+
+impl Credentials {
+    /// Opens a token file now, so a missing or empty one is reported when the client is built.
+    fn open(auth: &Auth) -> Result<Self, SettingsError> {
+        Ok(match auth {
+            Auth::None => Credentials::None,
+            Auth::Bearer(token) => Credentials::Bearer(token.clone()),
+            Auth::BearerFile(path) => Credentials::BearerFile(TokenFile::open(path)?),
+            Auth::Basic { username, password } => Credentials::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        })
+    }
 }
 
 /// What one attempt produced: done (success or a final error) or worth retrying.
@@ -181,16 +203,11 @@ impl PrometheusClient {
         let http = builder
             .build()
             .map_err(|e| SettingsError::Client(e.to_string()))?;
-        let token_file = match &settings.auth {
-            Auth::BearerFile(path) => Some(TokenFile::open(path)?),
-            _ => None,
-        };
         Ok(PrometheusClient {
             http,
             display_url: query_url.to_string(),
             query_url,
-            auth: settings.auth.clone(),
-            token_file,
+            credentials: Credentials::open(&settings.auth)?,
             retry: settings.retry,
             requests: AtomicU64::new(0),
             in_flight: tokio::sync::Semaphore::new(settings.max_concurrent_queries.max(1)),
@@ -241,13 +258,13 @@ impl PrometheusClient {
     async fn send(&self, url: Url) -> Result<reqwest::Response, reqwest::Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let request = self.http.get(url);
-        let request = match (&self.auth, &self.token_file) {
-            (_, Some(file)) => request.bearer_auth(file.current().expose()),
-            (Auth::Bearer(token), None) => request.bearer_auth(token.expose()),
-            (Auth::Basic { username, password }, None) => {
+        let request = match &self.credentials {
+            Credentials::None => request,
+            Credentials::Bearer(token) => request.bearer_auth(token.expose()),
+            Credentials::BearerFile(file) => request.bearer_auth(file.current().expose()),
+            Credentials::Basic { username, password } => {
                 request.basic_auth(username, Some(password.expose()))
             }
-            (Auth::None | Auth::BearerFile(_), None) => request,
         };
         request.send().await
     }
@@ -261,7 +278,7 @@ impl PrometheusClient {
         };
         // A rotated token file: re-read it and try once more with the new token.
         if response.status() == StatusCode::UNAUTHORIZED
-            && self.token_file.as_ref().is_some_and(TokenFile::reload)
+            && matches!(&self.credentials, Credentials::BearerFile(file) if file.reload())
         {
             response = match self.send(url).await {
                 Ok(r) => r,
