@@ -47,7 +47,6 @@ pub struct Series {
 pub struct PrometheusClient {
     http: reqwest::Client,
     query_url: Url,
-    display_url: String,
     credentials: Credentials,
     retry: RetryPolicy,
     requests: AtomicU64,
@@ -58,7 +57,7 @@ pub struct PrometheusClient {
 impl std::fmt::Debug for PrometheusClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusClient")
-            .field("query_url", &self.display_url)
+            .field("query_url", &self.query_url.as_str())
             .field("credentials", &self.credentials)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -205,7 +204,6 @@ impl PrometheusClient {
             .map_err(|e| SettingsError::Client(e.to_string()))?;
         Ok(PrometheusClient {
             http,
-            display_url: query_url.to_string(),
             query_url,
             credentials: Credentials::open(&settings.auth)?,
             retry: settings.retry,
@@ -216,7 +214,7 @@ impl PrometheusClient {
 
     /// The query endpoint, e.g. `http://127.0.0.1:9090/api/v1/query`.
     pub fn query_url(&self) -> &str {
-        &self.display_url
+        self.query_url.as_str()
     }
 
     /// HTTP requests sent so far, retries included.
@@ -315,7 +313,7 @@ impl PrometheusClient {
                 MetricErrorKind::HttpStatus,
                 format!(
                     "{} answered HTTP {status} (a body of {} bytes that is not Prometheus' API JSON)",
-                    self.display_url,
+                    self.query_url,
                     body.len()
                 ),
             );
@@ -372,7 +370,7 @@ impl PrometheusClient {
     fn bad_response(&self, what: String) -> MetricError {
         error(
             MetricErrorKind::BadResponse,
-            format!("{}: {what}", self.display_url),
+            format!("{}: {what}", self.query_url),
         )
     }
 
@@ -388,12 +386,12 @@ impl PrometheusClient {
         if e.is_timeout() {
             error(
                 MetricErrorKind::Timeout,
-                format!("{} did not answer in time: {why}", self.display_url),
+                format!("{} did not answer in time: {why}", self.query_url),
             )
         } else {
             error(
                 MetricErrorKind::Unreachable,
-                format!("cannot reach {}: {why}", self.display_url),
+                format!("cannot reach {}: {why}", self.query_url),
             )
         }
     }
