@@ -98,7 +98,7 @@ impl Notifier {
                 .iter()
                 .filter(|c| {
                     c.wants(
-                        notification.severity,
+                        notification.severity(),
                         &notification.namespace,
                         &notification.labels,
                     )
