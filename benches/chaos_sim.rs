@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use iter8_benches::chaos;
 use iter8_core::action::{Event, RoutingAction};
 use iter8_core::driver::{self, BuiltinAnalytics, Ports};
 use iter8_core::engine::{Context, RETRY_AFTER};
@@ -332,24 +333,6 @@ versions:
     )
 }
 
-/// The run's options from the command line (cargo bench adds `--bench`, ignored).
-fn options() -> (usize, u64) {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse::<u64>()
-                    .unwrap_or_else(|_| panic!("{flag}: not a number: {v}"))
-            })
-    };
-    (
-        value("--experiments").unwrap_or(100) as usize,
-        value("--seed").unwrap_or(1),
-    )
-}
-
 /// The reconcile queue: the latest wake-up of each experiment (earlier ones are stale).
 #[derive(Default)]
 struct Queue {
@@ -394,7 +377,10 @@ impl Queue {
 }
 
 fn main() {
-    let (n, seed) = options();
+    let chaos::Options {
+        experiments: n,
+        seed,
+    } = chaos::Options::from_command_line(100);
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let world = World::new(seed, false);
@@ -606,7 +592,7 @@ fn main() {
                     .is_some_and(|m| m.starts_with("TargetsNotFound"));
             if waits {
                 *outcome_counts
-                    .entry("waiting for its candidate (deleted before the start)")
+                    .entry(chaos::WAITING_FOR_CANDIDATE)
                     .or_default() += 1;
             } else {
                 violations.push(format!(
@@ -637,12 +623,11 @@ fn main() {
             ));
         }
         *outcome_counts
-            .entry(match (promoted, p.bad_candidate, p.candidate_deleted) {
-                (true, _, _) => "completed: all traffic to the candidate",
-                (false, _, true) => "completed: rolled back (candidate deleted)",
-                (false, true, _) => "completed: rolled back (slow candidate)",
-                (false, false, false) => "completed: rolled back (healthy candidate, faults)",
-            })
+            .entry(chaos::completed(
+                promoted,
+                p.bad_candidate,
+                p.candidate_deleted,
+            ))
             .or_default() += 1;
         // Each iteration persisted with one start time, numbered 1, 2, ... without a gap.
         let mut starts: BTreeMap<u32, BTreeSet<Option<DateTime<Utc>>>> = BTreeMap::new();
@@ -668,7 +653,7 @@ fn main() {
                 "{who}: iterations persisted {numbers:?} (one lost)"
             ));
         }
-        *outcome_counts.entry("iterations run").or_default() += numbers.len() as u64;
+        *outcome_counts.entry(chaos::ITERATIONS_RUN).or_default() += numbers.len() as u64;
     }
 
     let mut report = String::new();
@@ -684,25 +669,13 @@ fn main() {
         s.now.secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    let _ = writeln!(report, "| fault injected | count |\n|---|---|");
-    for (what, count) in &faults.counts {
-        let _ = writeln!(report, "| {what} | {count} |");
-    }
-    let _ = writeln!(report, "\n| outcome | count |\n|---|---|");
-    for (what, count) in &outcome_counts {
-        let _ = writeln!(report, "| {what} | {count} |");
-    }
-    let _ = writeln!(report, "\nInvariant violations: {}", violations.len());
-    for v in &violations {
-        let _ = writeln!(report, "- {v}");
-    }
-    print!("{report}");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/chaos-report-sim.md");
-    if let Err(e) = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
-        .and_then(|()| std::fs::write(path, &report))
-    {
-        eprintln!("could not write {path}: {e}");
-    }
+    let faults_injected = faults.counts.iter().map(|(what, count)| (what, *count));
+    chaos::write_tables(&mut report, faults_injected, &outcome_counts, &violations);
+    chaos::publish(
+        &report,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../target"),
+        "chaos-report-sim.md",
+    );
     if !violations.is_empty() {
         std::process::exit(1);
     }

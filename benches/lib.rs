@@ -1,4 +1,7 @@
-//! Inputs shared by the benchmarks: the tutorial's part 3 experiment (two criteria) mid-run.
+//! Inputs shared by the benchmarks: the tutorial's part 3 experiment (two criteria) mid-run;
+//! [`chaos`], what the two chaos runs share.
+
+pub mod chaos;
 
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_core::analytics::{AnalysisRequest, AnalysisState};

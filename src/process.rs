@@ -1,6 +1,8 @@
 //! Process setup shared by the long-running commands (`operator`, `analytics serve`): the TLS
-//! crypto provider, logging, the tokio runtime and the shutdown signal. Adapters never do this:
-//! it belongs to the process, so only the binary does.
+//! crypto provider, logging, the tokio runtime and the shutdown signal. Logging, the runtime
+//! and signals belong to the process, so only the binary sets them up; the crypto provider is
+//! installed here before anything else (the adapters that build an HTTP client also install it
+//! when none is, so they work on their own; a second install is a no-op).
 
 use anyhow::Context as _;
 

@@ -7,7 +7,6 @@ mod cluster;
 use std::time::Duration;
 
 use cluster::*;
-use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 
 const EXPERIMENT: &str = "reviews-v3-rollout";
@@ -38,10 +37,8 @@ fn a_deletion_whose_rollback_is_moot_does_not_wedge() {
     let ns = "moot-rollback";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
+    let (prometheus, kubeconfig) = bookinfo_with_reviews_v3(&runtime, ns, None);
     let _guard = runtime.enter();
-    bookinfo_with_reviews_v3(cp, ns, &prometheus);
-    let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
     let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
     // A long interval: the experiment stays running at iteration 1.
     apply_in(cp, ns, &part1_experiment("1h", 8));

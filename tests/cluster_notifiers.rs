@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster::*;
-use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -76,11 +75,9 @@ fn the_operator_binary_notifies_slack_and_webhooks() {
     let ns = "notifier-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let (receiver, received) = runtime.block_on(notification_receiver());
+    let (prometheus, kubeconfig) = bookinfo_with_reviews_v3(&runtime, ns, None);
     let _guard = runtime.enter();
-    bookinfo_with_reviews_v3(cp, ns, &prometheus);
-    let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
     // The notifiers' ConfigMap is read from the operator's own namespace (POD_NAMESPACE).
     let mut operator = Operator::spawn_with_env(
         &kubeconfig,

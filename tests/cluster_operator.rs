@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use iter8_control_plane::FaultProxy;
-use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 
 const EXPERIMENT: &str = "reviews-v3-rollout";
@@ -59,10 +58,8 @@ fn a_deleted_running_experiment_is_rolled_back_then_gone_and_user_fields_stay() 
     let ns = "finalizer-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
+    let (prometheus, kubeconfig) = bookinfo_with_reviews_v3(&runtime, ns, None);
     let _guard = runtime.enter();
-    bookinfo_with_reviews_v3(cp, ns, &prometheus);
-    let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
     let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
 
     apply_in(cp, ns, &part1_experiment("2s", 8));
@@ -166,10 +163,8 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
     let lease = "iter8-leader-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
+    let (prometheus, kubeconfig) = bookinfo_with_reviews_v3(&runtime, ns, None);
     let _guard = runtime.enter();
-    bookinfo_with_reviews_v3(cp, ns, &prometheus);
-    let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
     let lease_holder = || {
         object(cp, "lease", "iter8", lease)
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
@@ -318,11 +313,9 @@ fn the_operator_binary_runs_part_1_through_dropped_watches_and_stops_on_sigterm(
     let ns = "binary-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let proxy = runtime.block_on(FaultProxy::start(&cp.server(), &cp.ca_pem()));
+    let (prometheus, kubeconfig) = bookinfo_with_reviews_v3(&runtime, ns, Some(proxy.url()));
     let _guard = runtime.enter();
-    bookinfo_with_reviews_v3(cp, ns, &prometheus);
-    let kubeconfig = cp.service_account_kubeconfig_via("iter8", "iter8-controller", proxy.url());
     let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
 
     // Ready once it has reached the API server.

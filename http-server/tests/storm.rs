@@ -8,16 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
 use iter8_http_server::{Limits, serve};
-
-/// The process' resident memory (VmRSS in /proc/self/status), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
+use iter8_test_support::resident_memory_kib;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_concurrent_requests_leave_the_server_up_and_its_memory_bounded() {
@@ -54,10 +45,10 @@ async fn a_thousand_concurrent_requests_leave_the_server_up_and_its_memory_bound
         200
     );
 
-    let before = rss_kib();
+    let before = resident_memory_kib();
     let requests = (0..1000).map(|_| http.post(&url).body(body.clone()).send());
     let answers = futures::future::join_all(requests).await;
-    let after = rss_kib();
+    let after = resident_memory_kib();
 
     let ok = answers
         .iter()

@@ -203,10 +203,12 @@ fn referenced_document(
 }
 
 /// The YAML documents of an experiment with `spec.routingReference` at the stage: the user's
-/// object as iter8 leaves it (and iter8's DestinationRule, Deployment kind).
+/// object as iter8 leaves it (and iter8's DestinationRule, Deployment kind). `stage` is the
+/// Istio stage of the flags; an HTTPRoute gets the Gateway API stage of the same flags.
 fn render_referenced(
     exp: &Experiment,
     reference: &RoutingReference,
+    stage: &Stage,
     args: &Args,
 ) -> anyhow::Result<Vec<String>> {
     let doc = referenced_document(args, reference, exp)?;
@@ -224,12 +226,11 @@ fn render_referenced(
     reference::referenced(reference, exp.namespace())?;
     let vs: VirtualService = serde_json::from_value(doc).context("reading the VirtualService")?;
     let target = target_with_labels(exp, args)?;
-    let stage = stage(args)?;
     let mut docs = vec![serde_saphyr::to_string(&reference::at_stage(
-        &vs, &target, &stage, false,
+        &vs, &target, stage, false,
     )?)?];
     if target.uses_subsets() {
-        let dr = build::destination_rule(&target, &stage, &target.name, true)?;
+        let dr = build::destination_rule(&target, stage, &target.name, true)?;
         docs.push(serde_saphyr::to_string(&dr)?);
     }
     Ok(docs)
@@ -257,7 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let rendered = match &exp.spec.routing_reference {
-            Some(reference) => render_referenced(&exp, reference, &args),
+            Some(reference) => render_referenced(&exp, reference, &stage, &args),
             None => render(&exp, &stage, &args),
         }
         .with_context(|| format!("experiment {}", exp.name()))?;

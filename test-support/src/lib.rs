@@ -8,6 +8,7 @@
 //!   ([`telemetry`]: the tutorial's versions, a warm-up, the namespace in the answer).
 //! - [`fixtures`]: files of the repository (examples, fixtures) by their path from its root.
 //! - [`install_crypto_provider`]: what the binary does before its first TLS client.
+//! - [`resident_memory_kib`]: the process' resident memory, for memory bounds under load.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -22,4 +23,15 @@ pub use telemetry::{Behaviour, WARM_UP, tutorial_versions};
 /// start-up (reqwest and kube are built without a default provider). Harmless when repeated.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// This process' resident memory in KiB (`VmRSS` in `/proc/self/status`, Linux), for tests
+/// that check a server's memory stays bounded under load.
+pub fn resident_memory_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line in /proc/self/status")
 }

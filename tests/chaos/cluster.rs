@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use cluster::*;
+use iter8_benches::chaos;
 use iter8_control_plane::{Behaviour, FakePrometheus, FaultProxy};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,24 +33,6 @@ const FAULTY_AFTER_LAST: Duration = Duration::from_secs(40);
 const DRAIN: Duration = Duration::from_secs(240);
 const P_BAD_CANDIDATE: f64 = 0.3;
 const P_DELETED_CANDIDATE: f64 = 0.15;
-
-/// The run's options from the command line (cargo bench adds `--bench`, ignored).
-fn options() -> (usize, u64) {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse::<u64>()
-                    .unwrap_or_else(|_| panic!("{flag}: not a number: {v}"))
-            })
-    };
-    (
-        value("--experiments").unwrap_or(20) as usize,
-        value("--seed").unwrap_or(1),
-    )
-}
 
 struct Planned {
     name: String,
@@ -154,7 +137,10 @@ fn main() {
         println!("chaos_cluster: a benchmark; run it with `bash scripts/chaos.sh cluster`");
         return;
     }
-    let (n, seed) = options();
+    let chaos::Options {
+        experiments: n,
+        seed,
+    } = chaos::Options::from_command_line(20);
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
@@ -309,9 +295,7 @@ fn main() {
         let s = &exp["status"];
         if s["phase"] != "Completed" {
             if waiting_for_candidate(p, &exp) {
-                *outcomes
-                    .entry("waiting for its candidate (deleted before the start)")
-                    .or_default() += 1;
+                *outcomes.entry(chaos::WAITING_FOR_CANDIDATE).or_default() += 1;
             } else {
                 violations.push(format!(
                     "{}: stuck in {} at iteration {}: {}",
@@ -343,12 +327,11 @@ fn main() {
             violations.push(format!("{}: promoted a slow or deleted candidate", p.name));
         }
         *outcomes
-            .entry(match (promoted, p.bad_candidate, p.candidate_deleted) {
-                (true, _, _) => "completed: all traffic to the candidate",
-                (false, _, true) => "completed: rolled back (candidate deleted)",
-                (false, true, _) => "completed: rolled back (slow candidate)",
-                (false, false, false) => "completed: rolled back (healthy candidate, faults)",
-            })
+            .entry(chaos::completed(
+                promoted,
+                p.bad_candidate,
+                p.candidate_deleted,
+            ))
             .or_default() += 1;
         let runs = iterations(&p.recorder.as_ref().expect("recorded").history());
         let numbers: Vec<u64> = runs.iter().map(|(i, _)| *i).collect();
@@ -358,7 +341,7 @@ fn main() {
                 p.name
             ));
         }
-        *outcomes.entry("iterations run").or_default() += numbers.len() as u64;
+        *outcomes.entry(chaos::ITERATIONS_RUN).or_default() += numbers.len() as u64;
     }
 
     let mut report = String::new();
@@ -372,27 +355,21 @@ fn main() {
         FAULTY_AFTER_LAST.as_secs(),
         started.elapsed().as_secs_f64()
     );
-    let _ = writeln!(report, "| fault injected | count |\n|---|---|");
-    for (what, count) in &counts {
-        let _ = writeln!(report, "| {what} | {count} |");
-    }
-    for (status, count) in proxy.injected() {
-        let _ = writeln!(report, "| API requests answered {status} | {count} |");
-    }
-    let _ = writeln!(report, "\n| outcome | count |\n|---|---|");
-    for (what, count) in &outcomes {
-        let _ = writeln!(report, "| {what} | {count} |");
-    }
-    let _ = writeln!(report, "\nInvariant violations: {}", violations.len());
-    for v in &violations {
-        let _ = writeln!(report, "- {v}");
-    }
-    print!("{report}");
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target");
-    let path = format!("{dir}/chaos-report-cluster.md");
-    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &report)) {
-        eprintln!("could not write {path}: {e}");
-    }
+    let faults_injected = counts
+        .iter()
+        .map(|(what, count)| (what.to_string(), *count))
+        .chain(
+            proxy
+                .injected()
+                .into_iter()
+                .map(|(status, count)| (format!("API requests answered {status}"), count)),
+        );
+    chaos::write_tables(&mut report, faults_injected, &outcomes, &violations);
+    chaos::publish(
+        &report,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target"),
+        "chaos-report-cluster.md",
+    );
     if !violations.is_empty() {
         if !log.is_empty() {
             eprintln!("operator log (last run):\n{log}");

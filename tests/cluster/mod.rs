@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use iter8_control_plane::ControlPlane;
 #[allow(unused_imports)] // not every test file uses each
 pub use iter8_control_plane::{assert_iterations_once, http_get, iterations, seconds_between};
+use iter8_test_support::FakePrometheus;
 
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo");
 /// The Istio networking CRDs (1.x, as Istio ships them), kept beside the Istio adapter's tests.
@@ -300,13 +301,17 @@ pub fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> Option<ser
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// A namespace with bookinfo's Deployments and Services and reviews-v3, and the fake
-/// Prometheus told that reviews-v2 and reviews-v3 serve.
+/// A namespace with bookinfo's Deployments and Services and reviews-v3, as the operator tests
+/// start: returns a fake Prometheus (serving on `runtime`) told that reviews-v2 and reviews-v3
+/// serve, and a kubeconfig of the install bundle's ServiceAccount for the operator, reaching
+/// the API server through `via` (a fault proxy's URL) when given.
 pub fn bookinfo_with_reviews_v3(
-    cp: &ControlPlane,
+    runtime: &tokio::runtime::Runtime,
     ns: &str,
-    prometheus: &iter8_test_support::FakePrometheus,
-) {
+    via: Option<&str>,
+) -> (FakePrometheus, PathBuf) {
+    let cp = cluster();
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     namespace(cp, ns);
     apply_in(cp, ns, &example("bookinfo-tutorial.yaml", "30s"));
     apply_in(cp, ns, &example("reviews-v3.yaml", "30s"));
@@ -314,6 +319,11 @@ pub fn bookinfo_with_reviews_v3(
     for v in ["reviews-v2", "reviews-v3"] {
         prometheus.set(v, versions[v]);
     }
+    let kubeconfig = match via {
+        Some(url) => cp.service_account_kubeconfig_via("iter8", "iter8-controller", url),
+        None => cp.service_account_kubeconfig("iter8", "iter8-controller"),
+    };
+    (prometheus, kubeconfig)
 }
 
 /// Part 1's experiment with `interval` and `iterations`.

@@ -28,6 +28,7 @@ use iter8_core::analytics::{
 };
 use iter8_core::ports::Analytics;
 use iter8_core::{Assessment, Strategy};
+use iter8_http_client::{BodyError, bounded, read_capped};
 use serde_json::{Map, Value, json};
 
 use crate::response::AnalyticsResponseWire;
@@ -42,7 +43,7 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
 /// What ends a truncated message.
-pub const TRUNCATED: &str = "… (truncated)";
+pub use iter8_http_client::TRUNCATED;
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -87,35 +88,6 @@ pub fn normalise_endpoint(url: &str) -> Result<String, String> {
         return Err("must not have a query or a fragment".into());
     }
     Ok(parsed.as_str().trim_end_matches('/').to_string())
-}
-
-/// `text`, cut to `max` characters with [`TRUNCATED`] appended when it is longer.
-pub fn bounded(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}{TRUNCATED}", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-/// Why an answer's body could not be read.
-enum BodyError {
-    TooLarge,
-    Http(reqwest::Error),
-}
-
-/// Reads a body chunk by chunk, giving up once it exceeds `cap` bytes.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
-        if body.len() + chunk.len() > cap {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The algorithm name in the API's URL for a strategy (`None`: not served remotely).
@@ -345,15 +317,14 @@ impl RemoteAnalytics {
         let status = response.status();
         let body = read_capped(response, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| match e {
-                BodyError::TooLarge => service(format!(
-                    "POST {url}: HTTP {}: the answer exceeds {MAX_RESPONSE_BYTES} bytes",
-                    status.as_u16()
-                )),
+            .map_err(|err| match &err {
+                BodyError::TooLarge { .. } => {
+                    service(format!("POST {url}: HTTP {}: {err}", status.as_u16()))
+                }
                 BodyError::Http(e) if e.is_timeout() => {
                     service(format!("POST {url}: no answer within {:?}", self.timeout))
                 }
-                BodyError::Http(e) => service(format!("POST {url}: reading the answer: {e}")),
+                BodyError::Http(_) => service(format!("POST {url}: {err}")),
             })?;
         if !status.is_success() {
             return Err(service(format!(
@@ -450,12 +421,6 @@ mod tests {
             service_message(b"<html>bad gateway</html>"),
             "the answer (24 bytes) is not an iter8-analytics error message"
         );
-    }
-
-    #[test]
-    fn long_messages_are_cut_with_a_marker() {
-        assert_eq!(bounded("abc", 3), "abc");
-        assert_eq!(bounded("abcdé", 4), format!("abcd{TRUNCATED}"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use iter8_kubernetes::OperatorMetrics;
 use iter8_kubernetes::server::{self, Health};
+use iter8_test_support::resident_memory_kib;
 
 async fn start() -> SocketAddr {
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -30,16 +31,6 @@ fn client() -> reqwest::Client {
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()
-        .unwrap()
-}
-
-/// The process' resident memory (VmRSS in /proc/self/status), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
 
@@ -79,9 +70,9 @@ async fn a_thousand_concurrent_scrapes_leave_the_server_up_and_its_memory_bounde
     let addr = start().await;
     let http = client();
     let url = format!("http://{addr}/metrics");
-    let before = rss_kib();
+    let before = resident_memory_kib();
     let answers = futures::future::join_all((0..1000).map(|_| http.get(&url).send())).await;
-    let after = rss_kib();
+    let after = resident_memory_kib();
     for answer in &answers {
         let status = answer.as_ref().map(|a| a.status().as_u16());
         assert!(

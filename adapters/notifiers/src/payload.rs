@@ -47,8 +47,6 @@ pub struct Notification {
     pub message: String,
     /// Normal or Warning.
     pub event_type: EventType,
-    /// [`severity`] of the reason.
-    pub severity: u8,
     /// The traffic split the status shows.
     pub split: TrafficSplit,
     /// Iterations begun.
@@ -78,7 +76,6 @@ impl Notification {
             reason: event.reason.clone(),
             message: event.message.clone(),
             event_type: event.type_,
-            severity: severity(&event.reason, event.type_),
             split: status.split(),
             iteration: status.current_iteration,
             max_iterations: experiment
@@ -91,6 +88,11 @@ impl Notification {
             assessment: summary(status.assessment.as_ref()),
             time,
         }
+    }
+
+    /// [`severity`] of the event's reason.
+    pub fn severity(&self) -> u8 {
+        severity(&self.reason, self.event_type)
     }
 
     /// `<experiment>.<namespace>`.
@@ -133,7 +135,7 @@ impl Notification {
     fn color(&self) -> &'static str {
         if self.reason == "IterationFailed" {
             "warning"
-        } else if self.severity >= 3 && self.reason != "ExperimentSucceeded" {
+        } else if self.severity() >= 3 && self.reason != "ExperimentSucceeded" {
             "danger"
         } else {
             "good"
@@ -183,7 +185,7 @@ impl Notification {
                     EventType::Normal => "Normal",
                     EventType::Warning => "Warning",
                 },
-                "severity": self.severity,
+                "severity": self.severity(),
                 "trafficSplitPercentage": {
                     "baseline": self.split.baseline,
                     "candidate": self.split.candidate,
@@ -229,7 +231,6 @@ mod tests {
             reason: reason.into(),
             message: message.into(),
             event_type: type_,
-            severity: severity(reason, type_),
             split: TrafficSplit::with_candidate(40),
             iteration: 2,
             max_iterations: 8,

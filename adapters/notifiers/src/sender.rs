@@ -5,7 +5,6 @@
 //! of an answer. A failed post is only logged, as in v0.2.1.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -98,7 +97,7 @@ impl Notifier {
                 .iter()
                 .filter(|c| {
                     c.wants(
-                        notification.severity,
+                        notification.severity(),
                         &notification.namespace,
                         &notification.labels,
                     )
@@ -139,13 +138,14 @@ async fn send_all(
     mut receiver: mpsc::Receiver<Delivery>,
 ) {
     // CloudEvents ids: unique per event from this process.
-    let sequence = AtomicU64::new(0);
+    let mut sequence: u64 = 0;
     let started = Utc::now().timestamp_millis();
     while let Some(d) = receiver.recv().await {
         let (content_type, body) = match d.channel.kind {
             NotifierKind::Slack => ("application/json", d.notification.slack()),
             NotifierKind::Webhook => {
-                let id = format!("{started}-{}", sequence.fetch_add(1, Ordering::Relaxed));
+                sequence += 1;
+                let id = format!("{started}-{sequence}");
                 (
                     "application/cloudevents+json",
                     d.notification.cloud_event(&id),

@@ -20,8 +20,9 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use backon::BackoffBuilder as _;
+use iter8_http_client::{BodyError, bounded, read_capped};
 
-use crate::settings::{Auth, PrometheusSettings, RetryPolicy, SettingsError, redact_url};
+use crate::settings::{Auth, PrometheusSettings, RetryPolicy, Secret, SettingsError, redact_url};
 use crate::token::TokenFile;
 
 /// The largest answer read: a decision's instant vectors are a few KiB.
@@ -31,7 +32,7 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
 /// What ends a truncated message.
-pub const TRUNCATED: &str = "… (truncated)";
+pub use iter8_http_client::TRUNCATED;
 
 /// One series of an instant vector: its labels and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +47,7 @@ pub struct Series {
 pub struct PrometheusClient {
     http: reqwest::Client,
     query_url: Url,
-    display_url: String,
-    auth: Auth,
-    /// The token file of [`Auth::BearerFile`], with the token last read.
-    token_file: Option<TokenFile>,
+    credentials: Credentials,
     retry: RetryPolicy,
     requests: AtomicU64,
     /// One permit per query in flight.
@@ -59,8 +57,8 @@ pub struct PrometheusClient {
 impl std::fmt::Debug for PrometheusClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusClient")
-            .field("query_url", &self.display_url)
-            .field("auth", &self.auth)
+            .field("query_url", &self.query_url.as_str())
+            .field("credentials", &self.credentials)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
@@ -91,6 +89,30 @@ struct VectorSample {
     value: (serde_json::Value, String),
 }
 
+/// What each request carries: [`Auth`], with a token file opened (it is re-read when rotated).
+#[derive(Debug)]
+enum Credentials {
+    None,
+    Bearer(Secret),
+    BearerFile(TokenFile),
+    Basic { username: String, password: Secret },
+}
+
+impl Credentials {
+    /// Opens a token file now, so a missing or empty one is reported when the client is built.
+    fn open(auth: &Auth) -> Result<Self, SettingsError> {
+        Ok(match auth {
+            Auth::None => Credentials::None,
+            Auth::Bearer(token) => Credentials::Bearer(token.clone()),
+            Auth::BearerFile(path) => Credentials::BearerFile(TokenFile::open(path)?),
+            Auth::Basic { username, password } => Credentials::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+        })
+    }
+}
+
 /// What one attempt produced: done (success or a final error) or worth retrying.
 enum Attempt {
     Done(Result<Vec<Series>, MetricError>),
@@ -111,35 +133,6 @@ pub fn parse_sample_value(text: &str) -> Option<f64> {
 pub fn format_time(t: DateTime<Utc>) -> String {
     let ms = t.timestamp_millis();
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
-
-/// `text`, cut to `max` characters with [`TRUNCATED`] appended when it is longer.
-pub fn bounded(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}{TRUNCATED}", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
-/// Why an answer's body could not be read.
-enum BodyError {
-    TooLarge,
-    Http(reqwest::Error),
-}
-
-/// Reads a body chunk by chunk, giving up once it exceeds `cap` bytes.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
-        if body.len() + chunk.len() > cap {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// A message bounded to [`MAX_MESSAGE_CHARS`].
@@ -209,16 +202,10 @@ impl PrometheusClient {
         let http = builder
             .build()
             .map_err(|e| SettingsError::Client(e.to_string()))?;
-        let token_file = match &settings.auth {
-            Auth::BearerFile(path) => Some(TokenFile::open(path)?),
-            _ => None,
-        };
         Ok(PrometheusClient {
             http,
-            display_url: query_url.to_string(),
             query_url,
-            auth: settings.auth.clone(),
-            token_file,
+            credentials: Credentials::open(&settings.auth)?,
             retry: settings.retry,
             requests: AtomicU64::new(0),
             in_flight: tokio::sync::Semaphore::new(settings.max_concurrent_queries.max(1)),
@@ -227,7 +214,7 @@ impl PrometheusClient {
 
     /// The query endpoint, e.g. `http://127.0.0.1:9090/api/v1/query`.
     pub fn query_url(&self) -> &str {
-        &self.display_url
+        self.query_url.as_str()
     }
 
     /// HTTP requests sent so far, retries included.
@@ -269,13 +256,13 @@ impl PrometheusClient {
     async fn send(&self, url: Url) -> Result<reqwest::Response, reqwest::Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let request = self.http.get(url);
-        let request = match (&self.auth, &self.token_file) {
-            (_, Some(file)) => request.bearer_auth(file.current().expose()),
-            (Auth::Bearer(token), None) => request.bearer_auth(token.expose()),
-            (Auth::Basic { username, password }, None) => {
+        let request = match &self.credentials {
+            Credentials::None => request,
+            Credentials::Bearer(token) => request.bearer_auth(token.expose()),
+            Credentials::BearerFile(file) => request.bearer_auth(file.current().expose()),
+            Credentials::Basic { username, password } => {
                 request.basic_auth(username, Some(password.expose()))
             }
-            (Auth::None | Auth::BearerFile(_), None) => request,
         };
         request.send().await
     }
@@ -289,7 +276,7 @@ impl PrometheusClient {
         };
         // A rotated token file: re-read it and try once more with the new token.
         if response.status() == StatusCode::UNAUTHORIZED
-            && self.token_file.as_ref().is_some_and(TokenFile::reload)
+            && matches!(&self.credentials, Credentials::BearerFile(file) if file.reload())
         {
             response = match self.send(url).await {
                 Ok(r) => r,
@@ -299,10 +286,8 @@ impl PrometheusClient {
         let status = response.status();
         let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                return Attempt::Done(Err(self.bad_response(format!(
-                    "HTTP {status}: the answer exceeds {MAX_RESPONSE_BYTES} bytes"
-                ))));
+            Err(e @ BodyError::TooLarge { .. }) => {
+                return Attempt::Done(Err(self.bad_response(format!("HTTP {status}: {e}"))));
             }
             Err(BodyError::Http(e)) => return Attempt::Retry(self.transport_error(&e)),
         };
@@ -328,7 +313,7 @@ impl PrometheusClient {
                 MetricErrorKind::HttpStatus,
                 format!(
                     "{} answered HTTP {status} (a body of {} bytes that is not Prometheus' API JSON)",
-                    self.display_url,
+                    self.query_url,
                     body.len()
                 ),
             );
@@ -385,7 +370,7 @@ impl PrometheusClient {
     fn bad_response(&self, what: String) -> MetricError {
         error(
             MetricErrorKind::BadResponse,
-            format!("{}: {what}", self.display_url),
+            format!("{}: {what}", self.query_url),
         )
     }
 
@@ -401,12 +386,12 @@ impl PrometheusClient {
         if e.is_timeout() {
             error(
                 MetricErrorKind::Timeout,
-                format!("{} did not answer in time: {why}", self.display_url),
+                format!("{} did not answer in time: {why}", self.query_url),
             )
         } else {
             error(
                 MetricErrorKind::Unreachable,
-                format!("cannot reach {}: {why}", self.display_url),
+                format!("cannot reach {}: {why}", self.query_url),
             )
         }
     }

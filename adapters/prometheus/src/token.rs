@@ -41,11 +41,6 @@ impl TokenFile {
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The token, re-read first when the file's modification time changed.
     pub fn current(&self) -> Secret {
         let now = modified(&self.path);

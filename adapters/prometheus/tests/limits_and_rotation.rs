@@ -2,8 +2,9 @@
 //! queries it sends at once, and a bearer token file rotated under it; against the fake
 //! Prometheus of iter8-test-support on 127.0.0.1.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_core::measurement::MetricErrorKind;
@@ -76,20 +77,70 @@ async fn no_more_than_the_configured_queries_are_in_flight() {
     assert_eq!(fake.max_in_flight(), 2);
 }
 
-/// A Prometheus that accepts only the bearer token in `accepted`.
-async fn accepting(accepted: Arc<Mutex<String>>) -> FakePrometheus {
-    FakePrometheus::answering(move |request| {
-        let wanted = format!(
-            "authorization: bearer {}",
-            accepted.lock().unwrap().to_ascii_lowercase()
-        );
-        if request.head.to_ascii_lowercase().contains(&wanted) {
-            Reply::http(200, ONE_SERIES)
-        } else {
-            Reply::http(401, "Unauthorized")
+/// A client whose bearer token comes from a file, against a Prometheus that accepts only the
+/// token in `accepted`; both start with `old-token`.
+struct TokenFileSetup {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    accepted: Arc<Mutex<String>>,
+    fake: FakePrometheus,
+    client: PrometheusClient,
+}
+
+impl TokenFileSetup {
+    async fn start() -> TokenFileSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "old-token\n").unwrap();
+        let accepted = Arc::new(Mutex::new("old-token".to_string()));
+        let fake = {
+            let accepted = accepted.clone();
+            FakePrometheus::answering(move |request| {
+                let wanted = format!(
+                    "authorization: bearer {}",
+                    accepted.lock().unwrap().to_ascii_lowercase()
+                );
+                if request.head.to_ascii_lowercase().contains(&wanted) {
+                    Reply::http(200, ONE_SERIES)
+                } else {
+                    Reply::http(401, "Unauthorized")
+                }
+            })
+            .await
+        };
+        let client =
+            PrometheusClient::new(&settings(fake.url()).with_auth(Auth::BearerFile(path.clone())))
+                .unwrap();
+        TokenFileSetup {
+            _dir: dir,
+            path,
+            accepted,
+            fake,
+            client,
         }
-    })
-    .await
+    }
+
+    /// The token file's modification time.
+    fn modified(&self) -> SystemTime {
+        std::fs::metadata(&self.path).unwrap().modified().unwrap()
+    }
+
+    /// Rotation: the server accepts only `token`, and the file holds it with `modified` as its
+    /// modification time.
+    fn rotate(&self, token: &str, modified: SystemTime) {
+        *self.accepted.lock().unwrap() = token.into();
+        std::fs::write(&self.path, format!("{token}\n")).unwrap();
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&self.path)
+            .unwrap();
+        file.set_modified(modified).unwrap();
+    }
+
+    /// The bearer token of each request the server got, in order.
+    fn tokens_sent(&self) -> Vec<String> {
+        self.fake.heads().iter().map(|h| bearer(h)).collect()
+    }
 }
 
 fn bearer(head: &str) -> String {
@@ -104,26 +155,15 @@ fn bearer(head: &str) -> String {
 
 #[tokio::test]
 async fn a_rotated_token_file_is_read_again_when_it_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token");
-    std::fs::write(&path, "old-token\n").unwrap();
-    let accepted = Arc::new(Mutex::new("old-token".to_string()));
-    let fake = accepting(accepted.clone()).await;
-    let client =
-        PrometheusClient::new(&settings(fake.url()).with_auth(Auth::BearerFile(path.clone())))
-            .unwrap();
+    let setup = TokenFileSetup::start().await;
+    let client = &setup.client;
     assert_eq!(client.query("up", t0()).await.unwrap()[0].value, 7.0);
 
-    // Rotation: a new file (new modification time) and a server that accepts only the new token.
-    *accepted.lock().unwrap() = "new-token".into();
-    let older = std::fs::metadata(&path).unwrap().modified().unwrap();
-    std::fs::write(&path, "new-token\n").unwrap();
-    let file = std::fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(older + Duration::from_secs(5)).unwrap();
+    // A new file: a new modification time.
+    setup.rotate("new-token", setup.modified() + Duration::from_secs(5));
     assert_eq!(client.query("up", t0()).await.unwrap()[0].value, 7.0);
-    let heads = fake.heads();
     assert_eq!(
-        heads.iter().map(|h| bearer(h)).collect::<Vec<_>>(),
+        setup.tokens_sent(),
         ["old-token", "new-token"],
         "the new token is sent straight away"
     );
@@ -131,31 +171,20 @@ async fn a_rotated_token_file_is_read_again_when_it_changes() {
 
 #[tokio::test]
 async fn a_401_reads_the_token_file_again_and_retries_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token");
-    std::fs::write(&path, "old-token").unwrap();
-    let accepted = Arc::new(Mutex::new("old-token".to_string()));
-    let fake = accepting(accepted.clone()).await;
-    let client =
-        PrometheusClient::new(&settings(fake.url()).with_auth(Auth::BearerFile(path.clone())))
-            .unwrap();
+    let setup = TokenFileSetup::start().await;
+    let client = &setup.client;
     assert_eq!(client.query("up", t0()).await.unwrap()[0].value, 7.0);
 
     // Rotated, but with the old modification time (a coarse clock, a copy that keeps it): only
     // the 401 tells the client.
-    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-    *accepted.lock().unwrap() = "new-token".into();
-    std::fs::write(&path, "new-token").unwrap();
-    let file = std::fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(modified).unwrap();
+    setup.rotate("new-token", setup.modified());
     assert_eq!(client.query("up", t0()).await.unwrap()[0].value, 7.0);
-    let sent: Vec<_> = fake.heads().iter().map(|h| bearer(h)).collect();
-    assert_eq!(sent, ["old-token", "old-token", "new-token"]);
+    assert_eq!(setup.tokens_sent(), ["old-token", "old-token", "new-token"]);
 
     // A token the server refuses and no new one in the file: one request, a clear 401.
-    *accepted.lock().unwrap() = "newer-token".into();
+    *setup.accepted.lock().unwrap() = "newer-token".into();
     let err = client.query("up", t0()).await.unwrap_err();
     assert_eq!(err.kind, MetricErrorKind::HttpStatus);
     assert!(err.message.contains("HTTP 401"), "{err}");
-    assert_eq!(fake.heads().len(), 4, "no retry without a new token");
+    assert_eq!(setup.fake.heads().len(), 4, "no retry without a new token");
 }
