@@ -86,6 +86,9 @@ pub struct Args {
     /// Timeout of one Prometheus request (Go duration).
     #[arg(long, env = "ITER8_PROMETHEUS_TIMEOUT", default_value = "10s")]
     pub prometheus_timeout: String,
+    /// At most this many Prometheus queries in flight at once, across all experiments.
+    #[arg(long, env = "ITER8_PROMETHEUS_MAX_CONCURRENT_QUERIES", default_value_t = 16)]
+    pub prometheus_max_concurrent_queries: usize,
     /// Retries of a failed Prometheus request.
     #[arg(long, env = "ITER8_PROMETHEUS_RETRIES", default_value_t = 2)]
     pub prometheus_retries: u32,
@@ -122,6 +125,9 @@ pub struct Args {
     /// turns fast abort off).
     #[arg(long, env = "ITER8_ABORT_CHECK_EVERY", default_value = "5s")]
     pub abort_check_every: String,
+    /// At most this many experiments reconciled at once; the others wait their turn.
+    #[arg(long, env = "ITER8_MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    pub max_concurrent_reconciles: usize,
     /// Push the experiment dashboard to this Grafana at start-up (token from
     /// --grafana-token-file or GRAFANA_TOKEN); a failed push is logged, not fatal.
     #[arg(long, env = "ITER8_GRAFANA_PUSH_URL")]
@@ -168,6 +174,7 @@ fn prometheus(args: &Args) -> anyhow::Result<PrometheusSettings> {
             ..RetryPolicy::default()
         })
         .with_auth(auth)
+        .with_max_concurrent_queries(args.prometheus_max_concurrent_queries)
         .with_tls(TlsSettings {
             ca_file: args.prometheus_ca_file.clone(),
             insecure_skip_verify: args.prometheus_insecure_skip_verify,
@@ -227,6 +234,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(d) => Some(d),
                 Err(e) => bail!("--abort-check-every: {e}"),
             },
+            max_concurrent_reconciles: match args.max_concurrent_reconciles {
+                0 => bail!("--max-concurrent-reconciles: at least 1"),
+                n => n,
+            },
         },
         leader_election: args
             .leader_elect
@@ -244,7 +255,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("Prometheus at {}", args.prometheus_url))?;
     let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
     let adapters = Adapters {
-        router: Arc::new(IstioRouter::new(client.clone())),
+        router: Arc::new(IstioRouter::watching(
+            client.clone(),
+            args.namespace.as_deref(),
+        )),
         analytics: match args.analytics {
             AnalyticsMode::Builtin => {
                 Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))

@@ -1,8 +1,10 @@
 //! The kube-runtime controller: watches Experiments, and Deployments and Services mapped to the
-//! experiments that name them; each reconcile re-reads the experiment, runs
+//! experiments that name them; each reconcile reads the experiment, its targets and the
+//! metrics ConfigMap from reflector stores fed by those watches, runs
 //! `iter8_core::driver::reconcile_once` over the adapters and schedules the next reconcile at
 //! the decision's `requeue_after`. Since every reconcile computes the wake-up from the status,
-//! a restarted operator picks every experiment up on time.
+//! a restarted operator picks every experiment up on time. At most
+//! [`Settings::max_concurrent_reconciles`] reconciles run at once; the others wait their turn.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,12 +19,13 @@ use iter8_core::model::{ConditionType, Experiment, ExperimentStatus, ObjectMeta,
 use iter8_core::ports::{Analytics, DashboardLink, EventRecorder, TrafficRouter};
 use iter8_core::{MetricsConfig, manifest::ManifestError};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use tokio::sync::Semaphore;
 
 use crate::backoff::WatchBackoff;
 use crate::config::MetricsConfigSource;
@@ -46,6 +49,9 @@ pub struct Settings {
     pub retry_after: Duration,
     /// Fast abort: check `stopOnFailure` criteria this often between interval boundaries.
     pub abort_check_every: Option<Duration>,
+    /// How many reconciles run at once; the others queue (so that many experiments reaching an
+    /// interval boundary together are spread out, not stampeded).
+    pub max_concurrent_reconciles: usize,
 }
 
 impl Default for Settings {
@@ -56,6 +62,7 @@ impl Default for Settings {
             instance: "iter8-controller".to_string(),
             retry_after: Duration::from_secs(10),
             abort_check_every: Some(Duration::from_secs(5)),
+            max_concurrent_reconciles: 16,
         }
     }
 }
@@ -71,31 +78,71 @@ pub struct Adapters {
     pub dashboard: Arc<dyn DashboardLink>,
 }
 
+/// The reflector stores a reconcile reads from.
+#[derive(Clone)]
+pub struct Stores {
+    /// The watched Experiments.
+    pub experiments: Store<ExperimentResource>,
+    /// The watched Deployments.
+    pub deployments: Store<Deployment>,
+    /// The watched Services.
+    pub services: Store<Service>,
+    /// The metrics ConfigMaps, one store per namespace scope watched.
+    pub config_maps: Vec<Store<ConfigMap>>,
+}
+
+impl Stores {
+    /// Waits until every store has had its first complete list: until then, a missing object
+    /// may only be not listed yet.
+    async fn ready(&self) {
+        let _ = self.experiments.wait_until_ready().await;
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+        for store in &self.config_maps {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+}
+
 /// Everything a reconcile needs.
 pub struct Context {
     client: Client,
     settings: Settings,
     adapters: Adapters,
+    stores: Stores,
     targets: KubeTargets,
     store: KubeStore,
     events: KubeEvents,
     config: MetricsConfigSource,
     metrics: Arc<OperatorMetrics>,
+    /// Turns for reconciles ([`Settings::max_concurrent_reconciles`]).
+    turns: Semaphore,
 }
 
 impl Context {
-    /// A context over a client, with the given adapters and metrics.
+    /// A context over a client and the stores, with the given adapters and metrics.
     pub fn new(
         client: Client,
         settings: Settings,
         adapters: Adapters,
+        stores: Stores,
         metrics: Arc<OperatorMetrics>,
     ) -> Context {
         Context {
-            targets: KubeTargets::new(client.clone()),
+            targets: KubeTargets::new(
+                client.clone(),
+                stores.experiments.clone(),
+                stores.deployments.clone(),
+                stores.services.clone(),
+            ),
             store: KubeStore::new(client.clone()),
             events: KubeEvents::new(client.clone(), settings.instance.clone()),
-            config: MetricsConfigSource::new(client.clone(), settings.metrics_namespace.clone()),
+            config: MetricsConfigSource::new(
+                stores.config_maps.clone(),
+                settings.metrics_namespace.clone(),
+            ),
+            turns: Semaphore::new(settings.max_concurrent_reconciles.max(1)),
+            stores,
             client,
             settings,
             adapters,
@@ -134,21 +181,33 @@ pub async fn reconcile_experiment(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Duration>, ReconcileError> {
-    let api: Api<ExperimentResource> = Api::namespaced(ctx.client.clone(), namespace);
-    // Read afresh: the watch cache may not have seen this controller's last write yet.
-    let Some(resource) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| KubeError::api("get", "Experiment", namespace, name, e))?
-    else {
-        ctx.metrics.forget(namespace, name);
-        return Ok(None);
+    ctx.stores.ready().await;
+    let cached = ctx
+        .stores
+        .experiments
+        .get(&ObjectRef::new(name).within(namespace));
+    let resource = match cached {
+        Some(r) if !ctx.store.is_behind_own_write(&r) => r,
+        Some(_) => {
+            // The watch has not delivered this controller's last write yet: acting on the
+            // older state would repeat what that write recorded, so read afresh.
+            let api: Api<ExperimentResource> = Api::namespaced(ctx.client.clone(), namespace);
+            match api
+                .get_opt(name)
+                .await
+                .map_err(|e| KubeError::api("get", "Experiment", namespace, name, e))?
+            {
+                Some(r) => Arc::new(r),
+                None => return Ok(gone(ctx, namespace, name)),
+            }
+        }
+        None => return Ok(gone(ctx, namespace, name)),
     };
     let exp = match crd::to_core(&resource) {
         Ok(exp) => exp,
         Err(problem) => return unreadable(ctx, &resource, &problem).await,
     };
-    let (metrics, metrics_error) = match ctx.config.load(exp.namespace()).await {
+    let (metrics, metrics_error) = match ctx.config.load(exp.namespace()) {
         Ok(m) => (m, None),
         Err(e) => (MetricsConfig::default(), Some(e.to_string())),
     };
@@ -187,6 +246,13 @@ pub async fn reconcile_experiment(
         "reconciled"
     );
     Ok(decision.requeue_after)
+}
+
+/// An experiment that is gone: nothing to do until it comes back.
+fn gone(ctx: &Context, namespace: &str, name: &str) -> Option<Duration> {
+    ctx.metrics.forget(namespace, name);
+    ctx.store.forget(namespace, name);
+    None
 }
 
 /// An experiment the core's model cannot read (a wrong type the schema let through, or an
@@ -271,9 +337,13 @@ async fn reconcile(
     resource: Arc<ExperimentResource>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    ctx.metrics.queued(1);
+    let turn = ctx.turns.acquire().await;
+    ctx.metrics.queued(-1);
     let started = Instant::now();
     let namespace = resource.namespace().unwrap_or_default();
     let out = reconcile_experiment(&ctx, &namespace, &resource.name_any()).await;
+    drop(turn);
     ctx.metrics.reconciled(started.elapsed());
     Ok(match out? {
         Some(after) => Action::requeue(after),
@@ -386,25 +456,39 @@ pub async fn run(
             Api::<Service>::all(client.clone()),
         ),
     };
+    // One watch per kind feeds both a store (what reconciles read) and the triggers.
+    let (deployment_store, deployment_writer) = reflector::store();
+    let deployment_events = watcher(deployments, watcher::Config::default())
+        .backoff(WatchBackoff::new())
+        .reflect(deployment_writer)
+        .touched_objects();
+    let (service_store, service_writer) = reflector::store();
+    let service_events = watcher(services, watcher::Config::default())
+        .backoff(WatchBackoff::new())
+        .reflect(service_writer)
+        .touched_objects();
+    let (config_maps, config_map_tasks) = watch_metrics_config_maps(&client, &settings);
     let controller = Controller::new(experiments.clone(), watcher::Config::default());
     let by_deployment = controller.store();
     let by_service = controller.store();
     let by_experiment = controller.store();
-    let ctx = Arc::new(Context::new(client, settings, adapters, metrics));
+    let stores = Stores {
+        experiments: controller.store(),
+        deployments: deployment_store,
+        services: service_store,
+        config_maps,
+    };
+    let ctx = Arc::new(Context::new(client, settings, adapters, stores, metrics));
     controller
         .trigger_backoff(WatchBackoff::new())
-        .watches(
-            deployments,
-            watcher::Config::default(),
-            move |d: Deployment| {
-                experiments_naming_deployment(
-                    &by_deployment,
-                    &d.namespace().unwrap_or_default(),
-                    &d.name_any(),
-                )
-            },
-        )
-        .watches(services, watcher::Config::default(), move |s: Service| {
+        .watches_stream(deployment_events, move |d: Deployment| {
+            experiments_naming_deployment(
+                &by_deployment,
+                &d.namespace().unwrap_or_default(),
+                &d.name_any(),
+            )
+        })
+        .watches_stream(service_events, move |s: Service| {
             experiments_naming_service(
                 &by_service,
                 &s.namespace().unwrap_or_default(),
@@ -424,4 +508,44 @@ pub async fn run(
             }
         })
         .await;
+    for task in config_map_tasks {
+        task.abort();
+    }
+}
+
+/// Stores of the ConfigMaps named `iter8config-metrics` the operator may read: in every
+/// namespace, or in the watched namespace and the metrics namespace. Each is fed by a task
+/// that the caller aborts when the controller stops.
+fn watch_metrics_config_maps(
+    client: &Client,
+    settings: &Settings,
+) -> (Vec<Store<ConfigMap>>, Vec<tokio::task::JoinHandle<()>>) {
+    let apis = match &settings.namespace {
+        None => vec![Api::<ConfigMap>::all(client.clone())],
+        Some(ns) if *ns == settings.metrics_namespace => {
+            vec![Api::namespaced(client.clone(), ns)]
+        }
+        Some(ns) => vec![
+            Api::namespaced(client.clone(), &settings.metrics_namespace),
+            Api::namespaced(client.clone(), ns),
+        ],
+    };
+    let only_ours = watcher::Config::default().fields(&format!(
+        "metadata.name={}",
+        iter8_core::metrics_config::CONFIGMAP_NAME
+    ));
+    apis.into_iter()
+        .map(|api| {
+            let (store, writer) = reflector::store();
+            let events = watcher(api, only_ours.clone())
+                .backoff(WatchBackoff::new())
+                .reflect(writer)
+                .applied_objects();
+            let task = tokio::spawn(async move {
+                futures::pin_mut!(events);
+                while events.next().await.is_some() {}
+            });
+            (store, task)
+        })
+        .unzip()
 }

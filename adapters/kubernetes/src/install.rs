@@ -67,9 +67,9 @@ pub fn cluster_rules() -> Value {
         // Targets: watched, and the loser deleted on `cleanup: delete`.
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "delete"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [iter8_core::metrics_config::CONFIGMAP_NAME], "verbs": ["get", "list", "watch"]},
         // Routing rules: listed by label, server-side applied, deleted on cleanup.
-        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "create", "patch", "delete"]},
+        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ])
 }

@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics (`/metrics`, OpenMetrics text): experiments by phase, the
-//! candidate's current weight, decisions, reconcile duration and reconcile errors.
+//! candidate's current weight, decisions, reconcile duration, reconciles waiting for a turn,
+//! reconcile errors and API requests by verb.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,6 +27,8 @@ pub struct OperatorMetrics {
     decisions: Family<Labels, Counter>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
+    queue_depth: Gauge,
+    api_requests: Family<Labels, Counter>,
     phases: Mutex<BTreeMap<(String, String), String>>,
 }
 
@@ -51,6 +54,18 @@ impl OperatorMetrics {
         let decisions = Family::<Labels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let reconcile_errors = Family::<Labels, Counter>::default();
+        let queue_depth = Gauge::default();
+        let api_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_queue_depth",
+            "Reconciles due and waiting for a turn (--max-concurrent-reconciles)",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests to the Kubernetes API server, by verb (get, list, watch, create, patch, ...)",
+            api_requests.clone(),
+        );
         registry.register(
             "experiments",
             "Experiments the operator knows, by phase",
@@ -88,6 +103,8 @@ impl OperatorMetrics {
             decisions,
             reconcile_duration,
             reconcile_errors,
+            queue_depth,
+            api_requests,
             phases: Mutex::new(BTreeMap::new()),
         }
     }
@@ -106,6 +123,18 @@ impl OperatorMetrics {
         let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
         phases.insert(key, phase);
         self.publish(&phases);
+    }
+
+    /// A reconcile started waiting for a turn (`1`) or got one (`-1`).
+    pub fn queued(&self, change: i64) {
+        self.queue_depth.inc_by(change);
+    }
+
+    /// Counts one request to the API server.
+    pub fn api_request(&self, verb: &str) {
+        self.api_requests
+            .get_or_create(&labels(&[("verb", verb)]))
+            .inc();
     }
 
     /// Forgets an experiment that was deleted.

@@ -1,12 +1,17 @@
 //! [`ExperimentStore`] over the Kubernetes API: the status through the status subresource
 //! (JSON merge patch computed from the status read), iter8's finalizer through a JSON merge
-//! patch of `metadata.finalizers` guarded by `resourceVersion` (retried on 409).
+//! patch of `metadata.finalizers` guarded by `resourceVersion` (retried on 409). It remembers
+//! the `resourceVersion` each write produced, so that a reconcile can tell when the
+//! controller's cache has not seen that write yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use iter8_core::model::{Experiment, ExperimentStatus, FINALIZER};
 use iter8_core::ports::{ExperimentStore, PortError};
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::crd::ExperimentResource;
@@ -22,12 +27,53 @@ const CONFLICT_RETRIES: usize = 5;
 #[derive(Clone)]
 pub struct KubeStore {
     client: Client,
+    /// `namespace/name` -> the `resourceVersion` of this process's last write to it.
+    written: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl KubeStore {
     /// A store talking to the cluster through `client`.
     pub fn new(client: Client) -> KubeStore {
-        KubeStore { client }
+        KubeStore {
+            client,
+            written: Arc::default(),
+        }
+    }
+
+    fn remember(&self, written: &ExperimentResource) {
+        let key = format!("{}/{}", written.namespace().unwrap_or_default(), written.name_any());
+        if let Some(version) = written.resource_version() {
+            self.written
+                .lock()
+                .expect("not poisoned")
+                .insert(key, version);
+        }
+    }
+
+    /// Whether `cached` may predate this process's last write to it: its `resourceVersion` is
+    /// older than the one the write returned. kube-apiserver's versions are etcd revisions
+    /// (integers); a version that is not one counts as possibly older.
+    pub fn is_behind_own_write(&self, cached: &ExperimentResource) -> bool {
+        let key = format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
+        let written = self.written.lock().expect("not poisoned");
+        let Some(written) = written.get(&key) else {
+            return false;
+        };
+        match (
+            written.parse::<u64>(),
+            cached.resource_version().map(|v| v.parse::<u64>()),
+        ) {
+            (Ok(written), Some(Ok(cached))) => cached < written,
+            _ => cached.resource_version().as_ref() != Some(written),
+        }
+    }
+
+    /// Forgets an experiment that is gone.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.written
+            .lock()
+            .expect("not poisoned")
+            .remove(&format!("{namespace}/{name}"));
     }
 
     fn api(&self, exp: &Experiment) -> Api<ExperimentResource> {
@@ -48,7 +94,8 @@ impl KubeStore {
             })
         };
         let patch = json!({ "status": merge_patch::diff(&encode(old)?, &encode(status)?) });
-        self.api(exp)
+        let written = self
+            .api(exp)
             .patch_status(exp.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| {
@@ -60,23 +107,37 @@ impl KubeStore {
                     e,
                 )
             })?;
+        self.remember(&written);
         Ok(())
     }
 
-    /// Adds (`true`) or removes (`false`) iter8's finalizer, re-reading on conflicts. A missing
-    /// experiment has no finalizer to remove.
+    /// Adds (`true`) or removes (`false`) iter8's finalizer: first over the experiment as
+    /// read, re-reading on conflicts. A missing experiment has no finalizer to remove.
     async fn set_finalizer(&self, exp: &Experiment, present: bool) -> Result<(), KubeError> {
         let api = self.api(exp);
         let (ns, name) = (exp.namespace(), exp.name());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = match api.get(name).await {
-                Ok(c) => c,
-                Err(e) if is_not_found(&e) && !present => return Ok(()),
-                Err(e) => return Err(KubeError::api("get", "Experiment", ns, name, e)),
+            let (mut finalizers, resource_version) = if attempt == 1 {
+                (
+                    exp.metadata.finalizers.clone(),
+                    exp.metadata
+                        .other
+                        .get("resourceVersion")
+                        .and_then(|v| v.as_str())
+                        .map(String::from),
+                )
+            } else {
+                match api.get(name).await {
+                    Ok(c) => (
+                        c.metadata.finalizers.clone().unwrap_or_default(),
+                        c.metadata.resource_version.clone(),
+                    ),
+                    Err(e) if is_not_found(&e) && !present => return Ok(()),
+                    Err(e) => return Err(KubeError::api("get", "Experiment", ns, name, e)),
+                }
             };
-            let mut finalizers = current.metadata.finalizers.clone().unwrap_or_default();
             let has = finalizers.iter().any(|f| f == FINALIZER);
             if has == present {
                 return Ok(());
@@ -89,7 +150,7 @@ impl KubeStore {
             let patch = json!({
                 "metadata": {
                     "finalizers": finalizers,
-                    "resourceVersion": current.metadata.resource_version,
+                    "resourceVersion": resource_version,
                 }
             });
             let verb = if present {
@@ -101,7 +162,10 @@ impl KubeStore {
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(written) => {
+                    self.remember(&written);
+                    return Ok(());
+                }
                 Err(e) if is_not_found(&e) && !present => return Ok(()),
                 Err(e) => {
                     let err = KubeError::api(verb, "Experiment", ns, name, e);

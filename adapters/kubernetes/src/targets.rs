@@ -1,6 +1,7 @@
 //! [`TargetLocator`] over the Kubernetes API: the Service and the two Deployments (or, for
 //! `kind: Service`, the two Services), whether another running experiment already works on
-//! them, and deleting the loser on `cleanup: delete`.
+//! them (all read from the controller's reflector stores), and deleting the loser on
+//! `cleanup: delete`.
 
 use async_trait::async_trait;
 use iter8_core::model::{Experiment, Phase, TargetKind};
@@ -8,7 +9,8 @@ use iter8_core::observation::Targets;
 use iter8_core::ports::{PortError, TargetLocator};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::crd::{self, ExperimentResource};
@@ -18,29 +20,32 @@ use crate::error::{KubeError, is_not_found};
 #[derive(Clone)]
 pub struct KubeTargets {
     client: Client,
+    experiments: Store<ExperimentResource>,
+    deployments: Store<Deployment>,
+    services: Store<Service>,
 }
 
 impl KubeTargets {
-    /// A locator talking to the cluster through `client`.
-    pub fn new(client: Client) -> KubeTargets {
-        KubeTargets { client }
+    /// A locator reading from the stores and deleting through `client`.
+    pub fn new(
+        client: Client,
+        experiments: Store<ExperimentResource>,
+        deployments: Store<Deployment>,
+        services: Store<Service>,
+    ) -> KubeTargets {
+        KubeTargets {
+            client,
+            experiments,
+            deployments,
+            services,
+        }
     }
 
-    async fn exists<K>(&self, namespace: &str, name: &str) -> Result<bool, KubeError>
+    fn exists<K>(store: &Store<K>, namespace: &str, name: &str) -> bool
     where
-        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
     {
-        if name.is_empty() {
-            return Ok(false);
-        }
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        api.get_opt(name)
-            .await
-            .map(|o| o.is_some())
-            .map_err(|e| KubeError::api("get", K::kind(&()), namespace, name, e))
+        !name.is_empty() && store.get(&ObjectRef::new(name).within(namespace)).is_some()
     }
 
     /// Which targets exist and who else claims them.
@@ -48,41 +53,37 @@ impl KubeTargets {
         let ns = exp.target_namespace();
         let ts = &exp.spec.target_service;
         let service = match ts.name.as_deref() {
-            Some(name) if !name.is_empty() => self.exists::<Service>(ns, name).await?,
+            Some(name) if !name.is_empty() => Self::exists(&self.services, ns, name),
             _ => true,
         };
         let (baseline, candidate) = match ts.kind() {
             TargetKind::Service => (
-                self.exists::<Service>(ns, ts.baseline()).await?,
-                self.exists::<Service>(ns, ts.candidate()).await?,
+                Self::exists(&self.services, ns, ts.baseline()),
+                Self::exists(&self.services, ns, ts.candidate()),
             ),
             _ => (
-                self.exists::<Deployment>(ns, ts.baseline()).await?,
-                self.exists::<Deployment>(ns, ts.candidate()).await?,
+                Self::exists(&self.deployments, ns, ts.baseline()),
+                Self::exists(&self.deployments, ns, ts.candidate()),
             ),
         };
         Ok(Targets {
             service,
             baseline,
             candidate,
-            claimed_by: self.claimed_by(exp).await?,
+            claimed_by: self.claimed_by(exp),
         })
     }
 
     /// Another experiment of the same namespace that has started, has not completed and is not
     /// being deleted, on the same target namespace with the same service, baseline or candidate.
-    pub async fn claimed_by(&self, exp: &Experiment) -> Result<Option<String>, KubeError> {
-        let api: Api<ExperimentResource> = Api::namespaced(self.client.clone(), exp.namespace());
-        let others = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| KubeError::api("list", "Experiment", exp.namespace(), "", e))?;
+    pub fn claimed_by(&self, exp: &Experiment) -> Option<String> {
+        let others = self.experiments.state();
         let mine = &exp.spec.target_service;
         let same =
             |a: Option<&str>, b: Option<&str>| a.is_some_and(|a| !a.is_empty() && Some(a) == b);
-        Ok(others
-            .items
+        others
             .iter()
+            .filter(|o| o.namespace().as_deref() == Some(exp.namespace()))
             .filter(|o| o.name_any() != exp.name() && o.metadata.deletion_timestamp.is_none())
             .filter_map(|o| crd::to_core(o).ok())
             .find(|o| {
@@ -94,7 +95,7 @@ impl KubeTargets {
                         || same(mine.baseline.as_deref(), theirs.baseline.as_deref())
                         || same(mine.candidate.as_deref(), theirs.candidate.as_deref()))
             })
-            .map(|o| format!("{}.{}", o.name(), o.namespace())))
+            .map(|o| format!("{}.{}", o.name(), o.namespace()))
     }
 
     /// Deletes a version (a Deployment, or a Service for `kind: Service`); already gone is fine.

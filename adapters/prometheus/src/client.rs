@@ -33,6 +33,8 @@ pub struct PrometheusClient {
     auth: Auth,
     retry: RetryPolicy,
     requests: AtomicU64,
+    /// Turns for queries in flight ([`PrometheusSettings::max_concurrent_queries`]).
+    turns: Option<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for PrometheusClient {
@@ -168,6 +170,9 @@ impl PrometheusClient {
             auth: settings.auth.clone(),
             retry: settings.retry,
             requests: AtomicU64::new(0),
+            turns: settings
+                .max_concurrent_queries
+                .map(tokio::sync::Semaphore::new),
         })
     }
 
@@ -193,7 +198,13 @@ impl PrometheusClient {
             .append_pair("time", &format_time(time));
         let mut retries = 0;
         loop {
-            match self.attempt(url.clone()).await {
+            let turn = match &self.turns {
+                Some(turns) => turns.acquire().await.ok(),
+                None => None,
+            };
+            let attempt = self.attempt(url.clone()).await;
+            drop(turn);
+            match attempt {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(err) if retries >= self.retry.max_retries => {
                     let message = if retries > 0 {
