@@ -138,12 +138,17 @@ fn main() {
 fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     let cp = ControlPlane::start().unwrap_or_else(|e| panic!("control plane: {e}"));
     cp.apply_crds(
-        &std::fs::read_to_string(repo_root().join("adapters/istio/tests/data/networking-crds.yaml"))
-            .expect("the Istio CRDs"),
+        &std::fs::read_to_string(
+            repo_root().join("adapters/istio/tests/data/networking-crds.yaml"),
+        )
+        .expect("the Istio CRDs"),
     );
     cp.apply_crds(&iter8(&args.binary, &["install"]));
     // Each namespace's own ConfigMap is read instead of the stock one.
-    cp.kubectl_ok(&["delete", "configmap", "-n", "iter8", "iter8config-metrics"], None);
+    cp.kubectl_ok(
+        &["delete", "configmap", "-n", "iter8", "iter8config-metrics"],
+        None,
+    );
     let stock = std::fs::read_to_string(
         repo_root().join("core/src/stock/iter8config-metrics-telemetry-v2.yaml"),
     )
@@ -159,7 +164,11 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     let mut experiments = String::new();
     for j in 0..namespaces {
         let ns = format!("bench-{j}");
-        write!(targets, "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n").ok();
+        write!(
+            targets,
+            "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+        )
+        .ok();
         targets.push_str(
             &stock
                 .replace("namespace: iter8", &format!("namespace: {ns}"))
@@ -322,7 +331,12 @@ fn iter8(binary: &PathBuf, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("the iter8 binary runs");
-    assert!(out.status.success(), "iter8 {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "iter8 {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -393,7 +407,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15, i.e. 11 and 12 after "state".
     (ticks(11) + ticks(12)) / clock_ticks_per_second()
 }
@@ -452,7 +471,8 @@ fn row(f: &Figures) -> String {
         f.first_p99,
         100.0 * f.cpu_secs / f.wall_secs.max(1e-9),
         f.peak_rss_mib,
-        f.all_done_secs.map_or("not all".to_string(), |s| format!("{s:.1}")),
+        f.all_done_secs
+            .map_or("not all".to_string(), |s| format!("{s:.1}")),
     )
 }
 

@@ -87,7 +87,11 @@ pub struct Args {
     #[arg(long, env = "ITER8_PROMETHEUS_TIMEOUT", default_value = "10s")]
     pub prometheus_timeout: String,
     /// At most this many Prometheus queries in flight at once, across all experiments.
-    #[arg(long, env = "ITER8_PROMETHEUS_MAX_CONCURRENT_QUERIES", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "ITER8_PROMETHEUS_MAX_CONCURRENT_QUERIES",
+        default_value_t = 16
+    )]
     pub prometheus_max_concurrent_queries: usize,
     /// Retries of a failed Prometheus request.
     #[arg(long, env = "ITER8_PROMETHEUS_RETRIES", default_value_t = 2)]

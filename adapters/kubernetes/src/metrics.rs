@@ -1,6 +1,6 @@
 //! The operator's Prometheus metrics (`/metrics`, OpenMetrics text): experiments by phase, the
-//! candidate's current weight, decisions, reconcile duration, reconciles waiting for a turn,
-//! reconcile errors and API requests by verb.
+//! candidate's current weight, decisions, reconcile duration, reconciles waiting for a turn
+//! and reconcile errors.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -28,7 +28,6 @@ pub struct OperatorMetrics {
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
     queue_depth: Gauge,
-    api_requests: Family<Labels, Counter>,
     phases: Mutex<BTreeMap<(String, String), String>>,
 }
 
@@ -55,16 +54,10 @@ impl OperatorMetrics {
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let reconcile_errors = Family::<Labels, Counter>::default();
         let queue_depth = Gauge::default();
-        let api_requests = Family::<Labels, Counter>::default();
         registry.register(
             "reconcile_queue_depth",
             "Reconciles due and waiting for a turn (--max-concurrent-reconciles)",
             queue_depth.clone(),
-        );
-        registry.register(
-            "api_requests",
-            "Requests to the Kubernetes API server, by verb (get, list, watch, create, patch, ...)",
-            api_requests.clone(),
         );
         registry.register(
             "experiments",
@@ -104,7 +97,6 @@ impl OperatorMetrics {
             reconcile_duration,
             reconcile_errors,
             queue_depth,
-            api_requests,
             phases: Mutex::new(BTreeMap::new()),
         }
     }
@@ -128,13 +120,6 @@ impl OperatorMetrics {
     /// A reconcile started waiting for a turn (`1`) or got one (`-1`).
     pub fn queued(&self, change: i64) {
         self.queue_depth.inc_by(change);
-    }
-
-    /// Counts one request to the API server.
-    pub fn api_request(&self, verb: &str) {
-        self.api_requests
-            .get_or_create(&labels(&[("verb", verb)]))
-            .inc();
     }
 
     /// Forgets an experiment that was deleted.

@@ -41,7 +41,11 @@ impl KubeStore {
     }
 
     fn remember(&self, written: &ExperimentResource) {
-        let key = format!("{}/{}", written.namespace().unwrap_or_default(), written.name_any());
+        let key = format!(
+            "{}/{}",
+            written.namespace().unwrap_or_default(),
+            written.name_any()
+        );
         if let Some(version) = written.resource_version() {
             self.written
                 .lock()
@@ -54,7 +58,11 @@ impl KubeStore {
     /// older than the one the write returned. kube-apiserver's versions are etcd revisions
     /// (integers); a version that is not one counts as possibly older.
     pub fn is_behind_own_write(&self, cached: &ExperimentResource) -> bool {
-        let key = format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
+        let key = format!(
+            "{}/{}",
+            cached.namespace().unwrap_or_default(),
+            cached.name_any()
+        );
         let written = self.written.lock().expect("not poisoned");
         let Some(written) = written.get(&key) else {
             return false;

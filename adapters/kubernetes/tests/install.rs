@@ -97,14 +97,7 @@ fn rbac_grants_only_what_the_operator_uses() {
     ] {
         assert!(grants.iter().any(|g| g == needed), "{needed}: {grants:#?}");
     }
-    for forbidden in [
-        "*",
-        "/secrets",
-        "/pods",
-        "escalate",
-        "bind",
-        "impersonate",
-    ] {
+    for forbidden in ["*", "/secrets", "/pods", "escalate", "bind", "impersonate"] {
         assert!(
             !grants.iter().any(|g| g.contains(forbidden)),
             "{forbidden}: {grants:#?}"
