@@ -1,8 +1,10 @@
 //! The kube-runtime controller: watches Experiments, and Deployments and Services mapped to the
-//! experiments that name them; each reconcile re-reads the experiment, runs
+//! experiments that name them; each reconcile reads the experiment, its targets and the
+//! metrics ConfigMap from reflector stores fed by those watches, runs
 //! `iter8_core::driver::reconcile_once` over the adapters and schedules the next reconcile at
 //! the decision's `requeue_after`. Since every reconcile computes the wake-up from the status,
-//! a restarted operator picks every experiment up on time.
+//! a restarted operator picks every experiment up on time. At most
+//! [`Settings::max_concurrent_reconciles`] reconciles run at once; the others wait their turn.
 
 use std::any::Any;
 use std::future::Future;
@@ -19,12 +21,13 @@ use iter8_core::model::{ConditionType, Experiment, ExperimentStatus, ObjectMeta,
 use iter8_core::ports::{Analytics, DashboardLink, EventRecorder, TrafficRouter};
 use iter8_core::{MetricsConfig, manifest::ManifestError};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use tokio::sync::Semaphore;
 
 use crate::backoff::watch_backoff;
 use crate::config::MetricsConfigSource;
@@ -53,6 +56,9 @@ pub struct Settings {
     /// Let experiments name targets in other namespaces (off: such an experiment pauses with
     /// a `ValidationError` naming `spec.targetService.namespace`).
     pub allow_cross_namespace: bool,
+    /// How many reconciles run at once; the others queue (so that many experiments reaching an
+    /// interval boundary together are spread out, not stampeded).
+    pub max_concurrent_reconciles: usize,
 }
 
 impl Default for Settings {
@@ -65,6 +71,7 @@ impl Default for Settings {
             abort_check_every: Some(Duration::from_secs(5)),
             failure_limit: engine::DEFAULT_FAILURE_LIMIT,
             allow_cross_namespace: false,
+            max_concurrent_reconciles: 16,
         }
     }
 }
@@ -83,33 +90,149 @@ pub struct Adapters {
     pub events: Option<Arc<dyn EventRecorder>>,
 }
 
+/// The reflector stores a reconcile reads from.
+#[derive(Clone)]
+pub struct Stores {
+    /// The watched Experiments.
+    pub experiments: Store<ExperimentResource>,
+    /// The watched Deployments.
+    pub deployments: Store<Deployment>,
+    /// The watched Services.
+    pub services: Store<Service>,
+    /// The metrics ConfigMaps, one store per namespace scope watched.
+    pub config_maps: Vec<Store<ConfigMap>>,
+}
+
+impl Stores {
+    /// Stores fed by watches of their own, for reconciling outside [`run`] (tests, tools);
+    /// they stay fed while the returned [`Watches`] lives.
+    pub fn watch(client: &Client, settings: &Settings) -> (Stores, Watches) {
+        let (experiments, experiment_task) =
+            reflect_in_task(scoped(client, settings), watcher::Config::default());
+        let (deployments, deployment_task) =
+            reflect_in_task(scoped(client, settings), watcher::Config::default());
+        let (services, service_task) =
+            reflect_in_task(scoped(client, settings), watcher::Config::default());
+        let (config_maps, mut tasks) = watch_metrics_config_maps(client, settings);
+        tasks.extend([experiment_task, deployment_task, service_task]);
+        let stores = Stores {
+            experiments,
+            deployments,
+            services,
+            config_maps,
+        };
+        (stores, Watches(tasks))
+    }
+
+    /// Waits until every store has had its first complete list: until then, a missing object
+    /// may only be not listed yet.
+    async fn ready(&self) {
+        let _ = self.experiments.wait_until_ready().await;
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+        for store in &self.config_maps {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+}
+
+/// The tasks feeding stores; dropping this stops them.
+pub struct Watches(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The API of `K` in the namespace the operator watches (all namespaces: `None`).
+fn scoped<K>(client: &Client, settings: &Settings) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A store of what `api` lists under `config`, and the task that keeps it current.
+fn reflect_in_task<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, config)
+        .backoff(watch_backoff())
+        .modify(forget_managed_fields)
+        .reflect(writer)
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(events);
+        while events.next().await.is_some() {}
+    });
+    (store, task)
+}
+
+/// Drops `metadata.managedFields` before an object enters a store: nothing reads it, and it is
+/// often the largest part of the object.
+fn forget_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// Everything a reconcile needs.
 pub struct Context {
     client: Client,
     settings: Settings,
     adapters: Adapters,
+    stores: Stores,
     targets: KubeTargets,
     store: KubeStore,
     events: Arc<dyn EventRecorder>,
     config: MetricsConfigSource,
     metrics: Arc<OperatorMetrics>,
+    /// Turns for reconciles ([`Settings::max_concurrent_reconciles`]).
+    turns: Semaphore,
 }
 
 impl Context {
-    /// A context over a client, with the given adapters and metrics.
+    /// A context over a client and the stores, with the given adapters and metrics.
     pub fn new(
         client: Client,
         settings: Settings,
         adapters: Adapters,
+        stores: Stores,
         metrics: Arc<OperatorMetrics>,
     ) -> Context {
         Context {
-            targets: KubeTargets::new(client.clone()),
+            targets: KubeTargets::new(
+                client.clone(),
+                settings.namespace.clone(),
+                stores.experiments.clone(),
+                stores.deployments.clone(),
+                stores.services.clone(),
+            ),
             store: KubeStore::new(client.clone()),
             events: adapters.events.clone().unwrap_or_else(|| {
                 Arc::new(KubeEvents::new(client.clone(), settings.instance.clone()))
             }),
-            config: MetricsConfigSource::new(client.clone(), settings.metrics_namespace.clone()),
+            config: MetricsConfigSource::new(
+                stores.config_maps.clone(),
+                settings.metrics_namespace.clone(),
+            ),
+            turns: Semaphore::new(settings.max_concurrent_reconciles.max(1)),
+            stores,
             client,
             settings,
             adapters,
@@ -151,21 +274,33 @@ pub async fn reconcile_experiment(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Duration>, ReconcileError> {
-    let api: Api<ExperimentResource> = Api::namespaced(ctx.client.clone(), namespace);
-    // Read afresh: the watch cache may not have seen this controller's last write yet.
-    let Some(resource) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| KubeError::api("get", "Experiment", namespace, name, e))?
-    else {
-        ctx.metrics.forget(namespace, name);
-        return Ok(None);
+    ctx.stores.ready().await;
+    let cached = ctx
+        .stores
+        .experiments
+        .get(&ObjectRef::new(name).within(namespace));
+    let resource = match cached {
+        Some(r) if !ctx.store.is_behind_own_write(&r) => r,
+        Some(_) => {
+            // The watch has not delivered this controller's last write yet: acting on the
+            // older state would repeat what that write recorded, so read afresh.
+            let api: Api<ExperimentResource> = Api::namespaced(ctx.client.clone(), namespace);
+            match api
+                .get_opt(name)
+                .await
+                .map_err(|e| KubeError::api("get", "Experiment", namespace, name, e))?
+            {
+                Some(r) => Arc::new(r),
+                None => return Ok(gone(ctx, namespace, name)),
+            }
+        }
+        None => return Ok(gone(ctx, namespace, name)),
     };
     let exp = match crd::to_core(&resource) {
         Ok(exp) => exp,
         Err(problem) => return unreadable(ctx, &resource, &problem).await,
     };
-    let (metrics, metrics_error) = match ctx.config.load(exp.namespace()).await {
+    let (metrics, metrics_error) = match ctx.config.load(exp.namespace()) {
         Ok(m) => (m, None),
         Err(e) => (MetricsConfig::default(), Some(e.to_string())),
     };
@@ -206,6 +341,13 @@ pub async fn reconcile_experiment(
         "reconciled"
     );
     Ok(decision.requeue_after)
+}
+
+/// An experiment that is gone: nothing to do until it comes back.
+fn gone(ctx: &Context, namespace: &str, name: &str) -> Option<Duration> {
+    ctx.metrics.forget(namespace, name);
+    ctx.store.forget(namespace, name);
+    None
 }
 
 /// The experiment with only what a status patch, a finalizer change or an event needs (name,
@@ -296,6 +438,9 @@ async fn reconcile(
     resource: Arc<ExperimentResource>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    ctx.metrics.queued(1);
+    let turn = ctx.turns.acquire().await;
+    ctx.metrics.queued(-1);
     let started = Instant::now();
     let namespace = resource.namespace().unwrap_or_default();
     // A panic (a bug: there should be none) must not take the controller, and with it every
@@ -307,6 +452,7 @@ async fn reconcile(
     if let Err(ReconcileError::Panicked(text)) = &out {
         show_panic(&ctx, &resource, text).await;
     }
+    drop(turn);
     ctx.metrics.reconciled(started.elapsed());
     Ok(match out? {
         Some(after) => Action::requeue(after),
@@ -448,37 +594,43 @@ pub async fn run(
     metrics: Arc<OperatorMetrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (experiments, deployments, services) = match &settings.namespace {
-        Some(ns) => (
-            Api::<ExperimentResource>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-            Api::<Service>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::<ExperimentResource>::all(client.clone()),
-            Api::<Deployment>::all(client.clone()),
-            Api::<Service>::all(client.clone()),
-        ),
-    };
+    let experiments: Api<ExperimentResource> = scoped(&client, &settings);
+    // One watch per kind feeds both a store (what reconciles read) and the triggers.
+    let (deployment_store, deployment_writer) = reflector::store();
+    let deployment_events = watcher(scoped(&client, &settings), watcher::Config::default())
+        .backoff(watch_backoff())
+        .modify(forget_managed_fields)
+        .reflect(deployment_writer)
+        .touched_objects();
+    let (service_store, service_writer) = reflector::store();
+    let service_events = watcher(scoped(&client, &settings), watcher::Config::default())
+        .backoff(watch_backoff())
+        .modify(forget_managed_fields)
+        .reflect(service_writer)
+        .touched_objects();
+    let (config_maps, config_map_tasks) = watch_metrics_config_maps(&client, &settings);
+    let config_map_watches = Watches(config_map_tasks);
     let controller = Controller::new(experiments.clone(), watcher::Config::default());
     let by_deployment = controller.store();
     let by_service = controller.store();
     let by_experiment = controller.store();
-    let ctx = Arc::new(Context::new(client, settings, adapters, metrics));
+    let stores = Stores {
+        experiments: controller.store(),
+        deployments: deployment_store,
+        services: service_store,
+        config_maps,
+    };
+    let ctx = Arc::new(Context::new(client, settings, adapters, stores, metrics));
     controller
         .trigger_backoff(watch_backoff())
-        .watches(
-            deployments,
-            watcher::Config::default(),
-            move |d: Deployment| {
-                experiments_naming_deployment(
-                    &by_deployment,
-                    &d.namespace().unwrap_or_default(),
-                    &d.name_any(),
-                )
-            },
-        )
-        .watches(services, watcher::Config::default(), move |s: Service| {
+        .watches_stream(deployment_events, move |d: Deployment| {
+            experiments_naming_deployment(
+                &by_deployment,
+                &d.namespace().unwrap_or_default(),
+                &d.name_any(),
+            )
+        })
+        .watches_stream(service_events, move |s: Service| {
             experiments_naming_service(
                 &by_service,
                 &s.namespace().unwrap_or_default(),
@@ -498,4 +650,31 @@ pub async fn run(
             }
         })
         .await;
+    drop(config_map_watches);
+}
+
+/// Stores of the ConfigMaps named `iter8config-metrics` the operator may read: in every
+/// namespace, or in the watched namespace and the metrics namespace. Each is fed by a task
+/// that the caller aborts when the controller stops.
+fn watch_metrics_config_maps(
+    client: &Client,
+    settings: &Settings,
+) -> (Vec<Store<ConfigMap>>, Vec<tokio::task::JoinHandle<()>>) {
+    let apis = match &settings.namespace {
+        None => vec![Api::<ConfigMap>::all(client.clone())],
+        Some(ns) if *ns == settings.metrics_namespace => {
+            vec![Api::namespaced(client.clone(), ns)]
+        }
+        Some(ns) => vec![
+            Api::namespaced(client.clone(), &settings.metrics_namespace),
+            Api::namespaced(client.clone(), ns),
+        ],
+    };
+    let only_ours = watcher::Config::default().fields(&format!(
+        "metadata.name={}",
+        iter8_core::metrics_config::CONFIGMAP_NAME
+    ));
+    apis.into_iter()
+        .map(|api| reflect_in_task(api, only_ours.clone()))
+        .unzip()
 }

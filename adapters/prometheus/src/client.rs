@@ -35,6 +35,8 @@ pub struct PrometheusClient {
     auth: Auth,
     retry: RetryPolicy,
     requests: AtomicU64,
+    /// Turns for queries in flight ([`PrometheusSettings::max_concurrent_queries`]).
+    turns: Option<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for PrometheusClient {
@@ -170,6 +172,9 @@ impl PrometheusClient {
             auth: settings.auth.clone(),
             retry: settings.retry,
             requests: AtomicU64::new(0),
+            turns: settings
+                .max_concurrent_queries
+                .map(tokio::sync::Semaphore::new),
         })
     }
 
@@ -196,7 +201,13 @@ impl PrometheusClient {
         let mut pauses = self.retry.schedule().build();
         let mut attempts = 1;
         loop {
-            match self.attempt(url.clone()).await {
+            let turn = match &self.turns {
+                Some(turns) => turns.acquire().await.ok(),
+                None => None,
+            };
+            let attempt = self.attempt(url.clone()).await;
+            drop(turn);
+            match attempt {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(err) => match pauses.next() {
                     Some(pause) => {

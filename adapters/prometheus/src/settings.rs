@@ -206,6 +206,9 @@ pub struct PrometheusSettings {
     pub auth: Auth,
     /// TLS options.
     pub tls: TlsSettings,
+    /// At most this many queries in flight at once, across every caller of the client
+    /// (`None`: no limit); the others wait their turn.
+    pub max_concurrent_queries: Option<usize>,
 }
 
 impl PrometheusSettings {
@@ -217,7 +220,14 @@ impl PrometheusSettings {
             retry: RetryPolicy::default(),
             auth: Auth::None,
             tls: TlsSettings::default(),
+            max_concurrent_queries: None,
         }
+    }
+
+    /// Caps the queries in flight at once (at least one).
+    pub fn with_max_concurrent_queries(mut self, max: usize) -> Self {
+        self.max_concurrent_queries = Some(max.max(1));
+        self
     }
 
     /// Sets the request timeout.

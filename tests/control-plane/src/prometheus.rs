@@ -236,6 +236,12 @@ fn answer(state: &Mutex<State>, line: &str) -> (String, String) {
         );
     }
     let asked = classify(&query);
+    // A query that names its namespace is answered for that namespace (the benchmark's
+    // per-namespace metrics ConfigMaps); the stock queries are answered for `namespace`.
+    let namespace = query
+        .split_once("destination_workload_namespace='")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map_or(state.namespace.clone(), |(ns, _)| ns.to_string());
     let result: Vec<Value> = state
         .versions
         .iter()
@@ -252,7 +258,7 @@ fn answer(state: &Mutex<State>, line: &str) -> (String, String) {
             json!({
                 "metric": {
                     "destination_workload": workload,
-                    "destination_workload_namespace": state.namespace,
+                    "destination_workload_namespace": namespace,
                 },
                 "value": [1_700_000_000.0, value.to_string()]
             })
