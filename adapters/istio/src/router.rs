@@ -77,6 +77,9 @@ impl Drop for Cache {
     }
 }
 
+/// How long a read waits for the stores' first list before it asks the API instead.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A kind of routing rule the cache holds.
 trait Rule: Resource<DynamicType = ()> + Clone + 'static {
     fn store(cache: &Cache) -> &Store<Self>;
@@ -101,10 +104,16 @@ impl Cache {
         self.namespace.as_deref().is_none_or(|ns| ns == namespace)
     }
 
-    async fn ready(&self) {
-        let _ = self.virtual_services.wait_until_ready().await;
-        let _ = self.destination_rules.wait_until_ready().await;
-        let _ = self.deployments.wait_until_ready().await;
+    /// Whether the stores hold `namespace` and have completed their first list, waiting at
+    /// most [`SYNC_WAIT`] for that. Without Istio's CRDs (or the right to watch them) the
+    /// watches never list: reads then go to the API, which reports why.
+    async fn ready_for(&self, namespace: &str) -> bool {
+        let synced = async {
+            let _ = self.virtual_services.wait_until_ready().await;
+            let _ = self.destination_rules.wait_until_ready().await;
+            let _ = self.deployments.wait_until_ready().await;
+        };
+        self.covers(namespace) && tokio::time::timeout(SYNC_WAIT, synced).await.is_ok()
     }
 }
 
@@ -312,8 +321,9 @@ impl IstioRouter {
         reference: &RoutingReference,
     ) -> Result<(String, String, Option<VirtualService>), IstioError> {
         let (namespace, name) = reference::referenced(reference, &target.namespace)?;
-        if let Some(cache) = self.cache.as_ref().filter(|c| c.covers(&namespace)) {
-            cache.ready().await;
+        if let Some(cache) = &self.cache
+            && cache.ready_for(&namespace).await
+        {
             let found = cache
                 .virtual_services
                 .get(&ObjectRef::new(&name).within(&namespace))
@@ -510,8 +520,9 @@ impl IstioRouter {
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, IstioError> {
-        let deployment = if let Some(cache) = self.cache.as_ref().filter(|c| c.covers(namespace)) {
-            cache.ready().await;
+        let deployment = if let Some(cache) = &self.cache
+            && cache.ready_for(namespace).await
+        {
             cache
                 .deployments
                 .get(&ObjectRef::new(name).within(namespace))
@@ -627,11 +638,10 @@ impl IstioRouter {
 
     /// The rules of the target's host from the stores (`None`: no stores).
     async fn cached_list<K: Rule>(&self, target: &RoutingTarget) -> Option<Vec<K>> {
-        let cache = self
-            .cache
-            .as_ref()
-            .filter(|c| c.covers(&target.namespace))?;
-        cache.ready().await;
+        let cache = self.cache.as_ref()?;
+        if !cache.ready_for(&target.namespace).await {
+            return None;
+        }
         let host = target.host_label();
         let of_host = |meta: &ObjectMeta| {
             meta.namespace.as_deref() == Some(target.namespace.as_str())

@@ -124,17 +124,30 @@ impl Stores {
         (stores, Watches(tasks))
     }
 
-    /// Waits until every store has had its first complete list: until then, a missing object
-    /// may only be not listed yet.
-    async fn ready(&self) {
-        let _ = self.experiments.wait_until_ready().await;
-        let _ = self.deployments.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-        for store in &self.config_maps {
-            let _ = store.wait_until_ready().await;
+    /// Waits until every store has had its first complete list (until then, a missing object
+    /// may only be not listed yet), at most [`SYNC_WAIT`] each.
+    async fn ready(&self) -> Result<(), KubeError> {
+        async fn synced<K>(store: &Store<K>, kind: &'static str) -> Result<(), KubeError>
+        where
+            K: kube::Resource<DynamicType = ()> + Clone + 'static,
+        {
+            match tokio::time::timeout(SYNC_WAIT, store.wait_until_ready()).await {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(KubeError::NotSynced(kind)),
+            }
         }
+        synced(&self.experiments, "Experiments").await?;
+        synced(&self.deployments, "Deployments").await?;
+        synced(&self.services, "Services").await?;
+        for store in &self.config_maps {
+            synced(store, "the metrics ConfigMap").await?;
+        }
+        Ok(())
     }
 }
+
+/// How long a reconcile waits for the stores' first list before it fails (and is retried).
+pub const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 /// The tasks feeding stores; dropping this stops them.
 pub struct Watches(Vec<tokio::task::JoinHandle<()>>);
@@ -274,7 +287,7 @@ pub async fn reconcile_experiment(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Duration>, ReconcileError> {
-    ctx.stores.ready().await;
+    ctx.stores.ready().await?;
     let cached = ctx
         .stores
         .experiments
