@@ -608,21 +608,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let experiments: Api<ExperimentResource> = scoped(&client, &settings);
-    // One watch per kind feeds both a store (what reconciles read) and the triggers.
-    let (deployment_store, deployment_writer) = reflector::store();
-    let deployment_events = watcher(scoped(&client, &settings), watcher::Config::default())
-        .backoff(watch_backoff())
-        .modify(forget_managed_fields)
-        .reflect(deployment_writer)
-        .touched_objects();
-    let (service_store, service_writer) = reflector::store();
-    let service_events = watcher(scoped(&client, &settings), watcher::Config::default())
-        .backoff(watch_backoff())
-        .modify(forget_managed_fields)
-        .reflect(service_writer)
-        .touched_objects();
+    // The stores reconciles read are fed by tasks of their own, not by the controller's trigger
+    // streams: those are polled only as the controller takes new work, so a reconcile waiting
+    // for a store fed by them could wait for itself (observed: first reconciles held ~30 s).
+    let (deployment_store, deployment_task) =
+        reflect_in_task(scoped(&client, &settings), watcher::Config::default());
+    let (service_store, service_task) =
+        reflect_in_task(scoped(&client, &settings), watcher::Config::default());
     let (config_maps, config_map_tasks) = watch_metrics_config_maps(&client, &settings);
-    let config_map_watches = Watches(config_map_tasks);
+    let mut tasks = config_map_tasks;
+    tasks.extend([deployment_task, service_task]);
+    let store_watches = Watches(tasks);
     let controller = Controller::new(experiments.clone(), watcher::Config::default());
     let by_deployment = controller.store();
     let by_service = controller.store();
@@ -633,23 +629,33 @@ pub async fn run(
         services: service_store,
         config_maps,
     };
+    let (deployment_triggers, service_triggers): (Api<Deployment>, Api<Service>) =
+        (scoped(&client, &settings), scoped(&client, &settings));
     let ctx = Arc::new(Context::new(client, settings, adapters, stores, metrics));
     controller
         .trigger_backoff(watch_backoff())
-        .watches_stream(deployment_events, move |d: Deployment| {
-            experiments_naming_deployment(
-                &by_deployment,
-                &d.namespace().unwrap_or_default(),
-                &d.name_any(),
-            )
-        })
-        .watches_stream(service_events, move |s: Service| {
-            experiments_naming_service(
-                &by_service,
-                &s.namespace().unwrap_or_default(),
-                &s.name_any(),
-            )
-        })
+        .watches(
+            deployment_triggers,
+            watcher::Config::default(),
+            move |d: Deployment| {
+                experiments_naming_deployment(
+                    &by_deployment,
+                    &d.namespace().unwrap_or_default(),
+                    &d.name_any(),
+                )
+            },
+        )
+        .watches(
+            service_triggers,
+            watcher::Config::default(),
+            move |s: Service| {
+                experiments_naming_service(
+                    &by_service,
+                    &s.namespace().unwrap_or_default(),
+                    &s.name_any(),
+                )
+            },
+        )
         .watches(
             experiments,
             watcher::Config::default(),
@@ -663,7 +669,7 @@ pub async fn run(
             }
         })
         .await;
-    drop(config_map_watches);
+    drop(store_watches);
 }
 
 /// Stores of the ConfigMaps named `iter8config-metrics` the operator may read: in every
