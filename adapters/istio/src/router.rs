@@ -67,6 +67,10 @@ struct Cache {
     destination_rules: Store<DestinationRule>,
     deployments: Store<Deployment>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// This router's own writes not yet seen in a store: `(kind, namespace, name)` → the
+    /// `resourceVersion` the write returned (`None`: deleted). A list that would miss one is
+    /// read from the API instead, so a reconcile never acts on rules older than its own.
+    written: std::sync::Mutex<BTreeMap<(String, String, String), Option<u64>>>,
 }
 
 impl Drop for Cache {
@@ -181,6 +185,7 @@ impl IstioRouter {
                 destination_rules,
                 deployments,
                 tasks: vec![vs_task, dr_task, deployment_task],
+                written: std::sync::Mutex::default(),
             })),
         }
     }
@@ -648,6 +653,25 @@ impl IstioRouter {
                 && label(meta, labels::HOST) == Some(host.as_str())
         };
         let store = K::store(cache);
+        let mut written = cache.written.lock().unwrap_or_else(|e| e.into_inner());
+        let version = |o: &K| o.meta().resource_version.as_deref()?.parse::<u64>().ok();
+        let mut behind = false;
+        written.retain(|(kind, ns, name), wrote| {
+            if *kind != kind_name::<K>() || *ns != target.namespace {
+                return true;
+            }
+            let cached = store.get(&ObjectRef::new(name).within(ns));
+            let seen = match (wrote, cached) {
+                (Some(wrote), Some(c)) => version(&c).is_some_and(|v| v >= *wrote),
+                (None, cached) => cached.is_none(),
+                (Some(_), None) => false,
+            };
+            behind |= !seen;
+            !seen
+        });
+        if behind {
+            return None;
+        }
         Some(
             store
                 .state()
@@ -656,6 +680,25 @@ impl IstioRouter {
                 .map(|o| (**o).clone())
                 .collect(),
         )
+    }
+
+    /// Remembers a write of this router until the store shows it.
+    fn wrote<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u64>,
+    ) {
+        if let Some(cache) = &self.cache {
+            cache
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    (kind_name::<K>(), namespace.to_string(), name.to_string()),
+                    version,
+                );
+        }
     }
 
     async fn server_side_apply<K>(&self, target: &RoutingTarget, obj: &K) -> Result<K, IstioError>
@@ -669,15 +712,23 @@ impl IstioRouter {
         let name = obj.meta().name.clone().unwrap_or_default();
         let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
         let params = PatchParams::apply(labels::FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(obj))
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(obj))
             .await
             .map_err(|source| IstioError::Kube {
                 verb: "apply",
                 kind: kind_name::<K>(),
                 namespace: target.namespace.clone(),
-                name,
+                name: name.clone(),
                 source: Box::new(source),
-            })
+            })?;
+        let version = applied
+            .meta()
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok());
+        self.wrote::<K>(&target.namespace, &name, version);
+        Ok(applied)
     }
 
     async fn delete<K>(
@@ -693,6 +744,7 @@ impl IstioRouter {
     {
         let name = meta.name.clone().unwrap_or_default();
         let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
+        self.wrote::<K>(&target.namespace, &name, None);
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
