@@ -293,11 +293,12 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     }
 }
 
-/// Experiment `i`'s Service and its two Deployments (no pods run: there is no scheduler).
+/// Experiment `i`'s Service and its two Deployments (no pods run: there is no scheduler). The
+/// Service is headless: the control plane's service IP range holds only a few hundred.
 fn target_objects(ns: &str, i: usize) -> String {
     let mut out = format!(
         "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: {ns}\n\
-         spec:\n  selector:\n    app: svc-{i}\n  ports:\n  - name: http\n    port: 9080\n"
+         spec:\n  clusterIP: None\n  selector:\n    app: svc-{i}\n  ports:\n  - name: http\n    port: 9080\n"
     );
     for v in ["v1", "v2"] {
         write!(
