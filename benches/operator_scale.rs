@@ -154,7 +154,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     )
     .expect("the stock metrics ConfigMap");
 
-    let prometheus = runtime.block_on(FakePrometheus::start("unused"));
+    let prometheus = runtime.block_on(FakePrometheus::per_version("unused"));
     for i in 0..args.per_namespace {
         prometheus.set(&format!("svc-{i}-v1"), Behaviour::ok(100.0, 150.0));
         prometheus.set(&format!("svc-{i}-v2"), Behaviour::ok(90.0, 140.0));
@@ -209,7 +209,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
             "--listen",
             "127.0.0.1:0",
             "--prometheus-url",
-            prometheus.url(),
+            &prometheus.url(),
             "--metrics-namespace",
             "iter8",
             "--abort-check-every",
@@ -289,7 +289,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
         peak_rss_mib,
         all_done_secs,
         completed,
-        prometheus_queries: prometheus.queries(),
+        prometheus_queries: prometheus.queries().len() as u64,
     }
 }
 

@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             routing: RoutingObservation {
                 split: Some(routed),
                 held_by: None,
+                ..Default::default()
             },
         };
         // The engine decides at once, or asks for an analysis and decides when it gets the

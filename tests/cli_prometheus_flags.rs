@@ -11,7 +11,7 @@ const COMMANDS: [&[&str]; 3] = [
     &["analytics", "serve"],
 ];
 
-const FLAGS: [&str; 10] = [
+const FLAGS: [&str; 11] = [
     "--prometheus-url",
     "--prometheus-timeout",
     "--prometheus-retries",
@@ -22,6 +22,7 @@ const FLAGS: [&str; 10] = [
     "--prometheus-password-env",
     "--prometheus-ca-file",
     "--prometheus-insecure-skip-verify",
+    "--prometheus-max-concurrent-queries",
 ];
 
 fn iter8(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -114,4 +115,19 @@ fn the_url_comes_from_the_flag_its_old_spelling_or_the_environment() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_command_needs_at_least_one_concurrent_prometheus_query() {
+    for command in COMMANDS {
+        let (code, _, err) = iter8(
+            &[command, &["--prometheus-max-concurrent-queries", "0"]].concat(),
+            &[],
+        );
+        assert_eq!(code, 2, "{command:?}: {err}");
+        assert!(
+            err.contains("invalid value '0' for '--prometheus-max-concurrent-queries"),
+            "{command:?}: {err}"
+        );
+    }
 }

@@ -233,6 +233,7 @@ fn an_http_route_is_printed_as_iter8_leaves_it_at_the_stage() {
             vec![("web-v1", 70), ("web-v2", 30)],
         ),
         (&[][..], vec![("web-v1", 100), ("web-v2", 0)]),
+        (&["--initializing"][..], vec![("web-v1", 100)]),
         (&["--final", "candidate"][..], vec![("web-v2", 100)]),
         (&["--final", "baseline"][..], vec![("web-v1", 100)]),
     ] {

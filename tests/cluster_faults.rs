@@ -8,7 +8,8 @@ mod cluster;
 use std::time::Duration;
 
 use cluster::*;
-use iter8_control_plane::{FakePrometheus, FaultProxy};
+use iter8_control_plane::FaultProxy;
+use iter8_test_support::FakePrometheus;
 
 const EXPERIMENT: &str = "reviews-v3-rollout";
 const ITERATIONS: u64 = 6;
@@ -18,12 +19,12 @@ fn api_faults_end_with_the_operator_recovered_and_nothing_lost() {
     let ns = "fault-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let proxy = runtime.block_on(FaultProxy::start(&cp.server(), &cp.ca_pem()));
     let _guard = runtime.enter();
     bookinfo_with_reviews_v3(cp, ns, &prometheus);
     let kubeconfig = cp.service_account_kubeconfig_via("iter8", "iter8-controller", proxy.url());
-    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+    let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
 
     let recorder = Recorder::start(cp, "experiments", ns, EXPERIMENT);
     std::thread::sleep(Duration::from_millis(500));

@@ -7,7 +7,7 @@ mod cluster;
 use std::time::Duration;
 
 use cluster::*;
-use iter8_control_plane::FakePrometheus;
+use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 
 const EXPERIMENT: &str = "reviews-v3-rollout";
@@ -38,11 +38,11 @@ fn a_deletion_whose_rollback_is_moot_does_not_wedge() {
     let ns = "moot-rollback";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let _guard = runtime.enter();
     bookinfo_with_reviews_v3(cp, ns, &prometheus);
     let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
-    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+    let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
     // A long interval: the experiment stays running at iteration 1.
     apply_in(cp, ns, &part1_experiment("1h", 8));
     wait_until(Duration::from_secs(60), "iteration 1 started", || {
@@ -69,7 +69,7 @@ fn a_deletion_whose_rollback_is_moot_does_not_wedge() {
         &["delete", "experiment", EXPERIMENT, "-n", ns, "--wait=false"],
         None,
     );
-    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+    let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
     wait_until(Duration::from_secs(30), "the experiment is gone", || {
         operator.assert_running();
         object(cp, "experiment", ns, EXPERIMENT).is_none()

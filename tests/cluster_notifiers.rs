@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster::*;
-use iter8_control_plane::FakePrometheus;
+use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -76,7 +76,7 @@ fn the_operator_binary_notifies_slack_and_webhooks() {
     let ns = "notifier-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let (receiver, received) = runtime.block_on(notification_receiver());
     let _guard = runtime.enter();
     bookinfo_with_reviews_v3(cp, ns, &prometheus);
@@ -85,7 +85,7 @@ fn the_operator_binary_notifies_slack_and_webhooks() {
     let mut operator = Operator::spawn_with_env(
         &kubeconfig,
         ns,
-        prometheus.url(),
+        &prometheus.url(),
         &[],
         &[("POD_NAMESPACE", "iter8")],
     );

@@ -10,7 +10,8 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use iter8_control_plane::{FakePrometheus, FaultProxy};
+use iter8_control_plane::FaultProxy;
+use iter8_test_support::FakePrometheus;
 use serde_json::{Value, json};
 
 const EXPERIMENT: &str = "reviews-v3-rollout";
@@ -58,11 +59,11 @@ fn a_deleted_running_experiment_is_rolled_back_then_gone_and_user_fields_stay() 
     let ns = "finalizer-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let _guard = runtime.enter();
     bookinfo_with_reviews_v3(cp, ns, &prometheus);
     let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
-    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+    let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
 
     apply_in(cp, ns, &part1_experiment("2s", 8));
     wait_until(Duration::from_secs(60), "traffic shifted past 20%", || {
@@ -165,7 +166,7 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
     let lease = "iter8-leader-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let _guard = runtime.enter();
     bookinfo_with_reviews_v3(cp, ns, &prometheus);
     let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
@@ -181,7 +182,7 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
             Operator::spawn(
                 &kubeconfig,
                 ns,
-                prometheus.url(),
+                &prometheus.url(),
                 &[
                     "--leader-elect",
                     "--identity",
@@ -317,12 +318,12 @@ fn the_operator_binary_runs_part_1_through_dropped_watches_and_stops_on_sigterm(
     let ns = "binary-check";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cp = cluster();
-    let prometheus = runtime.block_on(FakePrometheus::start(ns));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(ns));
     let proxy = runtime.block_on(FaultProxy::start(&cp.server(), &cp.ca_pem()));
     let _guard = runtime.enter();
     bookinfo_with_reviews_v3(cp, ns, &prometheus);
     let kubeconfig = cp.service_account_kubeconfig_via("iter8", "iter8-controller", proxy.url());
-    let mut operator = Operator::spawn(&kubeconfig, ns, prometheus.url(), &[]);
+    let mut operator = Operator::spawn(&kubeconfig, ns, &prometheus.url(), &[]);
 
     // Ready once it has reached the API server.
     wait_until(Duration::from_secs(30), "/readyz answers 200", || {
@@ -376,7 +377,7 @@ fn the_operator_binary_runs_part_1_through_dropped_watches_and_stops_on_sigterm(
     let vs = routing(cp, ns).expect("the operator's VirtualService");
     assert_eq!(weights(&vs), [("candidate".to_string(), 100)], "{vs:#}");
     // The decisions were made on what Prometheus answered to the stock templates.
-    let asked = prometheus.asked();
+    let asked = prometheus.queries();
     assert!(
         asked
             .iter()

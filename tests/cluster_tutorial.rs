@@ -10,7 +10,7 @@ mod cluster;
 use std::time::Duration;
 
 use cluster::*;
-use iter8_control_plane::{FakePrometheus, tutorial_versions};
+use iter8_test_support::{FakePrometheus, tutorial_versions};
 
 const NS: &str = "bookinfo-iter8";
 const SEED: &str = include_str!("data/iter8-canary-tutorial.md");
@@ -49,7 +49,7 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
     let tables = seed_tables();
     assert_eq!(tables.len(), 14, "the seed has 14 experiment tables");
 
-    let prometheus = runtime.block_on(FakePrometheus::start(NS));
+    let prometheus = runtime.block_on(FakePrometheus::per_version(NS));
     let versions = tutorial_versions();
     // A version serves (and Prometheus counts its requests) once its Deployment is applied.
     let deploy = |file: &str| {
@@ -70,7 +70,7 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
 
     // The operator as the bundle's ServiceAccount.
     let kubeconfig = cp.service_account_kubeconfig("iter8", "iter8-controller");
-    let mut operator = Operator::spawn(&kubeconfig, NS, prometheus.url(), &[]);
+    let mut operator = Operator::spawn(&kubeconfig, NS, &prometheus.url(), &[]);
 
     let mut table = 0;
     let mut expect = |operator: &mut Operator, timeout_secs: u64| {
@@ -216,5 +216,5 @@ fn the_five_parts_print_the_seeds_tables_on_a_real_api_server() {
         managers.iter().any(|m| m.starts_with("iter8")),
         "the operator's field manager owns the rules: {managers:?}"
     );
-    assert!(prometheus.queries() > 0);
+    assert!(!prometheus.queries().is_empty());
 }

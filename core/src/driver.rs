@@ -123,9 +123,17 @@ pub async fn reconcile_once(
             .await
             .map_err(DriverError::Store)?;
     }
-    for event in decision.events.iter().chain(&extra_events) {
-        // Events are best effort: losing one never fails a reconcile.
-        let _ = ports.events.record(experiment, event).await;
+    // Recorders see the experiment as the decision left it (as v0.2.1 notified with the status
+    // it had just set): a notifier's traffic, progress and assessment are the new ones.
+    if !(decision.events.is_empty() && extra_events.is_empty()) {
+        let decided = Experiment {
+            status: decision.status.clone(),
+            ..experiment.clone()
+        };
+        for event in decision.events.iter().chain(&extra_events) {
+            // Events are best effort: losing one never fails a reconcile.
+            let _ = ports.events.record(&decided, event).await;
+        }
     }
     if remove_finalizer {
         ports
@@ -305,6 +313,44 @@ mod tests {
     }
 
     #[test]
+    fn recorders_see_the_experiment_as_the_decision_left_it() {
+        // v0.2.1 notified with the status it had just set: the new traffic and iteration.
+        let exp = experiment();
+        let mut router = MockTrafficRouter::new();
+        router
+            .expect_observe()
+            .returning(|_| Ok(RoutingObservation::default()));
+        router.expect_apply().returning(|_, _| Ok(()));
+        let mut analytics = MockAnalytics::new();
+        analytics.expect_analyze().returning(|_| first_outcome());
+        let mut store = MockExperimentStore::new();
+        store.expect_add_finalizer().returning(|_| Ok(()));
+        store.expect_write_status().returning(|_, _| Ok(()));
+        let mut ev = MockEventRecorder::new();
+        ev.expect_record()
+            .withf(|e, _| {
+                e.status.current_iteration == 1
+                    && e.status.traffic_split_percentage == Some(TrafficSplit::with_candidate(20))
+                    && e.status.start_timestamp == Some(now())
+            })
+            .times(6)
+            .returning(|_, _| Ok(()));
+        let (t, m) = (
+            targets(),
+            MetricsConfig::from_configmap_yaml(EXTENDED_TELEMETRY_V2).unwrap(),
+        );
+        let ports = Ports {
+            targets: &t,
+            router: &router,
+            analytics: &analytics,
+            store: &store,
+            events: &ev,
+        };
+        let d = block_on(reconcile_once(&exp, &ports, &Context::new(&m, now()))).unwrap();
+        assert_eq!(d.events.len(), 6, "{:?}", d.events);
+    }
+
+    #[test]
     fn an_invalid_experiment_is_paused_without_an_analysis() {
         let mut exp = experiment();
         exp.spec.traffic_control.interval = Some(crate::GoDuration::new("soon"));
@@ -387,6 +433,7 @@ mod tests {
                 Ok(RoutingObservation {
                     split: Some(TrafficSplit::with_candidate(40)),
                     held_by: None,
+                    ..Default::default()
                 })
             });
             router.expect_apply().times(1).returning(move |_, a| {

@@ -20,6 +20,7 @@ pub mod metrics_config;
 pub mod model;
 pub mod plan;
 pub mod ports;
+pub mod routing_labels;
 pub mod table;
 pub mod validation;
 

@@ -68,6 +68,11 @@ pub struct RoutingObservation {
     pub split: Option<TrafficSplit>,
     /// Another running experiment holds the routing rules: its `name.namespace`.
     pub held_by: Option<String>,
+    /// Routing objects this experiment's routing needs that do not exist (`Kind ns/name`),
+    /// reported by routers with more than one object (Istio's DestinationRule beside its
+    /// VirtualService). A started experiment puts them back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 /// Everything observed for one decision.

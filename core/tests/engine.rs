@@ -85,15 +85,27 @@ fn missing_targets_pause_with_the_seeds_message() {
             "TargetsNotFound: Missing Service",
         ),
     ] {
+        let only_candidate_missing = targets.service && targets.baseline;
         let d = decide(&exp, &obs(targets), t0());
         assert_eq!(message(&d), expected);
         assert_eq!(d.status.phase, Some(Phase::Pause));
         assert_eq!(d.status.split(), TrafficSplit::ALL_BASELINE);
-        assert_eq!(
-            d.actions,
-            [Action::AddFinalizer],
-            "no routing before targets exist"
-        );
+        if only_candidate_missing {
+            // v0.2.1's initializing rules: all traffic to the baseline while it waits.
+            assert_eq!(
+                d.actions,
+                [
+                    Action::AddFinalizer,
+                    Action::Route(RoutingAction::Initialize)
+                ]
+            );
+        } else {
+            assert_eq!(
+                d.actions,
+                [Action::AddFinalizer],
+                "no routing before the Service and the baseline exist"
+            );
+        }
         assert_eq!(
             d.requeue_after, None,
             "waits for a watch event, not a timer"
@@ -200,8 +212,27 @@ fn the_candidate_appearing_starts_iteration_one_at_once() {
         d.status.grafana_url.as_deref(),
         Some(format!("reviews-v3-rollout:{}:None", t0().timestamp()).as_str())
     );
-    assert_eq!(d.events.len(), 1);
-    assert_eq!(d.events[0].reason, "IterationUpdate");
+    // v0.2.1's events, in its order: conditions turning true, the moved traffic, the message.
+    let events: Vec<(&str, &str)> = d
+        .events
+        .iter()
+        .map(|e| (e.reason.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("SyncMetricsSucceeded", "SyncMetricsSucceeded"),
+            ("TargetsFound", "TargetsFound"),
+            ("RoutingRulesReady", "RoutingRulesReady"),
+            ("AnalyticsServiceRunning", "AnalyticsServiceRunning"),
+            (
+                "IterationSucceeded",
+                "New Traffic, baseline: 80, candidate: 20"
+            ),
+            ("IterationUpdate", "Iteration 1 Started"),
+        ]
+    );
+    assert!(d.events.iter().all(|e| e.type_ == EventType::Normal));
     exp.status = d.status;
     // Half an interval later nothing is due.
     let o = obs(Targets::all_present());
@@ -501,6 +532,7 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
         routing: RoutingObservation {
             split: None,
             held_by: Some("reviews-v3-rollout.bookinfo-iter8".into()),
+            ..Default::default()
         },
     };
     let d = decide(&exp, &o, t0());
@@ -530,6 +562,7 @@ fn deleting_a_running_experiment_rolls_back_first() {
         routing: RoutingObservation {
             split: Some(exp.status.split()),
             held_by: None,
+            ..Default::default()
         },
     };
     let d = decide(&exp, &routed, t0());
@@ -595,6 +628,7 @@ fn hand_edited_weights_are_put_back() {
         routing: RoutingObservation {
             split: Some(TrafficSplit::with_candidate(90)),
             held_by: None,
+            ..Default::default()
         },
     };
     let d = decide(
@@ -619,6 +653,7 @@ fn completed_routing_is_reasserted_until_observed() {
         routing: RoutingObservation {
             split: Some(TrafficSplit::with_candidate(20)),
             held_by: None,
+            ..Default::default()
         },
     };
     let d = decide(&exp, &drifted, t0());
@@ -633,6 +668,7 @@ fn completed_routing_is_reasserted_until_observed() {
         routing: RoutingObservation {
             split: Some(TrafficSplit::ALL_BASELINE),
             held_by: None,
+            ..Default::default()
         },
         ..drifted.clone()
     };
@@ -642,6 +678,7 @@ fn completed_routing_is_reasserted_until_observed() {
         routing: RoutingObservation {
             split: Some(TrafficSplit::with_candidate(20)),
             held_by: Some("other.ns".into()),
+            ..Default::default()
         },
         ..drifted
     };

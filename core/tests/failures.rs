@@ -45,6 +45,7 @@ fn observed(split: TrafficSplit) -> Observations {
         routing: RoutingObservation {
             split: Some(split),
             held_by: None,
+            ..Default::default()
         },
     }
 }

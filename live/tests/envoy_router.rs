@@ -101,9 +101,21 @@ async fn routes_are_confirmed_served_and_survive_an_envoy_restart() {
     let free = router.observe(&other).await.unwrap();
     assert_eq!((free.split, free.held_by), (None, None));
 
-    // A version without a backend is refused, nothing is written.
-    let err = router
+    // Before its candidate has a backend, an experiment's initializing routes serve the
+    // baseline alone (v0.2.1's initializing rules); routing traffic to it is refused.
+    router
         .apply(&other, &RoutingAction::Initialize)
+        .await
+        .unwrap();
+    assert_eq!(
+        router.observe(&other).await.unwrap().split,
+        Some(TrafficSplit::ALL_BASELINE)
+    );
+    let err = router
+        .apply(
+            &other,
+            &RoutingAction::SetSplit(TrafficSplit::with_candidate(20)),
+        )
         .await
         .unwrap_err();
     assert!(err.message.contains("reviews-v4"), "{err}");

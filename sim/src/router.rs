@@ -197,6 +197,7 @@ impl Router {
             return RoutingObservation {
                 split: None,
                 held_by: Some(rules.owner.clone()),
+                ..Default::default()
             };
         }
         let ts = &exp.spec.target_service;
@@ -216,6 +217,7 @@ impl Router {
                 candidate: c,
             }),
             held_by: None,
+            ..Default::default()
         }
     }
 

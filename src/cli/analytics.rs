@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use iter8_analytics::AppState;
-use iter8_analytics::serve::{bind, serve};
+use iter8_analytics::serve::{Limits, bind, serve};
 use iter8_prometheus::PrometheusSource;
 
 use super::prometheus::PrometheusArgs;
@@ -60,6 +60,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     serve(
         listener,
         AppState::new(source, url),
+        Limits::default(),
         process::shutdown_signal(),
     )
     .await?;

@@ -167,6 +167,7 @@ fn decide(
         routing: RoutingObservation {
             split: Some(current),
             held_by: None,
+            ..Default::default()
         },
     };
     let decided = match engine::reconcile(&due, &obs, ctx) {

@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 use iter8_analytics::RemoteAnalytics;
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::duration::parse_go;
+use iter8_core::ports::Analytics;
 use iter8_gateway_api::GatewayRouter;
 use iter8_grafana::{ClientSettings, DashboardInput, GrafanaLink, Telemetry, Token};
 use iter8_istio::IstioRouter;
@@ -22,7 +23,7 @@ use iter8_kubernetes::watch_config::follow_config_map;
 use iter8_kubernetes::{Adapters, ByReference, OperatorMetrics, Settings};
 use iter8_notifiers::config::CONFIG_MAP;
 use iter8_notifiers::{AlsoNotify, Notifier, SenderSettings};
-use iter8_prometheus::{PrometheusClient, PrometheusSource};
+use iter8_prometheus::PrometheusSource;
 
 use super::prometheus::PrometheusArgs;
 use crate::process;
@@ -85,20 +86,21 @@ pub struct Args {
     /// How to reach Prometheus.
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
-    /// At most this many Prometheus queries in flight at once, across all experiments.
-    #[arg(
-        long,
-        env = "ITER8_PROMETHEUS_MAX_CONCURRENT_QUERIES",
-        default_value_t = 16,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    pub prometheus_max_concurrent_queries: u32,
     /// Built-in analytics over Prometheus, or a remote iter8-analytics service.
     #[arg(long, env = "ITER8_ANALYTICS", value_enum, default_value = "builtin")]
     pub analytics: AnalyticsMode,
     /// Timeout of one call to a remote analytics service (Go duration).
     #[arg(long, env = "ITER8_ANALYTICS_TIMEOUT", default_value = "10s")]
     pub analytics_timeout: String,
+    /// With `--analytics remote`: an analytics service experiments may name in
+    /// spec.analysis.analyticsService (repeatable; default: http://iter8-analytics.iter8:8080).
+    #[arg(
+        long = "analytics-allowed-endpoint",
+        env = "ITER8_ANALYTICS_ALLOWED_ENDPOINTS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub analytics_allowed_endpoints: Vec<String>,
     /// Check stopOnFailure criteria this often between interval boundaries (Go duration; `0`
     /// turns fast abort off).
     #[arg(long, env = "ITER8_ABORT_CHECK_EVERY", default_value = "5s")]
@@ -174,6 +176,18 @@ async fn push_dashboard(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The remote analytics client: experiments may name only the allowed endpoints.
+fn remote_analytics(args: &Args) -> anyhow::Result<RemoteAnalytics> {
+    let remote = RemoteAnalytics::new(duration("analytics-timeout", &args.analytics_timeout)?)
+        .context("the remote analytics client")?;
+    if args.analytics_allowed_endpoints.is_empty() {
+        return Ok(remote);
+    }
+    remote
+        .with_allowed_endpoints(&args.analytics_allowed_endpoints)
+        .context("--analytics-allowed-endpoint")
+}
+
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     push_dashboard(&args).await.context("--grafana-push-url")?;
     let identity = args
@@ -208,13 +222,14 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             })
             .transpose()?,
     };
-    let prometheus = PrometheusClient::new(
-        &args
-            .prometheus
-            .settings()?
-            .with_max_concurrent_queries(args.prometheus_max_concurrent_queries as usize),
-    )
-    .with_context(|| format!("Prometheus at {}", args.prometheus.url))?;
+    let prometheus = args.prometheus.client()?;
+    // Built before connecting to Kubernetes, so a bad flag is reported first.
+    let analytics: Arc<dyn Analytics> = match args.analytics {
+        AnalyticsMode::Builtin => {
+            Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
+        }
+        AnalyticsMode::Remote => Arc::new(remote_analytics(&args)?),
+    };
     let metrics = Arc::new(OperatorMetrics::new());
     let client = operator::client(
         args.kubeconfig.clone(),
@@ -242,15 +257,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             )),
             http_route: Arc::new(GatewayRouter::new(client.clone())),
         }),
-        analytics: match args.analytics {
-            AnalyticsMode::Builtin => {
-                Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
-            }
-            AnalyticsMode::Remote => Arc::new(
-                RemoteAnalytics::new(duration("analytics-timeout", &args.analytics_timeout)?)
-                    .context("the remote analytics client")?,
-            ),
-        },
+        analytics,
         dashboard: Arc::new(GrafanaLink::new()),
         events: Some(Arc::new(AlsoNotify::new(
             Arc::new(KubeEvents::new(client.clone(), identity.clone())),

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::builder::TypedValueParser as _;
 use iter8_core::duration::parse_go;
+use iter8_prometheus::settings::DEFAULT_MAX_CONCURRENT_QUERIES;
 use iter8_prometheus::{
     Auth, PrometheusClient, PrometheusSettings, RetryPolicy, SecretSource, TlsSettings,
 };
@@ -105,29 +107,43 @@ pub struct PrometheusArgs {
         env = "ITER8_PROMETHEUS_INSECURE_SKIP_VERIFY"
     )]
     pub insecure_skip_verify: bool,
+    /// Prometheus queries in flight at once, at most; more wait for a free slot.
+    #[arg(
+        long = "prometheus-max-concurrent-queries",
+        env = "ITER8_PROMETHEUS_MAX_CONCURRENT_QUERIES",
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_CONCURRENT_QUERIES,
+        value_parser = clap::value_parser!(u16).range(1..).map(usize::from)
+    )]
+    pub max_concurrent_queries: usize,
+}
+
+/// Where a secret comes from: its file flag, else its environment-variable flag.
+fn secret_source(file: &Option<PathBuf>, env: &Option<String>) -> Option<SecretSource> {
+    match (file, env) {
+        (Some(path), _) => Some(SecretSource::File(path.clone())),
+        (None, Some(var)) => Some(SecretSource::Env(var.clone())),
+        (None, None) => None,
+    }
 }
 
 impl PrometheusArgs {
-    /// The authentication the flags ask for; reads the secret now, so a missing file or
-    /// variable is reported at start-up.
+    /// The authentication the flags ask for. Secrets are read at start-up, so a missing file
+    /// or variable is reported then (a token file when the client is built, which re-reads it
+    /// when it changes and after a 401).
     fn auth(&self) -> anyhow::Result<Auth> {
-        let token = match (&self.token_file, &self.token_env) {
-            (Some(path), _) => Some(SecretSource::File(path.clone())),
-            (None, Some(var)) => Some(SecretSource::Env(var.clone())),
-            (None, None) => None,
-        };
-        if let Some(source) = token {
-            return Ok(Auth::Bearer(source.load("bearer token")?));
+        match secret_source(&self.token_file, &self.token_env) {
+            Some(SecretSource::File(path)) => return Ok(Auth::BearerFile(path)),
+            Some(env) => return Ok(Auth::Bearer(env.load("bearer token")?)),
+            None => {}
         }
         let Some(username) = &self.username else {
             return Ok(Auth::None);
         };
-        let password = match (&self.password_file, &self.password_env) {
-            (Some(path), _) => SecretSource::File(path.clone()),
-            (None, Some(var)) => SecretSource::Env(var.clone()),
-            (None, None) => bail!(
+        let Some(password) = secret_source(&self.password_file, &self.password_env) else {
+            bail!(
                 "--prometheus-username needs --prometheus-password-file or --prometheus-password-env"
-            ),
+            )
         };
         Ok(Auth::Basic {
             username: username.clone(),
@@ -147,7 +163,8 @@ impl PrometheusArgs {
             .with_tls(TlsSettings {
                 ca_file: self.ca_file.clone(),
                 insecure_skip_verify: self.insecure_skip_verify,
-            }))
+            })
+            .with_max_concurrent_queries(self.max_concurrent_queries))
     }
 
     /// A client for these flags.

@@ -211,14 +211,13 @@ fn render_referenced(
 ) -> anyhow::Result<Vec<String>> {
     let doc = referenced_document(args, reference, exp)?;
     if reference.is_http_route() {
-        if args.initializing {
-            bail!(
-                "--initializing: with an HTTPRoute the candidate's backendRef is added at weight 0 from the start"
-            );
-        }
         let route: HTTPRoute = serde_json::from_value(doc).context("reading the HTTPRoute")?;
         let target = iter8_gateway_api::RouteTarget::from_experiment(exp)?;
-        let stage = iter8_gateway_api::Stage::for_action(&action(args)?);
+        let stage = if args.initializing {
+            iter8_gateway_api::Stage::initializing()
+        } else {
+            iter8_gateway_api::Stage::for_action(&action(args)?)
+        };
         let changed = iter8_gateway_api::route::at_stage(&route, &target, &stage)?;
         return Ok(vec![serde_saphyr::to_string(&changed)?]);
     }

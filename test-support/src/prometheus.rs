@@ -1,7 +1,8 @@
 //! A scriptable fake Prometheus: an HTTP/1.1 server on 127.0.0.1:0 that answers from a script
-//! (replies in order, the last one repeated) or from a function of the request, records every
-//! request, and counts how many it served at once. Dropping it stops the server and every
-//! connection it holds.
+//! (replies in order, the last one repeated), from a function of the request, or with Istio
+//! telemetry per version ([`crate::telemetry`]); records every request, and counts how many it
+//! served at once. An outage ([`FakePrometheus::fail_with`]) overrides any of them. Dropping it
+//! stops the server and every connection it holds.
 //!
 //! It reads request heads only (Prometheus' instant queries are `GET`s) and answers with a JSON
 //! content type; connections are kept alive, as Prometheus does, unless the client sends
@@ -15,6 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::telemetry::{Behaviour, Telemetry};
 
 /// What the fake does with one request.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +91,9 @@ impl Request {
     }
 }
 
+/// The path of Prometheus' instant queries.
+const INSTANT_QUERY: &str = "/api/v1/query";
+
 type Answer = Box<dyn Fn(&Request) -> Reply + Send + Sync>;
 
 enum Script {
@@ -98,10 +104,16 @@ enum Script {
     },
     /// A reply computed from each request.
     Function(Answer),
+    /// Istio telemetry of the versions added with [`FakePrometheus::set`].
+    PerVersion(Telemetry),
 }
 
 struct State {
     script: Script,
+    /// While set, every request is answered with this HTTP status (an outage).
+    outage: Option<u16>,
+    /// While set, every request is answered 200 with a body that is not JSON.
+    garbage: bool,
     requests: Vec<Request>,
     in_flight: usize,
     max_in_flight: usize,
@@ -109,8 +121,23 @@ struct State {
 
 impl State {
     fn reply(&mut self, request: &Request) -> Reply {
+        if let Some(status) = self.outage {
+            let body = serde_json::json!({
+                "status": "error", "errorType": "internal", "error": "injected outage"
+            });
+            return Reply::json(status, &body);
+        }
+        if self.garbage {
+            return Reply::http(200, "<html>502 Bad Gateway</html>");
+        }
         match &mut self.script {
             Script::Function(answer) => answer(request),
+            Script::PerVersion(telemetry) => match &request.query {
+                Some(promql) if request.path == INSTANT_QUERY => {
+                    Reply::json(200, &telemetry.answer(promql))
+                }
+                _ => Reply::http(404, "{}"),
+            },
             Script::Replies { next, last } => {
                 if let Some(reply) = next.pop_front() {
                     *last = Some(reply);
@@ -152,13 +179,20 @@ impl FakePrometheus {
         answer: impl Fn(&str) -> (u16, serde_json::Value) + Send + Sync + 'static,
     ) -> FakePrometheus {
         Self::answering(move |request| match &request.query {
-            Some(promql) if request.path == "/api/v1/query" => {
+            Some(promql) if request.path == INSTANT_QUERY => {
                 let (status, body) = answer(promql);
                 Reply::json(status, &body)
             }
             _ => Reply::http(404, "{}"),
         })
         .await
+    }
+
+    /// A fake that answers the stock and extended Istio telemetry-v2 queries with one series per
+    /// version of `namespace` (see [`crate::telemetry`]); versions are added with
+    /// [`FakePrometheus::set`].
+    pub async fn per_version(namespace: &str) -> FakePrometheus {
+        Self::start(Script::PerVersion(Telemetry::new(namespace))).await
     }
 
     async fn start(script: Script) -> FakePrometheus {
@@ -168,6 +202,8 @@ impl FakePrometheus {
         let addr = listener.local_addr().expect("the fake's address");
         let state = Arc::new(Mutex::new(State {
             script,
+            outage: None,
+            garbage: false,
             requests: Vec::new(),
             in_flight: 0,
             max_in_flight: 0,
@@ -223,6 +259,28 @@ impl FakePrometheus {
             .iter()
             .filter_map(|r| r.query.clone())
             .collect()
+    }
+
+    /// Adds a version to a [`FakePrometheus::per_version`] fake (its requests count from now
+    /// on, after [`crate::telemetry::WARM_UP`]), or changes a known version's behaviour from the
+    /// next query on. Panics on a fake started otherwise: its answers are scripted.
+    pub fn set(&self, version: &str, behaviour: Behaviour) {
+        match &mut self.state().script {
+            Script::PerVersion(telemetry) => telemetry.set(version, behaviour),
+            _ => panic!("FakePrometheus::set needs a fake started with per_version"),
+        }
+    }
+
+    /// Answers every request with HTTP `status` and Prometheus' error body from now on (an
+    /// outage); `None` ends the outage.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.state().outage = status;
+    }
+
+    /// Answers every request 200 with a body that is not JSON (a proxy's error page);
+    /// `false` answers as before.
+    pub fn answer_garbage(&self, on: bool) {
+        self.state().garbage = on;
     }
 
     /// The most requests served at the same time.
@@ -352,6 +410,34 @@ mod tests {
         assert!(other.starts_with("HTTP/1.1 404"), "{other}");
         assert_eq!(fake.queries(), ["sum(up) by (job)"]);
         assert_eq!(fake.requests()[1].path, "/api/v1/labels");
+    }
+
+    #[tokio::test]
+    async fn per_version_answers_telemetry_queries_until_an_outage() {
+        let fake = FakePrometheus::per_version("bookinfo-iter8").await;
+        fake.set("reviews-v3", crate::Behaviour::ok(37.0, 51.0));
+        let query = "/api/v1/query?query=sum%28increase%28istio_request_duration_milliseconds_sum%5B30s%5D%29%29";
+        let answer = get(fake.addr(), query).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains(r#""destination_workload":"reviews-v3","destination_workload_namespace":"bookinfo-iter8""#)
+                && answer.contains(r#""value":[1700000000.0,"37"]"#),
+            "{answer}"
+        );
+        fake.fail_with(Some(503));
+        let answer = get(fake.addr(), query).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("injected outage"), "{answer}");
+        fake.fail_with(None);
+        assert!(get(fake.addr(), query).await.starts_with("HTTP/1.1 200"));
+        assert_eq!(fake.queries().len(), 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "per_version")]
+    async fn set_on_a_scripted_fake_is_a_mistake_named_as_such() {
+        let fake = FakePrometheus::scripted(vec![]).await;
+        fake.set("v1", crate::Behaviour::ok(1.0, 2.0));
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use iter8_control_plane::ControlPlane;
+#[allow(unused_imports)] // not every test file uses each
+pub use iter8_control_plane::{assert_iterations_once, http_get, iterations, seconds_between};
 
 pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/bookinfo");
 /// The Istio networking CRDs (1.x, as Istio ships them), kept beside the Istio adapter's tests.
@@ -273,46 +275,6 @@ impl Drop for Recorder {
     }
 }
 
-/// The iterations a history went through, in order: each distinct (`currentIteration`,
-/// `lastIncrementTime`). An iteration run twice shows as a repeated number, a lost one as a gap.
-pub fn iterations(history: &[serde_json::Value]) -> Vec<(u64, String)> {
-    let mut out: Vec<(u64, String)> = Vec::new();
-    for exp in history {
-        let s = &exp["status"];
-        let Some(n) = s["currentIteration"].as_u64().filter(|n| *n > 0) else {
-            continue;
-        };
-        let at = s["lastIncrementTime"].as_str().unwrap_or("").to_string();
-        if out.last() != Some(&(n, at.clone())) {
-            out.push((n, at));
-        }
-    }
-    out
-}
-
-/// Seconds from one RFC 3339 timestamp to another.
-pub fn seconds_between(from: &str, to: &str) -> f64 {
-    let from = chrono::DateTime::parse_from_rfc3339(from).expect("a timestamp");
-    let to = chrono::DateTime::parse_from_rfc3339(to).expect("a timestamp");
-    (to - from).as_seconds_f64()
-}
-
-/// Fails unless `runs` are iterations 1..=`n`, each once, in order, `interval` seconds or more
-/// apart.
-pub fn assert_iterations_once(runs: &[(u64, String)], n: u64, interval: f64) {
-    assert_eq!(
-        runs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-        (1..=n).collect::<Vec<_>>(),
-        "{runs:#?}"
-    );
-    for pair in runs.windows(2) {
-        assert!(
-            seconds_between(&pair[0].1, &pair[1].1) >= interval,
-            "increments in order, an interval apart: {runs:#?}"
-        );
-    }
-}
-
 /// How often each `IterationUpdate` Event message was recorded on experiment `name` (summing
 /// `count` over aggregated Events and over Events of different operator instances).
 pub fn iteration_events(cp: &ControlPlane, ns: &str, name: &str) -> Vec<(String, i64)> {
@@ -338,42 +300,17 @@ pub fn object(cp: &ControlPlane, kind: &str, ns: &str, name: &str) -> Option<ser
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// A GET on 127.0.0.1:`port`: (status, body), or (0, "") if nothing answers.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// A namespace with bookinfo's Deployments and Services and reviews-v3, and the fake
 /// Prometheus told that reviews-v2 and reviews-v3 serve.
 pub fn bookinfo_with_reviews_v3(
     cp: &ControlPlane,
     ns: &str,
-    prometheus: &iter8_control_plane::FakePrometheus,
+    prometheus: &iter8_test_support::FakePrometheus,
 ) {
     namespace(cp, ns);
     apply_in(cp, ns, &example("bookinfo-tutorial.yaml", "30s"));
     apply_in(cp, ns, &example("reviews-v3.yaml", "30s"));
-    let versions = iter8_control_plane::tutorial_versions();
+    let versions = iter8_test_support::tutorial_versions();
     for v in ["reviews-v2", "reviews-v3"] {
         prometheus.set(v, versions[v]);
     }

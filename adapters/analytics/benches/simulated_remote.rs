@@ -82,7 +82,9 @@ fn run(rt: Option<&Arc<Runtime>>) -> (Duration, u64) {
         .map_or_else(|| "http://unused".to_string(), |s| s.url.clone());
     if let Some(rt) = rt {
         let handle = rt.clone();
-        let remote = RemoteAnalytics::new(Duration::from_secs(10)).expect("client");
+        let remote = RemoteAnalytics::new(Duration::from_secs(10))
+            .and_then(|r| r.with_allowed_endpoints([&url]))
+            .expect("client");
         sim.set_analytics(ExternalAnalytics::new(
             remote,
             move |f: ReconcileFuture<'_>| handle.block_on(f),

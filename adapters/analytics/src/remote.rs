@@ -12,6 +12,12 @@
 //! `POST <analyticsService>/api/v1/experiment/<algorithm>`, with a timeout (default 10 s). Any
 //! failure is an [`AnalyticsError::Service`] naming the URL, the HTTP status and the service's
 //! `message`. `increment_without_check` is never sent (iter8 v0.2 did not either).
+//!
+//! An experiment's author chooses `analyticsService`, the operator does not: the client only
+//! calls endpoints on its allow-list (by default iter8's own default service), follows no
+//! redirects, reads at most [`MAX_RESPONSE_BYTES`] of an answer and puts at most
+//! [`MAX_MESSAGE_CHARS`] characters of an error into the experiment's status — the service's
+//! `message`, never its raw body.
 
 use std::time::Duration;
 
@@ -29,12 +35,29 @@ use crate::response::AnalyticsResponseWire;
 /// The default timeout of one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest answer read from the service: a decision is a few KiB.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// The longest error message (it ends up in the experiment's status).
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// What ends a truncated message.
+pub const TRUNCATED: &str = "… (truncated)";
+
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     /// reqwest refused the configuration.
     #[error("analytics client: {0}")]
     Client(#[from] reqwest::Error),
+    /// An allowed endpoint is not an absolute http(s) URL.
+    #[error("allowed analytics endpoint `{url}`: {reason}")]
+    Endpoint {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// [`Analytics`] over a remote iter8-analytics v0.2.1 API.
@@ -43,6 +66,56 @@ pub struct RemoteAnalytics {
     http: reqwest::Client,
     timeout: Duration,
     endpoint: Option<String>,
+    /// The endpoints an experiment may name, normalised by [`normalise_endpoint`].
+    allowed: Vec<String>,
+}
+
+/// An endpoint in the form the allow-list compares: scheme, host and port as `Url` writes them
+/// (lower-case host, default port dropped) and the path without a trailing `/`.
+pub fn normalise_endpoint(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| e.to_string())?;
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
+        return Err("the scheme must be http or https".into());
+    }
+    if parsed.host_str().is_none() {
+        return Err("no host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("credentials in the URL are not accepted".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+/// `text`, cut to `max` characters with [`TRUNCATED`] appended when it is longer.
+pub fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}{TRUNCATED}", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// Why an answer's body could not be read.
+enum BodyError {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// Reads a body chunk by chunk, giving up once it exceeds `cap` bytes.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The algorithm name in the API's URL for a strategy (`None`: not served remotely).
@@ -146,31 +219,24 @@ pub fn payload(request: &AnalysisRequest) -> Value {
     })
 }
 
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => &text[..i],
-        None => text,
-    }
-}
-
-/// The service's own words from an error body: `message`, plus flask_restplus' `errors`.
-fn service_message(body: &str) -> String {
-    match serde_json::from_str::<Value>(body) {
-        Ok(v) => {
-            let message = v.get("message").and_then(Value::as_str).map(str::to_string);
-            let errors = v.get("errors").and_then(Value::as_object).map(|e| {
-                e.iter()
-                    .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
-            match (message, errors) {
-                (Some(m), Some(e)) => format!("{m} ({e})"),
-                (Some(m), None) => m,
-                (None, _) => truncate(body.trim(), 300).to_string(),
-            }
-        }
-        Err(_) => truncate(body.trim(), 300).to_string(),
+/// The service's own words from an error body: `message`, plus flask_restplus' `errors`. A body
+/// without them is not quoted (it may be anything, e.g. a proxy's HTML page).
+fn service_message(body: &[u8]) -> String {
+    let v = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let message = v.get("message").and_then(Value::as_str).map(str::to_string);
+    let errors = v.get("errors").and_then(Value::as_object).map(|e| {
+        e.iter()
+            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    match (message, errors) {
+        (Some(m), Some(e)) => format!("{m} ({e})"),
+        (Some(m), None) => m,
+        (None, _) => format!(
+            "the answer ({} bytes) is not an iter8-analytics error message",
+            body.len()
+        ),
     }
 }
 
@@ -209,12 +275,45 @@ impl RemoteAnalytics {
             .timeout(timeout)
             .connect_timeout(timeout)
             .no_proxy()
+            // A redirect would lead the operator to a URL no allow-list checked.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let default =
+            normalise_endpoint(iter8_core::model::DEFAULT_ANALYTICS_SERVICE).map_err(|reason| {
+                RemoteError::Endpoint {
+                    url: iter8_core::model::DEFAULT_ANALYTICS_SERVICE.into(),
+                    reason,
+                }
+            })?;
         Ok(RemoteAnalytics {
             http,
             timeout,
             endpoint: None,
+            allowed: vec![default],
         })
+    }
+
+    /// Allows experiments to name exactly these endpoints (instead of iter8's default
+    /// `http://iter8-analytics.iter8:8080`).
+    pub fn with_allowed_endpoints<S: AsRef<str>>(
+        mut self,
+        endpoints: impl IntoIterator<Item = S>,
+    ) -> Result<Self, RemoteError> {
+        self.allowed = endpoints
+            .into_iter()
+            .map(|url| {
+                normalise_endpoint(url.as_ref()).map_err(|reason| RemoteError::Endpoint {
+                    url: url.as_ref().to_string(),
+                    reason,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// Whether an experiment may name `url` as its analytics service.
+    pub fn is_allowed(&self, url: &str) -> bool {
+        normalise_endpoint(url).is_ok_and(|u| self.allowed.contains(&u))
     }
 
     /// Calls `endpoint` instead of each request's `analytics_service`.
@@ -234,7 +333,8 @@ impl RemoteAnalytics {
     }
 
     async fn call(&self, url: &str, body: &Value) -> Result<AnalyticsResponseWire, AnalyticsError> {
-        let service = |m: String| AnalyticsError::Service(m);
+        // Every message is bounded: it becomes part of the experiment's status.
+        let service = |m: String| AnalyticsError::Service(bounded(&m, MAX_MESSAGE_CHARS));
         let response = self.http.post(url).json(body).send().await.map_err(|e| {
             if e.is_timeout() {
                 service(format!("POST {url}: no answer within {:?}", self.timeout))
@@ -243,21 +343,26 @@ impl RemoteAnalytics {
             }
         })?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| {
-            if e.is_timeout() {
-                service(format!("POST {url}: no answer within {:?}", self.timeout))
-            } else {
-                service(format!("POST {url}: reading the answer: {e}"))
-            }
-        })?;
+        let body = read_capped(response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => service(format!(
+                    "POST {url}: HTTP {}: the answer exceeds {MAX_RESPONSE_BYTES} bytes",
+                    status.as_u16()
+                )),
+                BodyError::Http(e) if e.is_timeout() => {
+                    service(format!("POST {url}: no answer within {:?}", self.timeout))
+                }
+                BodyError::Http(e) => service(format!("POST {url}: reading the answer: {e}")),
+            })?;
         if !status.is_success() {
             return Err(service(format!(
                 "POST {url}: HTTP {}: {}",
                 status.as_u16(),
-                service_message(&text)
+                service_message(&body)
             )));
         }
-        serde_json::from_str(&text).map_err(|e| {
+        serde_json::from_slice(&body).map_err(|e| {
             service(format!(
                 "POST {url}: the answer is not an iter8-analytics response: {e}"
             ))
@@ -281,6 +386,16 @@ impl Analytics for RemoteAnalytics {
             return Err(AnalyticsError::Service(
                 "no analytics service URL (spec.analysis.analyticsService)".to_string(),
             ));
+        }
+        if self.endpoint.is_none() && !self.is_allowed(&request.analytics_service) {
+            return Err(AnalyticsError::Invalid(bounded(
+                &format!(
+                    "spec.analysis.analyticsService `{}` is not an allowed analytics endpoint (allowed: {})",
+                    request.analytics_service,
+                    self.allowed.join(", ")
+                ),
+                MAX_MESSAGE_CHARS,
+            )));
         }
         let url = self.url(request, name);
         let response = self.call(&url, &payload(request)).await?;
@@ -321,18 +436,49 @@ mod tests {
     #[test]
     fn error_bodies_are_summarised() {
         assert_eq!(
-            service_message(r#"{"message": "Start time cannot exceed end time"}"#),
+            service_message(br#"{"message": "Start time cannot exceed end time"}"#),
             "Start time cannot exceed end time"
         );
         assert_eq!(
             service_message(
-                r#"{"errors": {"baseline.start_time": "'start_time' is a required property"}, "message": "Input payload validation failed"}"#
+                br#"{"errors": {"baseline.start_time": "'start_time' is a required property"}, "message": "Input payload validation failed"}"#
             ),
             "Input payload validation failed (baseline.start_time: 'start_time' is a required property)"
         );
+        // Anything else is not quoted.
         assert_eq!(
-            service_message("<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
+            service_message(b"<html>bad gateway</html>"),
+            "the answer (24 bytes) is not an iter8-analytics error message"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_a_marker() {
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("abcdé", 4), format!("abcd{TRUNCATED}"));
+    }
+
+    #[test]
+    fn endpoints_compare_normalised() {
+        let remote = RemoteAnalytics::new(DEFAULT_TIMEOUT)
+            .unwrap()
+            .with_allowed_endpoints(["http://Analytics.iter8:80/"])
+            .unwrap();
+        assert!(remote.is_allowed("http://analytics.iter8"));
+        assert!(remote.is_allowed("http://analytics.iter8:80"));
+        assert!(!remote.is_allowed("http://analytics.iter8:8080"));
+        assert!(!remote.is_allowed("https://analytics.iter8"));
+        assert!(!remote.is_allowed("http://evil.example"));
+        let default = RemoteAnalytics::new(DEFAULT_TIMEOUT).unwrap();
+        assert!(default.is_allowed("http://iter8-analytics.iter8:8080/"));
+        assert!(!default.is_allowed("http://169.254.169.254"));
+        let err = RemoteAnalytics::new(DEFAULT_TIMEOUT)
+            .unwrap()
+            .with_allowed_endpoints(["ftp://x"])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "allowed analytics endpoint `ftp://x`: the scheme must be http or https"
         );
     }
 }

@@ -1,6 +1,8 @@
-//! Serving the API on a TCP listener until a shutdown future completes. Which metric source the
-//! server measures through (Prometheus for `iter8 analytics serve`), the runtime and the signals
-//! are the caller's: this crate only translates HTTP to the core.
+//! Serving the API on a TCP listener until a shutdown future completes, within
+//! iter8-http-server's limits (header-read and request timeouts, connection and concurrency
+//! limits, a body cap). Which metric source the server measures through (Prometheus for
+//! `iter8 analytics serve`, whose client bounds the queries in flight), the runtime and the
+//! signals are the caller's: this crate only translates HTTP to the core.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,15 +36,16 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serves the API over `state` on `listener` until `shutdown` completes; in-flight requests
-/// finish first.
+pub use iter8_http_server::Limits;
+
+/// Serves the API over `state` on `listener` within `limits` until `shutdown` completes;
+/// in-flight requests finish first (for up to the request timeout).
 pub async fn serve<M: MetricSource + 'static>(
     listener: TcpListener,
     state: AppState<M>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(Arc::new(state)))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    iter8_http_server::serve(listener, router(Arc::new(state)), limits, shutdown).await?;
     Ok(())
 }

@@ -101,6 +101,7 @@ impl TrafficRouter for Cluster {
         Ok(RoutingObservation {
             split: *self.split.lock().unwrap(),
             held_by: None,
+            ..Default::default()
         })
     }
     async fn apply(&self, _: &Experiment, action: &RoutingAction) -> Result<(), PortError> {
@@ -201,7 +202,10 @@ async fn the_tutorial_runs_through_remote_analytics_as_built_in() {
     let mut exp = tutorial();
     exp.spec.analysis.analytics_service = Some(server.clone());
 
-    let remote = RemoteAnalytics::new(Duration::from_secs(10)).unwrap();
+    let remote = RemoteAnalytics::new(Duration::from_secs(10))
+        .unwrap()
+        .with_allowed_endpoints([&server])
+        .unwrap();
     let remote_steps = run(exp.clone(), &remote).await;
 
     let client = PrometheusClient::new(&PrometheusSettings::new(prom.url())).unwrap();
@@ -388,5 +392,108 @@ async fn a_slow_or_absent_service_is_a_clear_error() {
     assert!(
         err.ends_with("the answer has no candidate.traffic_percentage"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_experiment_naming_an_endpoint_not_allowed_pauses_and_nothing_is_sent() {
+    let (url, seen) = recording_service(200, json!({}), Duration::ZERO).await;
+    let mut exp = tutorial();
+    exp.spec.analysis.analytics_service = Some(url.clone());
+    // The default allow-list holds only iter8's default service.
+    let remote = RemoteAnalytics::new(Duration::from_secs(5)).unwrap();
+    let steps = run(exp.clone(), &remote).await;
+    let status = &steps.last().unwrap().status;
+    let message = status.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "spec.analysis.analyticsService `{url}` is not an allowed analytics endpoint (allowed: http://iter8-analytics.iter8:8080)"
+        )),
+        "{message}"
+    );
+    assert!(seen.lock().unwrap().is_empty(), "nothing is posted");
+
+    // Allowed explicitly, the same experiment reaches the service.
+    let remote = remote.with_allowed_endpoints([format!("{url}/")]).unwrap();
+    let mut req = request();
+    req.analytics_service = url.clone();
+    let _ = remote.analyze(&req).await;
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_are_not_followed() {
+    let (elsewhere, seen) = recording_service(200, json!({}), Duration::ZERO).await;
+    let target = format!("{elsewhere}/api/v1/experiment/check_and_increment");
+    let app = Router::new().route(
+        "/{*path}",
+        post(move || {
+            let target = target.clone();
+            async move { axum::response::Redirect::temporary(&target) }
+        }),
+    );
+    let url = format!("http://{}", spawn(app).await);
+    let remote = RemoteAnalytics::new(Duration::from_secs(5))
+        .unwrap()
+        .with_endpoint(url.clone());
+    let err = remote.analyze(&request()).await.unwrap_err().to_string();
+    assert!(err.contains("HTTP 307"), "{err}");
+    assert!(seen.lock().unwrap().is_empty(), "the redirect was followed");
+}
+
+/// A service answering `status` with `body` (any bytes) to every POST.
+async fn raw_service(status: u16, body: Vec<u8>) -> String {
+    let app = Router::new().route(
+        "/{*path}",
+        post(move || {
+            let body = body.clone();
+            async move { (axum::http::StatusCode::from_u16(status).unwrap(), body) }
+        }),
+    );
+    format!("http://{}", spawn(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_are_capped_and_errors_bounded_never_the_raw_body() {
+    use iter8_analytics::remote::{MAX_MESSAGE_CHARS, MAX_RESPONSE_BYTES, TRUNCATED};
+    let call = |url: String| async move {
+        RemoteAnalytics::new(Duration::from_secs(5))
+            .unwrap()
+            .with_endpoint(url)
+            .analyze(&request())
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+
+    // An answer over the cap is not read to its end.
+    let huge = vec![b' '; MAX_RESPONSE_BYTES + 1];
+    let err = call(raw_service(200, huge).await).await;
+    assert!(
+        err.ends_with(&format!(
+            "HTTP 200: the answer exceeds {MAX_RESPONSE_BYTES} bytes"
+        )),
+        "{err}"
+    );
+
+    // A body that is not the API's error JSON is not quoted.
+    let page = b"<html>secret internal page</html>".to_vec();
+    let err = call(raw_service(502, page).await).await;
+    assert!(!err.contains("secret"), "{err}");
+    assert!(
+        err.ends_with("HTTP 502: the answer (33 bytes) is not an iter8-analytics error message"),
+        "{err}"
+    );
+
+    // The service's message is kept, but cut to a bounded length with a marker.
+    let long = json!({"message": "x".repeat(10_000)})
+        .to_string()
+        .into_bytes();
+    let err = call(raw_service(400, long).await).await;
+    assert!(err.ends_with(TRUNCATED), "{err}");
+    assert!(
+        err.chars().count() <= MAX_MESSAGE_CHARS + TRUNCATED.chars().count() + 40,
+        "{} chars",
+        err.chars().count()
     );
 }

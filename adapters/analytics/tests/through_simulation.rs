@@ -116,9 +116,12 @@ fn cluster() -> Sim {
 }
 
 /// Sends the simulation's analysis to the service at `spec.analysis.analyticsService`.
-fn use_remote(sim: &mut Sim, rt: &Arc<Runtime>, timeout: Duration) {
+fn use_remote(sim: &mut Sim, rt: &Arc<Runtime>, service: &str, timeout: Duration) {
     let rt = rt.clone();
-    let remote = RemoteAnalytics::new(timeout).unwrap();
+    let remote = RemoteAnalytics::new(timeout)
+        .unwrap()
+        .with_allowed_endpoints([service])
+        .unwrap();
     sim.set_analytics(ExternalAnalytics::new(
         remote,
         move |f: ReconcileFuture<'_>| rt.block_on(f),
@@ -206,7 +209,7 @@ fn the_tutorial_canaries_run_through_our_server_as_with_built_in_analytics() {
     let mut sim = cluster();
     let mut server = Server::start(&rt, sim.shared_world(), "127.0.0.1:0".parse().unwrap());
     let url = server.url();
-    use_remote(&mut sim, &rt, Duration::from_secs(10));
+    use_remote(&mut sim, &rt, &url, Duration::from_secs(10));
     let (ends, remote) = parts_1_to_3(&mut sim, &url);
     server.stop(&rt);
 
@@ -267,7 +270,7 @@ fn a_service_stopped_mid_run_holds_traffic_until_it_is_back() {
     let mut sim = cluster();
     let mut server = Server::start(&rt, sim.shared_world(), "127.0.0.1:0".parse().unwrap());
     let addr = server.addr;
-    use_remote(&mut sim, &rt, Duration::from_secs(5));
+    use_remote(&mut sim, &rt, &server.url(), Duration::from_secs(5));
     let (file, text) = tutorial::manifests::CANARY_V2_V3;
     let text = text.replace(MANIFEST_SERVICE, &server.url());
     sim.apply_yaml(&text, NAMESPACE, file).unwrap();
@@ -351,7 +354,7 @@ fn the_other_strategies_decide_through_our_server_as_built_in() {
             let mut sim = cluster();
             let mut server = Server::start(&rt, sim.shared_world(), "127.0.0.1:0".parse().unwrap());
             if remote {
-                use_remote(&mut sim, &rt, Duration::from_secs(10));
+                use_remote(&mut sim, &rt, &server.url(), Duration::from_secs(10));
             }
             let mut history = History::new();
             let end = canary(

@@ -239,11 +239,13 @@ impl TrafficRouter for EnvoyRouter {
                         candidate: r.weight_of(target.candidate()),
                     }),
                     held_by: None,
+                    ..Default::default()
                 }
             }
             Some(r) if r.role != role::STABLE => RoutingObservation {
                 split: None,
                 held_by: r.owner,
+                ..Default::default()
             },
             // No routes yet, or stable routes: free for this experiment.
             _ => RoutingObservation::default(),
@@ -260,12 +262,9 @@ impl TrafficRouter for EnvoyRouter {
             target.baseline().to_string(),
             target.candidate().to_string(),
         );
-        for version in [&b, &c] {
-            if !self.knows(version) {
-                return Err(port_error(EnvoyError::UnknownVersion(version.clone())));
-            }
-        }
         let (weights, role) = match *action {
+            // Before the candidate is deployed: the baseline alone (v0.2.1's initializing rules).
+            RoutingAction::Initialize if !self.knows(&c) => (vec![(b, 100)], role::INITIALIZING),
             RoutingAction::Initialize => (vec![(b, 100), (c, 0)], role::INITIALIZING),
             RoutingAction::SetSplit(s) => {
                 (vec![(b, s.baseline), (c, s.candidate)], role::PROGRESSING)
@@ -279,6 +278,9 @@ impl TrafficRouter for EnvoyRouter {
                 (weights, role::STABLE)
             }
         };
+        if let Some((unknown, _)) = weights.iter().find(|(version, _)| !self.knows(version)) {
+            return Err(port_error(EnvoyError::UnknownVersion(unknown.clone())));
+        }
         self.write_routes(weights, Some(owner_of(experiment)), role)
             .await
             .map(|_| ())

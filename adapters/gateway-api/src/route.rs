@@ -16,32 +16,15 @@ use crate::error::GatewayError;
 use crate::types::{HTTPBackendRef, HTTPRoute, HTTPRouteRule, HTTPRouteSpec};
 
 /// Names the experiment holding the route: `<experiment>.<namespace>`.
-pub const LABEL_EXPERIMENT: &str = "iter8-tools/experiment";
+pub const LABEL_EXPERIMENT: &str = iter8_core::routing_labels::EXPERIMENT;
 /// The route's stage: [`Role`].
-pub const LABEL_ROLE: &str = "iter8-tools/role";
+pub const LABEL_ROLE: &str = iter8_core::routing_labels::ROLE;
 /// `"True"` on routes the user owns (iter8 never deletes them).
 pub const LABEL_EXTERNAL: &str = "iter8-tools/external";
 /// The field manager of iter8's server-side applies to HTTPRoutes.
 pub const FIELD_MANAGER: &str = "iter8-gateway-api";
 
-/// The stage of an experiment's routing (label [`LABEL_ROLE`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Both versions, while the experiment runs.
-    Progressing,
-    /// Done: free for the next experiment on the route to take over.
-    Stable,
-}
-
-impl Role {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Progressing => "progressing",
-            Role::Stable => "stable",
-        }
-    }
-}
+pub use iter8_core::routing_labels::Role;
 
 /// What the route's rule serves at a stage: each version's weight, `None` for no backendRef.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +64,17 @@ impl Stage {
                 },
                 Winner::Both => both(*split, Role::Stable),
             },
+        }
+    }
+
+    /// Before the candidate's Service exists: all weight to the baseline, and no backendRef to
+    /// a Service that is not there (an `Initialize` while the experiment waits for its
+    /// candidate).
+    pub fn initializing() -> Stage {
+        Stage {
+            baseline: Some(100),
+            candidate: None,
+            role: Role::Initializing,
         }
     }
 

@@ -7,11 +7,13 @@ use iter8_core::action::RoutingAction;
 use iter8_core::model::Experiment;
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
+use iter8_core::routing_labels::{Claim, claim};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
 use crate::error::GatewayError;
-use crate::route::{self, FIELD_MANAGER, LABEL_EXPERIMENT, LABEL_ROLE, Role, RouteTarget, Stage};
+use crate::route::{self, FIELD_MANAGER, LABEL_EXPERIMENT, LABEL_ROLE, RouteTarget, Stage};
 use crate::types::HTTPRoute;
 
 /// Who holds a route.
@@ -66,10 +68,12 @@ impl GatewayRouter {
             Holder::Other(other) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             Holder::This => RoutingObservation {
                 split: route::served_split(&found, &target),
                 held_by: None,
+                ..Default::default()
             },
             Holder::Free => RoutingObservation::default(),
         })
@@ -92,7 +96,14 @@ impl GatewayRouter {
         if let Holder::Other(other) = self.holder(&target, &found).await? {
             return Err(GatewayError::HeldBy(other));
         }
-        let stage = Stage::for_action(action);
+        let mut stage = Stage::for_action(action);
+        if matches!(action, RoutingAction::Initialize)
+            && !self
+                .service_exists(&target.services_namespace, &target.candidate)
+                .await?
+        {
+            stage = Stage::initializing();
+        }
         let changed = route::at_stage(&found, &target, &stage)?;
         let body = route::apply_body(&changed, &target, stage.role);
         let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &target.route_namespace);
@@ -123,6 +134,21 @@ impl GatewayRouter {
         Ok(())
     }
 
+    /// Whether a Service exists.
+    async fn service_exists(&self, namespace: &str, name: &str) -> Result<bool, GatewayError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map(|found| found.is_some())
+            .map_err(|source| GatewayError::Kube {
+                verb: "get",
+                kind: "Service",
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                source: Box::new(source),
+            })
+    }
+
     /// Who holds the route, from its iter8 labels.
     async fn holder(
         &self,
@@ -130,19 +156,16 @@ impl GatewayRouter {
         found: &HTTPRoute,
     ) -> Result<Holder, GatewayError> {
         let labels = found.labels();
-        let experiment = labels.get(LABEL_EXPERIMENT).map_or("", String::as_str);
-        if experiment == target.experiment {
-            return Ok(Holder::This);
-        }
-        let stable = labels.get(LABEL_ROLE).map(String::as_str) == Some(Role::Stable.as_str());
-        if experiment.is_empty() || stable {
-            return Ok(Holder::Free);
-        }
-        if self.is_running(experiment).await? {
-            Ok(Holder::Other(experiment.to_string()))
-        } else {
-            Ok(Holder::Free)
-        }
+        let experiment = labels.get(LABEL_EXPERIMENT).map(String::as_str);
+        let role = labels.get(LABEL_ROLE).map(String::as_str);
+        Ok(match claim(experiment, role, &target.experiment) {
+            Claim::Ours => Holder::This,
+            Claim::Free => Holder::Free,
+            Claim::Another(other) if self.is_running(other).await? => {
+                Holder::Other(other.to_string())
+            }
+            Claim::Another(_) => Holder::Free,
+        })
     }
 
     /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and

@@ -343,3 +343,24 @@ fn the_schema_check_refuses_what_the_crd_refuses() {
         assert!(refused, "{what} passed the schema check");
     }
 }
+
+#[test]
+fn before_the_candidate_exists_the_rule_sends_everything_to_the_baseline() {
+    // The router applies this stage for an `Initialize` while the candidate's Service is
+    // missing: no backendRef to a Service that is not there.
+    let route = user_route("gateway.yaml");
+    let stage = Stage::initializing();
+    let changed = route::at_stage(&route, &target(), &stage).unwrap();
+    let body = route::apply_body(&changed, &target(), stage.role);
+    let body = serde_json::to_value(body).unwrap();
+    assert_valid(&body);
+    assert_eq!(backends(&body, 0), [("web-v1".to_string(), 100)]);
+    assert_eq!(
+        body["metadata"]["labels"]["iter8-tools/role"],
+        "initializing"
+    );
+    assert_eq!(
+        route::served_split(&changed, &target()),
+        Some(TrafficSplit::ALL_BASELINE)
+    );
+}

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 /// Names the host the rules are for (the service FQDN, or the first Gateway host).
 pub const HOST: &str = "iter8-tools/host";
 /// Names the experiment holding the rules: `<experiment>.<namespace>`.
-pub const EXPERIMENT: &str = "iter8-tools/experiment";
+pub const EXPERIMENT: &str = iter8_core::routing_labels::EXPERIMENT;
 /// The rules' stage: [`Role`].
-pub const ROLE: &str = "iter8-tools/role";
+pub const ROLE: &str = iter8_core::routing_labels::ROLE;
 /// `"True"` on rules iter8 created (and may therefore delete).
 pub const INIT: &str = "iter8-tools/init";
 /// The value of [`INIT`].
@@ -20,37 +20,7 @@ pub const SUBSET_BASELINE: &str = "baseline";
 /// The subset (and destination) name of the candidate.
 pub const SUBSET_CANDIDATE: &str = "candidate";
 
-/// The stage of an experiment's routing rules (label [`ROLE`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Baseline only, while the candidate is not there yet.
-    Initializing,
-    /// Both versions, while the experiment runs.
-    Progressing,
-    /// Done: free for the next experiment on the host to take over.
-    Stable,
-}
-
-impl Role {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Initializing => "initializing",
-            Role::Progressing => "progressing",
-            Role::Stable => "stable",
-        }
-    }
-
-    /// Reads a label value.
-    pub fn parse(value: &str) -> Option<Role> {
-        match value {
-            "initializing" => Some(Role::Initializing),
-            "progressing" => Some(Role::Progressing),
-            "stable" => Some(Role::Stable),
-            _ => None,
-        }
-    }
-}
+pub use iter8_core::routing_labels::Role;
 
 /// The value of [`EXPERIMENT`] for an experiment: `<name>.<namespace>`.
 pub fn experiment_value(name: &str, namespace: &str) -> String {
@@ -194,13 +164,5 @@ mod tests {
             format_labels(&bookinfo_labels("web", "web")),
             "app=web,version=web"
         );
-    }
-
-    #[test]
-    fn roles_round_trip() {
-        for role in [Role::Initializing, Role::Progressing, Role::Stable] {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
-        }
-        assert_eq!(Role::parse("other"), None);
     }
 }

@@ -10,6 +10,7 @@ use iter8_core::action::RoutingAction;
 use iter8_core::model::{Cleanup, Experiment, RoutingReference};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
+use iter8_core::routing_labels::{Claim, claim};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
@@ -225,16 +226,22 @@ impl IstioRouter {
             return self.observe_referenced(&target, reference).await;
         }
         let found = self.find(&target).await?;
+        let missing = missing_objects(&target, &found);
         Ok(match (found.holder, found.virtual_service) {
             (Holder::Other(other), _) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             (Holder::This, Some(vs)) => RoutingObservation {
                 split: build::served_split(&target, &vs),
                 held_by: None,
+                missing,
             },
-            _ => RoutingObservation::default(),
+            _ => RoutingObservation {
+                missing,
+                ..Default::default()
+            },
         })
     }
 
@@ -368,14 +375,37 @@ impl IstioRouter {
             Holder::Other(other) => RoutingObservation {
                 split: None,
                 held_by: Some(other),
+                ..Default::default()
             },
             Holder::This => RoutingObservation {
                 split: reference::target_route(&vs, target, true)
                     .ok()
                     .and_then(|i| build::route_split(target, &vs.spec.http[i])),
                 held_by: None,
+                missing: self.missing_referenced_rule(target).await?,
             },
             _ => RoutingObservation::default(),
+        })
+    }
+
+    /// The DestinationRule iter8 creates beside a referenced VirtualService, when it is gone
+    /// (`Kind namespace/name`); the VirtualService is the user's, so it is never put back.
+    async fn missing_referenced_rule(
+        &self,
+        target: &RoutingTarget,
+    ) -> Result<Vec<String>, IstioError> {
+        if !target.uses_subsets() {
+            return Ok(Vec::new());
+        }
+        let selector = labels::selector(labels::HOST, &target.host_label());
+        let rules: Vec<DestinationRule> = self.list(target, &selector).await?;
+        Ok(match pick(rules, target, None) {
+            Some(_) => Vec::new(),
+            None => vec![format!(
+                "DestinationRule {}/{}",
+                target.namespace,
+                object_name(None, target)
+            )],
         })
     }
 
@@ -573,19 +603,16 @@ impl IstioRouter {
         target: &RoutingTarget,
         meta: &ObjectMeta,
     ) -> Result<Holder, IstioError> {
-        let experiment = label(meta, labels::EXPERIMENT).unwrap_or("");
-        let role = label(meta, labels::ROLE).and_then(Role::parse);
-        if experiment == target.experiment {
-            return Ok(Holder::This);
-        }
-        if experiment.is_empty() || role == Some(Role::Stable) {
-            return Ok(Holder::Free);
-        }
-        if self.is_running(experiment).await? {
-            Ok(Holder::Other(experiment.to_string()))
-        } else {
-            Ok(Holder::Free)
-        }
+        let experiment = label(meta, labels::EXPERIMENT);
+        let role = label(meta, labels::ROLE);
+        Ok(match claim(experiment, role, &target.experiment) {
+            Claim::Ours => Holder::This,
+            Claim::Free => Holder::Free,
+            Claim::Another(other) if self.is_running(other).await? => {
+                Holder::Other(other.to_string())
+            }
+            Claim::Another(_) => Holder::Free,
+        })
     }
 
     /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and
@@ -780,6 +807,24 @@ impl TrafficRouter for IstioRouter {
     ) -> Result<(), PortError> {
         Ok(self.apply_action(experiment, action).await?)
     }
+}
+
+/// The objects of iter8's own rules that do not exist (`Kind namespace/name`): with no rules
+/// for the host, the VirtualService (and the DestinationRule, Deployment kind); with this
+/// experiment's VirtualService, a missing DestinationRule. Rules another experiment holds, or
+/// free rules, miss nothing of this experiment's.
+pub fn missing_objects(target: &RoutingTarget, found: &Found) -> Vec<String> {
+    let named = |kind: &str| format!("{kind} {}/{}", target.namespace, target.name);
+    let mut missing = Vec::new();
+    match found.holder {
+        Holder::Nobody => missing.push(named("VirtualService")),
+        Holder::This => {}
+        Holder::Free | Holder::Other(_) => return missing,
+    }
+    if target.uses_subsets() && found.destination_rule.is_none() {
+        missing.push(named("DestinationRule"));
+    }
+    missing
 }
 
 fn kind_name<K: Resource<DynamicType = ()>>() -> String {

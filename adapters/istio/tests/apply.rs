@@ -118,17 +118,96 @@ async fn observe_reports_the_split_of_our_rules() {
         seen,
         Ok(RoutingObservation {
             split: Some(split(80, 20)),
-            held_by: None
+            held_by: None,
+            ..Default::default()
+        })
+    );
+}
+
+const VS_OBJECT: &str =
+    "VirtualService bookinfo-iter8/reviews.bookinfo-iter8.svc.cluster.local.iter8-experiment";
+const DR_OBJECT: &str =
+    "DestinationRule bookinfo-iter8/reviews.bookinfo-iter8.svc.cluster.local.iter8-experiment";
+
+#[tokio::test]
+async fn observe_without_rules_reports_no_split_and_both_objects_missing() {
+    let script = vec![list(VS, REVIEWS, vec![]), list(DR, REVIEWS, vec![])];
+    let exp = experiment(PART1);
+    let seen = with_api(script, |router| async move { router.observe(&exp).await }).await;
+    assert_eq!(
+        seen,
+        Ok(RoutingObservation {
+            missing: vec![VS_OBJECT.to_string(), DR_OBJECT.to_string()],
+            ..Default::default()
         })
     );
 }
 
 #[tokio::test]
-async fn observe_without_rules_reports_nothing() {
-    let script = vec![list(VS, REVIEWS, vec![]), list(DR, REVIEWS, vec![])];
+async fn a_deleted_destination_rule_is_observed_missing_and_put_back() {
+    // Without its DestinationRule the VirtualService's subsets answer 503 for the whole host:
+    // observe names it, the engine asks for its split again, and the apply creates it first.
+    let (vs, dr) = expected("part1-split-80-20.yaml");
     let exp = experiment(PART1);
-    let seen = with_api(script, |router| async move { router.observe(&exp).await }).await;
-    assert_eq!(seen, Ok(RoutingObservation::default()));
+    let observe = vec![
+        list(VS, REVIEWS, vec![vs.clone()]),
+        list(DR, REVIEWS, vec![]),
+    ];
+    let exp2 = exp.clone();
+    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    assert_eq!(
+        seen,
+        Ok(RoutingObservation {
+            split: Some(split(80, 20)),
+            missing: vec![DR_OBJECT.to_string()],
+            ..Default::default()
+        })
+    );
+    let script = vec![
+        list(VS, REVIEWS, vec![vs.clone()]),
+        list(DR, REVIEWS, vec![]),
+        get_deployment("reviews-v2"),
+        get_deployment("reviews-v3"),
+        apply(DR, &dr),
+        apply(VS, &vs),
+    ];
+    let result = with_api(script, |r| async move {
+        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
+    })
+    .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn a_deleted_virtual_service_is_observed_missing_and_put_back() {
+    let (vs, dr) = expected("part1-split-80-20.yaml");
+    let exp = experiment(PART1);
+    let observe = vec![
+        list(VS, REVIEWS, vec![]),
+        list(DR, REVIEWS, vec![dr.clone()]),
+    ];
+    let exp2 = exp.clone();
+    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    assert_eq!(
+        seen,
+        Ok(RoutingObservation {
+            missing: vec![VS_OBJECT.to_string()],
+            ..Default::default()
+        })
+    );
+    let script = vec![
+        list(VS, REVIEWS, vec![]),
+        list(DR, REVIEWS, vec![dr.clone()]),
+        get_deployment("reviews-v2"),
+        get_deployment("reviews-v3"),
+        apply(DR, &dr),
+        apply(VS, &vs),
+    ];
+    let result = with_api(script, |r| async move {
+        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
+    })
+    .await;
+    assert_eq!(result, Ok(()));
 }
 
 #[tokio::test]
@@ -231,7 +310,8 @@ async fn rules_held_by_another_running_experiment_are_refused() {
         seen,
         Ok(RoutingObservation {
             split: None,
-            held_by: Some("reviews-v3-rollout.bookinfo-iter8".into())
+            held_by: Some("reviews-v3-rollout.bookinfo-iter8".into()),
+            ..Default::default()
         })
     );
 

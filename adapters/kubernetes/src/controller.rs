@@ -336,6 +336,7 @@ pub async fn reconcile_experiment(
         ctx.metrics.forget(namespace, name);
     }
     let decision = driver::reconcile_once(&exp, &ports, &ectx).await?;
+    ctx.metrics.events(&decision.events);
     if decision.status.message != exp.status.message
         && let Some(message) = &decision.status.message
     {

@@ -1,11 +1,14 @@
 //! The operator's Prometheus metrics (`/metrics`, OpenMetrics text): experiments by phase, the
 //! candidate's current weight, decisions, reconcile duration, reconciles waiting for a turn,
-//! reconcile errors, and the operator's Kubernetes API requests by verb and resource.
+//! reconcile errors, routing repairs, and the operator's Kubernetes API requests by verb and
+//! resource.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use iter8_core::action::Event;
+use iter8_core::engine::messages::ROUTING_RULES_REPAIRED;
 use iter8_core::model::Experiment;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +32,7 @@ pub struct OperatorMetrics {
     reconcile_errors: Family<Labels, Counter>,
     queue_depth: Gauge,
     api_requests: ApiRequests,
+    routing_repairs: Counter,
     phases: Mutex<BTreeMap<(String, String), String>>,
 }
 
@@ -66,6 +70,7 @@ impl OperatorMetrics {
             "Reconciles due and waiting for a turn (--max-concurrent-reconciles)",
             queue_depth.clone(),
         );
+        let routing_repairs = Counter::default();
         registry.register(
             "experiments",
             "Experiments the operator knows, by phase",
@@ -91,6 +96,12 @@ impl OperatorMetrics {
             "Reconciles that failed and will be retried, by cause",
             reconcile_errors.clone(),
         );
+        registry.register(
+            "routing_repairs",
+            "Routing objects of running experiments found missing and put back \
+             (RoutingRulesRepaired events)",
+            routing_repairs.clone(),
+        );
         for phase in PHASES {
             experiments
                 .get_or_create(&labels(&[("phase", phase)]))
@@ -105,6 +116,7 @@ impl OperatorMetrics {
             reconcile_errors,
             queue_depth,
             api_requests,
+            routing_repairs,
             phases: Mutex::new(BTreeMap::new()),
         }
     }
@@ -163,6 +175,15 @@ impl OperatorMetrics {
         self.decisions
             .get_or_create(&labels(&[("reason", reason)]))
             .inc();
+    }
+
+    /// Counts the routing repairs among a reconcile's events.
+    pub fn events(&self, events: &[Event]) {
+        let repairs = events
+            .iter()
+            .filter(|e| e.reason == ROUTING_RULES_REPAIRED)
+            .count();
+        self.routing_repairs.inc_by(repairs as u64);
     }
 
     /// Records how long a reconcile took.
@@ -333,6 +354,16 @@ mod tests {
             Some(iter8_core::model::TrafficSplit::with_candidate(20));
         m.observe(&exp);
         m.decision("IterationUpdate: Iteration 1 Started");
+        let repaired = Event {
+            type_: iter8_core::action::EventType::Warning,
+            reason: ROUTING_RULES_REPAIRED.to_string(),
+            message: "DestinationRule default/r missing: put back".to_string(),
+        };
+        let other = Event {
+            reason: "IterationUpdate".to_string(),
+            ..repaired.clone()
+        };
+        m.events(&[repaired, other]);
         let text = m.render();
         assert!(
             text.contains("iter8_experiments{phase=\"Progressing\"} 1"),
@@ -348,6 +379,7 @@ mod tests {
             text.contains("iter8_decisions_total{reason=\"IterationUpdate\"} 1"),
             "{text}"
         );
+        assert!(text.contains("iter8_routing_repairs_total 1"), "{text}");
         m.forget("default", "a");
         let text = m.render();
         assert!(

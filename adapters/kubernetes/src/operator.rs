@@ -218,30 +218,31 @@ async fn lead(
         }
     }
     tracing::info!(lease = %election.lease_name, "leading");
-    let (lost_tx, mut lost_rx) = watch::channel(false);
-    let mut watch_leader = leader.clone();
-    let watcher = tokio::spawn(async move {
-        let _ = watch_leader.wait_for(|l| !*l).await;
-        let _ = lost_tx.send(true);
-    });
     let mut stop_run = stop.clone();
-    let mut lost_run = lost_rx.clone();
-    controller::run(
+    let reconciling = controller::run(
         client,
         settings.controller.clone(),
         adapters,
         metrics,
         async move {
-            tokio::select! {
-                _ = stop_run.wait_for(|s| *s) => {}
-                _ = lost_run.wait_for(|l| *l) => {}
-            }
+            let _ = stop_run.wait_for(|s| *s).await;
         },
-    )
-    .await;
-    watcher.abort();
-    let lost = *lost_rx.borrow_and_update();
-    // Dropping the channel makes the manager release the Lease.
+    );
+    // On shutdown the controller lets in-flight reconciles finish: this instance still holds
+    // the Lease. On Lease loss (or if the lease manager stops) another instance may already
+    // lead, so the controller is dropped at once, and with it every in-flight reconcile (they
+    // run inside its future), before any of them can write a status or a route decided as the
+    // former leader.
+    let mut leading = leader.clone();
+    let lost = tokio::select! {
+        _ = reconciling => false,
+        _ = leading.wait_for(|l| !*l) => {
+            tracing::warn!(lease = %election.lease_name, "lost the Lease: in-flight reconciles cancelled");
+            true
+        }
+    };
+    // Dropping the channel (every receiver) makes the manager release the Lease.
+    drop(leading);
     drop(leader);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     if lost {

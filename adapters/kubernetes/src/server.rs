@@ -1,5 +1,7 @@
 //! The operator's HTTP endpoints: `/metrics` (OpenMetrics text), `/healthz` (the process
-//! serves) and `/readyz` (the operator reached the API server and runs, or stands by).
+//! serves) and `/readyz` (the operator reached the API server and runs, or stands by), served
+//! within iter8-http-server's default limits (timeouts, connection and request limits, a body
+//! cap), so a stray client cannot stall the probes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use iter8_http_server::Limits;
 
 use crate::metrics::OperatorMetrics;
 
@@ -68,16 +71,20 @@ pub fn router(metrics: Arc<OperatorMetrics>, health: Arc<Health>) -> Router {
         .with_state(Endpoints { metrics, health })
 }
 
-/// Serves the endpoints on `listener` until `shutdown` completes.
+/// Serves the endpoints on `listener` within [`Limits::default`] until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<OperatorMetrics>,
     health: Arc<Health>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health))
-        .with_graceful_shutdown(shutdown)
-        .await
+    iter8_http_server::serve(
+        listener,
+        router(metrics, health),
+        Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Binds the endpoints' address.

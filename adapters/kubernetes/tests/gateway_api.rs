@@ -384,3 +384,45 @@ async fn weights_changed_by_hand_are_put_back() {
     );
     operator.stop().await.unwrap();
 }
+
+/// As v0.2.1's initializing rules: while the candidate's Service is missing, the route's rule
+/// sends everything to the baseline (no backendRef to a Service that is not there, role
+/// `initializing`); the candidate's backendRef comes with the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_route_serves_the_baseline_alone_until_the_candidate_exists() {
+    let cluster = Cluster::new(control_plane_with_http_routes(), "route-init").await;
+    for doc in gateway_example("web-v1.yaml") {
+        cluster.apply(&doc).await;
+    }
+    cluster.apply(&user_route()).await;
+    let operator = Running::start(&cluster, FakeMetrics::new(120.0, 100.0)).await;
+    let mut exp = web_experiment(2);
+    exp["spec"]["trafficControl"]["interval"] = json!("2s");
+    cluster.apply(&exp).await;
+    wait_for(
+        &cluster,
+        EXP,
+        10,
+        message_is("TargetsNotFound: Missing Candidate"),
+    )
+    .await;
+    let route = eventually(Duration::from_secs(10), "the initializing route", || {
+        let cluster = &cluster;
+        async move {
+            let route = http_route(cluster).await;
+            (label(&route, "iter8-tools/role") == "initializing").then_some(route)
+        }
+    })
+    .await;
+    assert_eq!(backends_of(&route, 0), [to("web-v1", 100)]);
+
+    for doc in gateway_example("web-v2.yaml") {
+        cluster.apply(&doc).await;
+    }
+    wait_for(&cluster, EXP, 10, iteration_started(1)).await;
+    assert_eq!(
+        backends(&cluster, 0).await,
+        [to("web-v1", 80), to("web-v2", 20)]
+    );
+    operator.stop().await.unwrap();
+}

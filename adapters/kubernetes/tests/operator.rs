@@ -86,10 +86,14 @@ async fn tutorial_part1_in_the_seeds_order() {
     assert_eq!(exp.status.current_iteration, 8);
 
     // Event types are the core's: TargetsNotFound is Normal (waiting), failures are Warnings.
+    // As v0.2.1, the metrics configuration read comes first.
     let reasons = wait_for_event(&cluster, PART1, "ExperimentSucceeded").await;
     assert_eq!(
-        reasons.first(),
-        Some(&("Normal".into(), "TargetsNotFound".into())),
+        reasons[..2],
+        [
+            ("Normal".into(), "SyncMetricsSucceeded".into()),
+            ("Normal".into(), "TargetsNotFound".into())
+        ],
         "{reasons:?}"
     );
     assert!(
@@ -349,7 +353,7 @@ async fn assert_each_iteration_ran_once(
     interval: f64,
 ) {
     let history = history.objects();
-    history::assert_iterations_once(&iterations(&history), n, interval);
+    assert_iterations_once(&iterations(&history), n, interval);
     let updates: Vec<String> = messages(&history)
         .into_iter()
         .filter(|m| m.starts_with("IterationUpdate"))

@@ -6,8 +6,12 @@
 
 mod support;
 
+use iter8_test_support::tutorial_versions;
+use std::time::Duration;
+
+use iter8_control_plane::eventually;
 use serde_json::{Value, json};
-use support::version_metrics::{VersionMetrics, tutorial_versions};
+use support::version_metrics::VersionMetrics;
 use support::*;
 
 const V3: &str = "reviews-v3-rollout";
@@ -146,11 +150,14 @@ async fn tutorial_parts_2_to_5_in_the_seeds_order() {
          reviews-v3-rollout   Completed   ExperimentSucceeded: All Success Criteria Were Met   reviews-v2   0            reviews-v3   100\n\
          reviews-v4-rollout   Pause       TargetsNotFound: Missing Candidate                   reviews-v3   100          reviews-v4   0\n"
     );
-    // Waiting for its candidate, the experiment has not touched part 1's routing.
-    assert_eq!(
-        routes_and_labels(&cluster, "reviews").await,
-        vec![("candidate".into(), 100, reviews("v3"))]
-    );
+    // Waiting for its candidate, the experiment takes part 1's stable rules over as v0.2.1's
+    // initializing rules: all traffic still on reviews-v3, now its baseline.
+    let initializing: Vec<(String, i64, Value)> = vec![("baseline".into(), 100, reviews("v3"))];
+    eventually(Duration::from_secs(10), "initializing rules", || {
+        let (cluster, want) = (&cluster, &initializing);
+        async move { (routes_and_labels(cluster, "reviews").await == *want).then_some(()) }
+    })
+    .await;
 
     cluster.apply_file("reviews-v4.yaml").await;
     assert_eq!(

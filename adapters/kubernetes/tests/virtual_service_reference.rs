@@ -5,6 +5,10 @@
 
 mod support;
 
+use std::time::Duration;
+
+use iter8_control_plane::eventually;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 use support::*;
 
@@ -92,6 +96,51 @@ async fn the_users_virtual_service_rolls_forward_and_keeps_its_other_routes() {
         .await
         .expect("the DestinationRule");
     assert_eq!(dr["spec"]["subsets"][0]["name"], "candidate");
+    operator.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_destination_rule_beside_the_users_virtual_service_is_put_back() {
+    let (cluster, operator) =
+        reviews_v3_cluster("users-vs-drift", FakeMetrics::new(120.0, 100.0)).await;
+    cluster.apply(&user_vs()).await;
+    let mut exp = referencing(
+        "VirtualService",
+        "networking.istio.io/v1alpha3",
+        "reviews-routes",
+    );
+    exp["spec"]["trafficControl"]["maxIterations"] = json!(60);
+    cluster.apply(&exp).await;
+    wait_for(&cluster, EXP, 10, iteration_started(1)).await;
+    let host = cluster.host("reviews");
+    let name = rules_name(&host);
+    assert!(destination_rule(&cluster, &host).await.is_some());
+
+    // The user's VirtualService routes to subsets: without iter8's DestinationRule the host
+    // answers 503, so it comes back with both subsets and the repair is counted.
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1alpha3", "DestinationRule");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "destinationrules");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &cluster.ns, &resource);
+    api.delete(&name, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting DestinationRule {name}: {e}"));
+    let dr = eventually(Duration::from_secs(10), "the DestinationRule back", || {
+        let (cluster, host) = (&cluster, &host);
+        async move { destination_rule(cluster, host).await }
+    })
+    .await;
+    assert_eq!(subsets(&dr).len(), 2, "baseline and candidate: {dr:#}");
+    operator
+        .metrics_with("iter8_routing_repairs_total 1", 10)
+        .await;
+    // The user's VirtualService is still the one routing.
+    assert_eq!(
+        stored_vs(&cluster).await["spec"]["http"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
     operator.stop().await.unwrap();
 }
 

@@ -5,6 +5,11 @@
 //! with `"status": "error"` → `Backend` with Prometheus's own text (`Timeout` when Prometheus
 //! says its query timed out); any other non-2xx → `HttpStatus`; a body that is not the API's
 //! JSON, or a result that is not an instant vector → `BadResponse`.
+//!
+//! Prometheus is trusted less than the operator: an answer is read up to
+//! [`MAX_RESPONSE_BYTES`], an error message (it ends up in an experiment's status) is at most
+//! [`MAX_MESSAGE_CHARS`] characters with [`TRUNCATED`] marking a cut, a body that is not the
+//! API's JSON is never quoted, and at most `max_concurrent_queries` queries are in flight.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +22,16 @@ use serde::Deserialize;
 use backon::BackoffBuilder as _;
 
 use crate::settings::{Auth, PrometheusSettings, RetryPolicy, SettingsError, redact_url};
+use crate::token::TokenFile;
+
+/// The largest answer read: a decision's instant vectors are a few KiB.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// The longest error message.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// What ends a truncated message.
+pub const TRUNCATED: &str = "… (truncated)";
 
 /// One series of an instant vector: its labels and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +48,12 @@ pub struct PrometheusClient {
     query_url: Url,
     display_url: String,
     auth: Auth,
+    /// The token file of [`Auth::BearerFile`], with the token last read.
+    token_file: Option<TokenFile>,
     retry: RetryPolicy,
     requests: AtomicU64,
-    /// Turns for queries in flight ([`PrometheusSettings::max_concurrent_queries`]).
-    turns: Option<tokio::sync::Semaphore>,
+    /// One permit per query in flight.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for PrometheusClient {
@@ -96,11 +113,38 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
 
-fn truncate(text: &str, max: usize) -> &str {
+/// `text`, cut to `max` characters with [`TRUNCATED`] appended when it is longer.
+pub fn bounded(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
-        Some((i, _)) => &text[..i],
-        None => text,
+        Some((i, _)) => format!("{}{TRUNCATED}", &text[..i]),
+        None => text.to_string(),
     }
+}
+
+/// Why an answer's body could not be read.
+enum BodyError {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// Reads a body chunk by chunk, giving up once it exceeds `cap` bytes.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A message bounded to [`MAX_MESSAGE_CHARS`].
+fn error(kind: MetricErrorKind, message: String) -> MetricError {
+    MetricError::new(kind, bounded(&message, MAX_MESSAGE_CHARS))
 }
 
 impl PrometheusClient {
@@ -165,16 +209,19 @@ impl PrometheusClient {
         let http = builder
             .build()
             .map_err(|e| SettingsError::Client(e.to_string()))?;
+        let token_file = match &settings.auth {
+            Auth::BearerFile(path) => Some(TokenFile::open(path)?),
+            _ => None,
+        };
         Ok(PrometheusClient {
             http,
             display_url: query_url.to_string(),
             query_url,
             auth: settings.auth.clone(),
+            token_file,
             retry: settings.retry,
             requests: AtomicU64::new(0),
-            turns: settings
-                .max_concurrent_queries
-                .map(tokio::sync::Semaphore::new),
+            in_flight: tokio::sync::Semaphore::new(settings.max_concurrent_queries.max(1)),
         })
     }
 
@@ -201,12 +248,7 @@ impl PrometheusClient {
         let mut pauses = self.retry.schedule().build();
         let mut attempts = 1;
         loop {
-            let turn = match &self.turns {
-                Some(turns) => turns.acquire().await.ok(),
-                None => None,
-            };
             let attempt = self.attempt(url.clone()).await;
-            drop(turn);
             match attempt {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(err) => match pauses.next() {
@@ -224,24 +266,46 @@ impl PrometheusClient {
         }
     }
 
-    async fn attempt(&self, url: Url) -> Attempt {
+    /// Sends one GET with the current credentials.
+    async fn send(&self, url: Url) -> Result<reqwest::Response, reqwest::Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self.http.get(url);
-        request = match &self.auth {
-            Auth::None => request,
-            Auth::Bearer(token) => request.bearer_auth(token.expose()),
-            Auth::Basic { username, password } => {
+        let request = self.http.get(url);
+        let request = match (&self.auth, &self.token_file) {
+            (_, Some(file)) => request.bearer_auth(file.current().expose()),
+            (Auth::Bearer(token), None) => request.bearer_auth(token.expose()),
+            (Auth::Basic { username, password }, None) => {
                 request.basic_auth(username, Some(password.expose()))
             }
+            (Auth::None | Auth::BearerFile(_), None) => request,
         };
-        let response = match request.send().await {
+        request.send().await
+    }
+
+    async fn attempt(&self, url: Url) -> Attempt {
+        // The semaphore is never closed, so a permit always comes.
+        let _permit = self.in_flight.acquire().await.ok();
+        let mut response = match self.send(url.clone()).await {
             Ok(r) => r,
             Err(e) => return Attempt::Retry(self.transport_error(&e)),
         };
+        // A rotated token file: re-read it and try once more with the new token.
+        if response.status() == StatusCode::UNAUTHORIZED
+            && self.token_file.as_ref().is_some_and(TokenFile::reload)
+        {
+            response = match self.send(url).await {
+                Ok(r) => r,
+                Err(e) => return Attempt::Retry(self.transport_error(&e)),
+            };
+        }
         let status = response.status();
-        let body = match response.bytes().await {
+        let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
-            Err(e) => return Attempt::Retry(self.transport_error(&e)),
+            Err(BodyError::TooLarge) => {
+                return Attempt::Done(Err(self.bad_response(format!(
+                    "HTTP {status}: the answer exceeds {MAX_RESPONSE_BYTES} bytes"
+                ))));
+            }
+            Err(BodyError::Http(e)) => return Attempt::Retry(self.transport_error(&e)),
         };
         let parsed = serde_json::from_slice::<ApiResponse>(&body);
         if let Ok(api) = &parsed
@@ -254,19 +318,19 @@ impl PrometheusClient {
             } else {
                 MetricErrorKind::Backend
             };
-            return Attempt::Done(Err(MetricError::new(
+            return Attempt::Done(Err(error(
                 kind,
                 format!("Prometheus rejected the query ({error_type}): {text}"),
             )));
         }
         if !status.is_success() {
-            let err = MetricError::new(
+            // The body is not quoted: it may be anything (a proxy's page, a login form).
+            let err = error(
                 MetricErrorKind::HttpStatus,
                 format!(
-                    "{} answered HTTP {}: {}",
+                    "{} answered HTTP {status} (a body of {} bytes that is not Prometheus' API JSON)",
                     self.display_url,
-                    status,
-                    truncate(String::from_utf8_lossy(&body).trim(), 200)
+                    body.len()
                 ),
             );
             let transient = matches!(
@@ -284,8 +348,8 @@ impl PrometheusClient {
         Attempt::Done(match parsed {
             Ok(api) => self.vector(api),
             Err(e) => Err(self.bad_response(format!(
-                "the answer is not Prometheus' API JSON ({e}): {}",
-                truncate(String::from_utf8_lossy(&body).trim(), 200)
+                "the answer ({} bytes) is not Prometheus' API JSON: {e}",
+                body.len()
             ))),
         })
     }
@@ -320,7 +384,7 @@ impl PrometheusClient {
     }
 
     fn bad_response(&self, what: String) -> MetricError {
-        MetricError::new(
+        error(
             MetricErrorKind::BadResponse,
             format!("{}: {what}", self.display_url),
         )
@@ -336,12 +400,12 @@ impl PrometheusClient {
         }
         let why = if why.is_empty() { e.to_string() } else { why };
         if e.is_timeout() {
-            MetricError::new(
+            error(
                 MetricErrorKind::Timeout,
                 format!("{} did not answer in time: {why}", self.display_url),
             )
         } else {
-            MetricError::new(
+            error(
                 MetricErrorKind::Unreachable,
                 format!("cannot reach {}: {why}", self.display_url),
             )

@@ -12,6 +12,7 @@
 //! - [`render`]: template rendering (pure).
 //! - [`labels`]: checks on version labels before they reach a query.
 //! - [`settings`]: URL, timeout, retries, auth and TLS.
+//! - [`token`]: a bearer token file, re-read when it is rotated.
 //! - [`client`]: the HTTP client for the instant-query API.
 //! - [`source`]: the [`iter8_core::ports::MetricSource`] implementation.
 //! - [`window`]: the window of a retrospective analysis.
@@ -23,6 +24,7 @@ pub mod labels;
 pub mod render;
 pub mod settings;
 pub mod source;
+pub mod token;
 pub mod window;
 
 pub use client::{PrometheusClient, Series};
@@ -31,3 +33,4 @@ pub use settings::{
     Auth, PrometheusSettings, RetryPolicy, Secret, SecretSource, SettingsError, TlsSettings,
 };
 pub use source::{Measured, PrometheusSource, QueryPlan};
+pub use token::TokenFile;

@@ -120,6 +120,9 @@ pub enum Auth {
     None,
     /// `Authorization: Bearer <token>`.
     Bearer(Secret),
+    /// `Authorization: Bearer <token>` with the token read from a file, re-read when the file
+    /// changes and after a 401 (see [`crate::token::TokenFile`]).
+    BearerFile(PathBuf),
     /// `Authorization: Basic ...`.
     Basic {
         /// The user name (not secret).
@@ -134,6 +137,7 @@ impl fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Bearer(_) => f.write_str("Bearer(***)"),
+            Auth::BearerFile(path) => f.debug_tuple("BearerFile").field(path).finish(),
             Auth::Basic { username, .. } => f
                 .debug_struct("Basic")
                 .field("username", username)
@@ -206,13 +210,16 @@ pub struct PrometheusSettings {
     pub auth: Auth,
     /// TLS options.
     pub tls: TlsSettings,
-    /// At most this many queries in flight at once, across every caller of the client
-    /// (`None`: no limit); the others wait their turn.
-    pub max_concurrent_queries: Option<usize>,
+    /// Queries sent at the same time, at most (the rest wait for a free slot).
+    pub max_concurrent_queries: usize,
 }
 
+/// The default of [`PrometheusSettings::max_concurrent_queries`].
+pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 16;
+
 impl PrometheusSettings {
-    /// Settings for a URL with defaults: 10 s timeout, 2 retries, no auth, system roots.
+    /// Settings for a URL with defaults: 10 s timeout, 2 retries, no auth, system roots, 16
+    /// queries at once.
     pub fn new(base_url: impl Into<String>) -> Self {
         PrometheusSettings {
             base_url: base_url.into(),
@@ -220,13 +227,13 @@ impl PrometheusSettings {
             retry: RetryPolicy::default(),
             auth: Auth::None,
             tls: TlsSettings::default(),
-            max_concurrent_queries: None,
+            max_concurrent_queries: DEFAULT_MAX_CONCURRENT_QUERIES,
         }
     }
 
-    /// Caps the queries in flight at once (at least one).
-    pub fn with_max_concurrent_queries(mut self, max: usize) -> Self {
-        self.max_concurrent_queries = Some(max.max(1));
+    /// Sets how many queries may be in flight at once (at least one).
+    pub fn with_max_concurrent_queries(mut self, n: usize) -> Self {
+        self.max_concurrent_queries = n.max(1);
         self
     }
 
@@ -286,6 +293,7 @@ impl fmt::Debug for PrometheusSettings {
             .field("retry", &self.retry)
             .field("auth", &self.auth)
             .field("tls", &self.tls)
+            .field("max_concurrent_queries", &self.max_concurrent_queries)
             .finish()
     }
 }

@@ -10,13 +10,33 @@ use super::messages::{self, compose};
 use crate::action::{Action, Event, EventType, RoutingAction};
 use crate::model::{ConditionType, Experiment, ExperimentStatus, Phase};
 
-/// The status being decided (a copy of the experiment's) and the actions so far.
+/// The status being decided (a copy of the experiment's), the actions and the events so far.
 pub(super) struct Draft<'a> {
     pub exp: &'a Experiment,
     pub now: DateTime<Utc>,
     pub status: ExperimentStatus,
     pub actions: Vec<Action>,
+    /// Events besides those [`Draft::finish`] derives from the conditions and the message.
+    pub events: Vec<Event>,
 }
+
+/// The conditions whose turn to `True` v0.2.1 records as an event, with that event's reason,
+/// in the order its controller checks them.
+const TURNED_TRUE_EVENTS: [(ConditionType, &str); 4] = [
+    (
+        ConditionType::MetricsSynced,
+        messages::SYNC_METRICS_SUCCEEDED,
+    ),
+    (ConditionType::TargetsProvided, messages::TARGETS_FOUND),
+    (
+        ConditionType::RoutingRulesReady,
+        messages::ROUTING_RULES_READY,
+    ),
+    (
+        ConditionType::AnalyticsServiceNormal,
+        messages::ANALYTICS_SERVICE_RUNNING,
+    ),
+];
 
 impl<'a> Draft<'a> {
     pub fn new(exp: &'a Experiment, now: DateTime<Utc>) -> Self {
@@ -27,7 +47,13 @@ impl<'a> Draft<'a> {
             now,
             status,
             actions: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Records an event (`text` empty: the reason is the message, as for status messages).
+    pub fn event(&mut self, reason: &str, text: &str) {
+        self.events.push(event(reason, text));
     }
 
     pub fn route(&mut self, action: RoutingAction) {
@@ -77,25 +103,23 @@ impl<'a> Draft<'a> {
             };
             status.set_condition(ConditionType::Ready, ready, "", msg, self.now);
         }
-        let mut events = Vec::new();
+        // As v0.2.1: an event when a condition turns true, then the decision's own events, then
+        // one for a changed status message.
+        let is_true = |s: &ExperimentStatus, t: &ConditionType| {
+            s.condition(t)
+                .is_some_and(|c| c.status == crate::model::ConditionStatus::True)
+        };
+        let mut events: Vec<Event> = TURNED_TRUE_EVENTS
+            .iter()
+            .filter(|(t, _)| is_true(&status, t) && !is_true(&exp.status, t))
+            .map(|(_, reason)| event(reason, ""))
+            .collect();
+        events.extend(self.events);
         if status.message != exp.status.message
             && let Some(message) = &status.message
         {
             let (reason, text) = messages::split(message);
-            let type_ = if messages::WARNING_REASONS.contains(&reason) {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            events.push(Event {
-                type_,
-                reason: reason.to_string(),
-                message: if text.is_empty() {
-                    reason.to_string()
-                } else {
-                    text.to_string()
-                },
-            });
+            events.push(event(reason, text));
         }
         Decision {
             status,
@@ -103,5 +127,24 @@ impl<'a> Draft<'a> {
             events,
             requeue_after,
         }
+    }
+}
+
+/// An event with `reason` and `text` (the reason when `text` is empty), a Warning for the
+/// reasons in [`messages::WARNING_REASONS`].
+fn event(reason: &str, text: &str) -> Event {
+    let type_ = if messages::WARNING_REASONS.contains(&reason) {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    Event {
+        type_,
+        reason: reason.to_string(),
+        message: if text.is_empty() {
+            reason.to_string()
+        } else {
+            text.to_string()
+        },
     }
 }

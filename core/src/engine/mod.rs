@@ -183,7 +183,7 @@ pub fn reconcile<'a>(exp: &'a Experiment, obs: &Observations, ctx: &'a Context<'
     };
     let ending = run
         .user_action(&obs.targets)
-        .or_else(|| run.targets(&obs.targets))
+        .or_else(|| run.targets(&obs.targets, &obs.routing))
         .or_else(|| run.routing(&obs.routing))
         .or_else(|| run.failure_budget());
     match ending {
@@ -373,9 +373,10 @@ impl<'a> Running<'a> {
         }
     }
 
-    /// Targets: wait for missing ones before the start, end the experiment when one is deleted
-    /// after it, wait while another experiment works on them.
-    fn targets(&mut self, t: &Targets) -> Option<Ending> {
+    /// Targets: wait for missing ones before the start (with v0.2.1's `initializing` rules,
+    /// all traffic to the baseline, once the Service and the baseline exist), end the
+    /// experiment when one is deleted after it, wait while another experiment works on them.
+    fn targets(&mut self, t: &Targets, routing: &RoutingObservation) -> Option<Ending> {
         let started = self.d.status.start_timestamp.is_some();
         let missing = [
             (t.service, Target::Service),
@@ -393,6 +394,9 @@ impl<'a> Running<'a> {
                     Some(ConditionType::TargetsProvided),
                 );
                 self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
+                if matches!(target, Target::Candidate) && initializing_rules_needed(t, routing) {
+                    self.d.route(RoutingAction::Initialize);
+                }
                 return Some(Ending::Wait(None));
             }
             let text = format!("{target} Deleted");
@@ -453,6 +457,15 @@ impl<'a> Running<'a> {
             self.d.status.traffic_split_percentage = Some(TrafficSplit::ALL_BASELINE);
             self.d.status.grafana_url = self.ctx.dashboard.url(self.d.exp, now, None);
             self.d.route(RoutingAction::Initialize);
+        } else if let Some(gone) = drifted(routing) {
+            let split = self.d.status.split();
+            self.d.route(RoutingAction::SetSplit(split));
+            self.observed = Some(split);
+            let text = format!(
+                "{gone} missing: put back with baseline {}, candidate {}",
+                split.baseline, split.candidate
+            );
+            self.d.event(ROUTING_RULES_REPAIRED, &text);
         }
         self.d
             .condition(ConditionType::RoutingRulesReady, true, "", "");
@@ -611,9 +624,27 @@ impl<'a> Running<'a> {
             return self.complete(completion);
         }
         // As v0.2.1 for every strategy: after the first iteration a recommendation is applied
-        // only when every success criterion is met.
+        // only when every success criterion is met; its events say whether traffic moved
+        // (IterationSucceeded) or a criterion failed (IterationFailed).
         if first || all_met {
-            self.shift_traffic(recommended);
+            let before = self.d.status.split();
+            let after = self.shift_traffic(recommended);
+            if after != before {
+                let text = format!(
+                    "New Traffic, baseline: {}, candidate: {}",
+                    after.baseline, after.candidate
+                );
+                self.d.event(ITERATION_SUCCEEDED, &text);
+            }
+        } else {
+            let text = self
+                .d
+                .status
+                .assessment
+                .as_ref()
+                .map(unmet_criteria)
+                .unwrap_or_default();
+            self.d.event(ITERATION_FAILED, &text);
         }
         self.d.status.current_iteration += 1;
         self.d.status.last_increment_time = Some(self.ctx.now);
@@ -628,16 +659,18 @@ impl<'a> Running<'a> {
     }
 
     /// Routes the recommended candidate share: ignored above `maxTrafficPercentage` (as v0.2.1,
-    /// not clamped), otherwise truncated to a whole percentage as v0.2.1 does.
-    fn shift_traffic(&mut self, recommended: f64) {
+    /// not clamped), otherwise truncated to a whole percentage as v0.2.1 does. Returns the
+    /// split the status now shows.
+    fn shift_traffic(&mut self, recommended: f64) -> TrafficSplit {
         if recommended.is_nan() || recommended > self.plan.max_traffic_percentage {
-            return;
+            return self.d.status.split();
         }
         let split = TrafficSplit::with_candidate(recommended.max(0.0).trunc() as u32);
         if split != self.d.status.split() || self.observed.is_some_and(|o| o != split) {
             self.d.route(RoutingAction::SetSplit(split));
         }
         self.d.status.traffic_split_percentage = Some(split);
+        split
     }
 
     /// How often to check for an abort between boundaries, if at all.
@@ -728,6 +761,24 @@ pub fn routing_failed(exp: &Experiment, error: &str, ctx: &Context) -> Decision 
     );
     d.status.consecutive_failures = d.status.consecutive_failures.saturating_add(1);
     d.finish(Some(RETRY_AFTER))
+}
+
+/// Whether an experiment waiting for its candidate (the Service and the baseline exist) should
+/// have v0.2.1's `initializing` rules (all traffic to the baseline) applied: unless another
+/// experiment claims its targets or holds the rules, or this experiment's rules already serve
+/// the baseline alone and nothing of them is missing.
+fn initializing_rules_needed(t: &Targets, routing: &RoutingObservation) -> bool {
+    t.service
+        && t.baseline
+        && t.claimed_by.is_none()
+        && routing.held_by.is_none()
+        && (routing.split != Some(TrafficSplit::ALL_BASELINE) || !routing.missing.is_empty())
+}
+
+/// What of a started experiment's routing objects the router found missing, when nobody else
+/// holds the host: they are put back. (A router that observes nothing reports nothing missing.)
+fn drifted(routing: &RoutingObservation) -> Option<String> {
+    (routing.held_by.is_none() && !routing.missing.is_empty()).then(|| routing.missing.join(", "))
 }
 
 fn winner_of(split: TrafficSplit) -> Winner {

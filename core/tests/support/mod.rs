@@ -159,6 +159,7 @@ impl Run {
             routing: RoutingObservation {
                 split: self.routed,
                 held_by: self.held_by.clone(),
+                ..Default::default()
             },
         };
         let mut analyzed = false;

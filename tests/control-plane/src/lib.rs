@@ -10,13 +10,19 @@
 //!   history to replay afterwards).
 //! - [`FaultProxy`]: the API faults a healthy server does not make (500, 429, 403, slow
 //!   answers, dropped watches).
-//! - [`FakePrometheus`]: answers the stock and extended Istio telemetry-v2 queries with values
-//!   per version (`destination_workload`), so an operator's analysis sees each tutorial version
-//!   behave as the tutorial describes it. Prometheus itself is tested for real elsewhere
-//!   (adapters/prometheus); here it stands in because no pods run and so nothing is scraped.
+//! - [`iterations`], [`assert_iterations_once`]: the iterations a recorded experiment went
+//!   through, and the check that each ran once, an interval apart; [`http_get`]: a GET on an
+//!   operator's endpoints.
+//! - [`FakePrometheus`]: iter8-test-support's one fake Prometheus, re-exported;
+//!   [`FakePrometheus::per_version`] answers the stock and extended Istio telemetry-v2 queries
+//!   with values per version (`destination_workload`), so an operator's analysis sees each
+//!   tutorial version behave as the tutorial describes it. Prometheus itself is tested for real
+//!   elsewhere (adapters/prometheus); here it stands in because no pods run and so nothing is
+//!   scraped.
 
+mod http;
+mod iterations;
 mod objects;
-mod prometheus;
 mod proxy;
 
 use std::collections::BTreeMap;
@@ -25,8 +31,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use http::http_get;
+pub use iter8_test_support::{Behaviour, FakePrometheus, tutorial_versions};
+pub use iterations::{assert_iterations_once, iterations, seconds_between};
 pub use objects::{History, object, objects};
-pub use prometheus::{Behaviour, FakePrometheus, tutorial_versions};
 pub use proxy::FaultProxy;
 
 /// The repository's root folder.

@@ -6,7 +6,6 @@
 
 #![allow(dead_code)]
 
-pub mod history;
 pub mod version_metrics;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-#[allow(unused_imports)] // not every test file uses each
-pub use history::{http_get, iterations, seconds_between};
-pub use iter8_control_plane::History;
 use iter8_control_plane::{ControlPlane, eventually, object, objects};
+#[allow(unused_imports)] // not every test file uses each
+pub use iter8_control_plane::{
+    History, assert_iterations_once, http_get, iterations, seconds_between,
+};
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
@@ -353,7 +353,10 @@ impl Running {
 
     /// GET on the operator's endpoints; it must answer.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let (code, body) = http_get(self.port, path).await;
+        let (port, target) = (self.port, path.to_string());
+        let (code, body) = tokio::task::spawn_blocking(move || http_get(port, &target))
+            .await
+            .expect("the GET does not panic");
         assert_ne!(code, 0, "nothing answers GET {path}");
         (code, body)
     }

@@ -1,5 +1,7 @@
 //! A metric source keyed by version name, so that each tutorial version behaves as the seed
-//! describes it (reviews-v4 slow, reviews-v5 failing every request, ...).
+//! describes it (reviews-v4 slow, reviews-v5 failing every request, ...): the operator's
+//! analytics port fed in process, where iter8-test-support's per-version fake Prometheus feeds
+//! it over HTTP. Both read the same `iter8_test_support::tutorial_versions`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,45 +12,7 @@ use iter8_core::measurement::{
     VersionTags,
 };
 use iter8_core::ports::MetricSource;
-
-/// How one version serves its requests.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Behaviour {
-    /// Mean latency (`iter8_latency`), ms.
-    pub mean_ms: f64,
-    /// 90th percentile latency (`iter8_90_perc_latency`), ms.
-    pub p90_ms: f64,
-    /// Share of requests answered with a 5xx (`iter8_error_rate`).
-    pub error_rate: f64,
-}
-
-/// The versions of the seed tutorial, as its text and dashboards describe them.
-pub fn tutorial_versions() -> BTreeMap<&'static str, Behaviour> {
-    let ok = |mean_ms: f64, p90_ms: f64| Behaviour {
-        mean_ms,
-        p90_ms,
-        error_rate: 0.0,
-    };
-    BTreeMap::from([
-        ("reviews-v2", ok(42.0, 59.0)),
-        ("reviews-v3", ok(37.0, 51.0)),
-        // "consistently exhibits a high latency of 5 seconds"
-        ("reviews-v4", ok(5000.0, 5100.0)),
-        // "its error rate is 100%"; fast otherwise
-        (
-            "reviews-v5",
-            Behaviour {
-                mean_ms: 31.0,
-                p90_ms: 45.0,
-                error_rate: 1.0,
-            },
-        ),
-        // like reviews-v3: p90 far below 200 ms
-        ("reviews-v6", ok(38.0, 55.0)),
-        ("productpage-v1", ok(160.0, 250.0)),
-        ("productpage-v2", ok(130.0, 200.0)),
-    ])
-}
+use iter8_test_support::Behaviour;
 
 /// One query as the source saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,10 +24,10 @@ pub struct SeenQuery {
 }
 
 /// Readings by version name. Request counts grow with the analysis window, as the 80/20 split
-/// of 25 requests/s would give them: 20/s for the baseline, 5/s for the candidate; a version
-/// with no request yet has no series at all.
+/// of 25 requests/s would give them (each [`Behaviour`]'s own rate is not used): 20/s for the
+/// baseline, 5/s for the candidate; a version with no request yet has no series at all.
 pub struct VersionMetrics {
-    versions: BTreeMap<&'static str, Behaviour>,
+    versions: BTreeMap<String, Behaviour>,
     seen: Arc<Mutex<Vec<SeenQuery>>>,
 }
 
@@ -73,7 +37,7 @@ const CANDIDATE_RATE: f64 = 5.0;
 
 impl VersionMetrics {
     /// A source over these versions.
-    pub fn new(versions: BTreeMap<&'static str, Behaviour>) -> VersionMetrics {
+    pub fn new(versions: BTreeMap<String, Behaviour>) -> VersionMetrics {
         VersionMetrics {
             versions,
             seen: Arc::new(Mutex::new(Vec::new())),
@@ -85,10 +49,10 @@ impl VersionMetrics {
         self.seen.clone()
     }
 
-    fn version_of(&self, tags: &VersionTags) -> Result<(&'static str, Behaviour), MetricError> {
+    fn version_of(&self, tags: &VersionTags) -> Result<(&str, Behaviour), MetricError> {
         tags.values()
             .find_map(|v| self.versions.get_key_value(v.as_str()))
-            .map(|(k, b)| (*k, *b))
+            .map(|(k, b)| (k.as_str(), *b))
             .ok_or_else(|| {
                 MetricError::new(
                     MetricErrorKind::Configuration,
