@@ -25,7 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use iter8_control_plane::{Behaviour, ControlPlane, FakePrometheus, FaultProxy, repo_root};
+use iter8_control_plane::{
+    Behaviour, ControlPlane, FakePrometheus, FaultProxy, http_get, repo_root,
+};
 use serde_json::Value;
 
 /// What to run.
@@ -78,7 +80,8 @@ fn parse_args() -> Args {
             "--report" => args.report = PathBuf::from(value()),
             "--label" => args.label = value(),
             "--" => {
-                args.extra = it.by_ref().collect();
+                // `cargo bench` appends --bench after everything, so also after `--`.
+                args.extra = it.by_ref().filter(|a| a != "--bench").collect();
             }
             _ => usage(),
         }
@@ -98,6 +101,8 @@ struct Figures {
     writes: u64,
     watches: u64,
     by_verb: BTreeMap<String, u64>,
+    /// `verb resource` → requests, from the operator's own /metrics.
+    by_resource: BTreeMap<String, u64>,
     lag_p50: f64,
     lag_p99: f64,
     lag_max: f64,
@@ -199,6 +204,10 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     let proxy = runtime.block_on(FaultProxy::start(&cp.server(), &cp.ca_pem()));
     let kubeconfig = cp.service_account_kubeconfig_via("iter8", "iter8-controller", proxy.url());
     let log = cp.dir().join("operator.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
     let started = Utc::now();
     let clock = Instant::now();
     let mut operator = Command::new(&args.binary)
@@ -207,7 +216,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
             "--kubeconfig",
             kubeconfig.to_str().expect("utf-8 path"),
             "--listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{port}"),
             "--prometheus-url",
             &prometheus.url(),
             "--metrics-namespace",
@@ -251,7 +260,17 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     let cpu_secs = cpu_seconds(pid);
     let peak_rss_mib = peak_rss_kib(pid) / 1024.0;
     let by_verb = proxy.seen();
+    let (_, metrics) = http_get(port, "/metrics");
+    let by_resource = api_requests(&metrics);
     stop(&mut operator);
+    // The operator's log stays beside the report (the control plane's directory goes).
+    let kept_log = args.report.with_extension(format!("{n}.log"));
+    if let Err(e) = std::fs::copy(&log, &kept_log) {
+        eprintln!(
+            "operator_scale: could not keep the log at {}: {e}",
+            kept_log.display()
+        );
+    }
     // The watch has caught up once the last status the list showed is in it.
     std::thread::sleep(Duration::from_secs(2));
     stop(&mut watch);
@@ -279,6 +298,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
         writes: count(&["POST", "PUT", "PATCH", "DELETE"]),
         watches: count(&["WATCH"]),
         by_verb,
+        by_resource,
         lag_p50: percentile(&lags, 50.0),
         lag_p99: percentile(&lags, 99.0),
         lag_max: lags.last().copied().unwrap_or(0.0),
@@ -506,6 +526,38 @@ fn report(args: &Args, rows: &[Figures]) -> String {
             f.n, f.by_verb, f.prometheus_queries, f.cpu_secs, f.wall_secs
         )
         .ok();
+        let per_iteration: Vec<String> = f
+            .by_resource
+            .iter()
+            .map(|(what, n)| format!("{what} {:.2}", *n as f64 / f.iterations.max(1) as f64))
+            .collect();
+        writeln!(
+            out,
+            "  - per iteration, from the operator's `iter8_kubernetes_api_requests_total`: {}",
+            per_iteration.join(", ")
+        )
+        .ok();
     }
     out
+}
+
+/// `verb resource` → count, from the OpenMetrics lines
+/// `iter8_kubernetes_api_requests_total{verb="patch",resource="experiments"} 12`.
+fn api_requests(metrics: &str) -> BTreeMap<String, u64> {
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(line[start..start + len].to_string())
+    };
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("iter8_kubernetes_api_requests_total{"))
+        .filter_map(|l| {
+            let count = l.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
+            Some((
+                format!("{} {}", label(l, "verb")?, label(l, "resource")?),
+                count,
+            ))
+        })
+        .collect()
 }

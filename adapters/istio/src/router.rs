@@ -68,6 +68,8 @@ struct Cache {
     destination_rules: Store<DestinationRule>,
     deployments: Store<Deployment>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// True once every store has had its first list.
+    synced: tokio::sync::watch::Receiver<bool>,
     /// This router's own writes not yet seen in a store: `(kind, namespace, name)` → the
     /// `resourceVersion` the write returned (`None`: deleted). A list that would miss one is
     /// read from the API instead, so a reconcile never acts on rules older than its own.
@@ -81,9 +83,6 @@ impl Drop for Cache {
         }
     }
 }
-
-/// How long a read waits for the stores' first list before it asks the API instead.
-const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A kind of routing rule the cache holds.
 trait Rule: Resource<DynamicType = ()> + Clone + 'static {
@@ -109,16 +108,11 @@ impl Cache {
         self.namespace.as_deref().is_none_or(|ns| ns == namespace)
     }
 
-    /// Whether the stores hold `namespace` and have completed their first list, waiting at
-    /// most [`SYNC_WAIT`] for that. Without Istio's CRDs (or the right to watch them) the
-    /// watches never list: reads then go to the API, which reports why.
-    async fn ready_for(&self, namespace: &str) -> bool {
-        let synced = async {
-            let _ = self.virtual_services.wait_until_ready().await;
-            let _ = self.destination_rules.wait_until_ready().await;
-            let _ = self.deployments.wait_until_ready().await;
-        };
-        self.covers(namespace) && tokio::time::timeout(SYNC_WAIT, synced).await.is_ok()
+    /// Whether the stores hold `namespace` and have completed their first list. Until then
+    /// (and without Istio's CRDs or the right to watch them, when they never list) reads go
+    /// to the API, which also reports why it cannot answer.
+    fn ready_for(&self, namespace: &str) -> bool {
+        self.covers(namespace) && *self.synced.borrow()
     }
 }
 
@@ -150,7 +144,12 @@ where
         .applied_objects();
     let task = tokio::spawn(async move {
         futures::pin_mut!(events);
-        while events.next().await.is_some() {}
+        // The watcher retries after an error (with the backoff); the error is only logged.
+        while let Some(event) = events.next().await {
+            if let Err(error) = event {
+                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+            }
+        }
     });
     (store, task)
 }
@@ -178,6 +177,22 @@ impl IstioRouter {
         let (virtual_services, vs_task) = reflect(&client, namespace, backoff());
         let (destination_rules, dr_task) = reflect(&client, namespace, backoff());
         let (deployments, deployment_task) = reflect(&client, namespace, backoff());
+        // One task waits for the first lists: kube-runtime's `Store::wait_until_ready` wakes
+        // only the last of several concurrent waiters.
+        let (synced_tx, synced) = tokio::sync::watch::channel(false);
+        let first_lists = {
+            let (vs, dr, deployments) = (
+                virtual_services.clone(),
+                destination_rules.clone(),
+                deployments.clone(),
+            );
+            tokio::spawn(async move {
+                let listed = vs.wait_until_ready().await.is_ok()
+                    && dr.wait_until_ready().await.is_ok()
+                    && deployments.wait_until_ready().await.is_ok();
+                synced_tx.send_replace(listed);
+            })
+        };
         IstioRouter {
             client,
             cache: Some(std::sync::Arc::new(Cache {
@@ -185,7 +200,8 @@ impl IstioRouter {
                 virtual_services,
                 destination_rules,
                 deployments,
-                tasks: vec![vs_task, dr_task, deployment_task],
+                tasks: vec![vs_task, dr_task, deployment_task, first_lists],
+                synced,
                 written: std::sync::Mutex::default(),
             })),
         }
@@ -334,7 +350,7 @@ impl IstioRouter {
     ) -> Result<(String, String, Option<VirtualService>), IstioError> {
         let (namespace, name) = reference::referenced(reference, &target.namespace)?;
         if let Some(cache) = &self.cache
-            && cache.ready_for(&namespace).await
+            && cache.ready_for(&namespace)
         {
             let found = cache
                 .virtual_services
@@ -556,7 +572,7 @@ impl IstioRouter {
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, IstioError> {
         let deployment = if let Some(cache) = &self.cache
-            && cache.ready_for(namespace).await
+            && cache.ready_for(namespace)
         {
             cache
                 .deployments
@@ -671,7 +687,7 @@ impl IstioRouter {
     /// The rules of the target's host from the stores (`None`: no stores).
     async fn cached_list<K: Rule>(&self, target: &RoutingTarget) -> Option<Vec<K>> {
         let cache = self.cache.as_ref()?;
-        if !cache.ready_for(&target.namespace).await {
+        if !cache.ready_for(&target.namespace) {
             return None;
         }
         let host = target.host_label();

@@ -27,7 +27,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::backoff::watch_backoff;
 use crate::config::MetricsConfigSource;
@@ -101,6 +101,8 @@ pub struct Stores {
     pub services: Store<Service>,
     /// The metrics ConfigMaps, one store per namespace scope watched.
     pub config_maps: Vec<Store<ConfigMap>>,
+    /// The store that has not had its first list yet (`None`: every one has).
+    waiting_for: watch::Receiver<Option<&'static str>>,
 }
 
 impl Stores {
@@ -114,36 +116,84 @@ impl Stores {
         let (services, service_task) =
             reflect_in_task(scoped(client, settings), watcher::Config::default());
         let (config_maps, mut tasks) = watch_metrics_config_maps(client, settings);
-        tasks.extend([experiment_task, deployment_task, service_task]);
+        let (stores, sync_task) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            config_maps,
+            ExperimentsListed::Wait,
+        );
+        tasks.extend([experiment_task, deployment_task, service_task, sync_task]);
+        (stores, Watches(tasks))
+    }
+
+    /// The stores, and the task that follows their first lists (stop it with the watches).
+    ///
+    /// That task is the only waiter on each store's `wait_until_ready`, and publishes its
+    /// progress on a watch channel, which wakes every reconcile waiting on it: kube-runtime's
+    /// `wait_until_ready` keeps the waker of its last waiter only (a oneshot channel), so of
+    /// many reconciles waiting on it directly all but one slept until their timeout, and a
+    /// second waiter on the controller's own store could leave the controller unwoken.
+    fn new(
+        experiments: Store<ExperimentResource>,
+        deployments: Store<Deployment>,
+        services: Store<Service>,
+        config_maps: Vec<Store<ConfigMap>>,
+        experiments_listed: ExperimentsListed,
+    ) -> (Stores, tokio::task::JoinHandle<()>) {
+        let (progress, waiting_for) = watch::channel(Some("Experiments"));
         let stores = Stores {
             experiments,
             deployments,
             services,
             config_maps,
+            waiting_for,
         };
-        (stores, Watches(tasks))
+        let watched = stores.clone();
+        let task = tokio::spawn(async move {
+            // A store whose writer is gone never becomes ready: reconciles then fail NotSynced.
+            let first_lists = async {
+                if experiments_listed == ExperimentsListed::Wait {
+                    watched.experiments.wait_until_ready().await.ok()?;
+                }
+                progress.send_replace(Some("Deployments"));
+                watched.deployments.wait_until_ready().await.ok()?;
+                progress.send_replace(Some("Services"));
+                watched.services.wait_until_ready().await.ok()?;
+                progress.send_replace(Some("the metrics ConfigMap"));
+                for store in &watched.config_maps {
+                    store.wait_until_ready().await.ok()?;
+                }
+                progress.send_replace(None);
+                Some(())
+            };
+            first_lists.await;
+        });
+        (stores, task)
     }
 
     /// Waits until every store has had its first complete list (until then, a missing object
-    /// may only be not listed yet), at most [`SYNC_WAIT`] each.
+    /// may only be not listed yet), at most [`SYNC_WAIT`].
     async fn ready(&self) -> Result<(), KubeError> {
-        async fn synced<K>(store: &Store<K>, kind: &'static str) -> Result<(), KubeError>
-        where
-            K: kube::Resource<DynamicType = ()> + Clone + 'static,
-        {
-            match tokio::time::timeout(SYNC_WAIT, store.wait_until_ready()).await {
-                Ok(Ok(())) => Ok(()),
-                _ => Err(KubeError::NotSynced(kind)),
-            }
+        let mut waiting_for = self.waiting_for.clone();
+        let synced = tokio::time::timeout(SYNC_WAIT, waiting_for.wait_for(Option::is_none)).await;
+        match synced {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(KubeError::NotSynced(
+                (*self.waiting_for.borrow()).unwrap_or("the stores"),
+            )),
         }
-        synced(&self.experiments, "Experiments").await?;
-        synced(&self.deployments, "Deployments").await?;
-        synced(&self.services, "Services").await?;
-        for store in &self.config_maps {
-            synced(store, "the metrics ConfigMap").await?;
-        }
-        Ok(())
     }
+}
+
+/// Who waits for the Experiments store's first list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ExperimentsListed {
+    /// The stores' own task (the store is fed by a watch of its own).
+    Wait,
+    /// The controller: it starts no reconcile before its store has listed, and its wait must
+    /// stay the only one on that store.
+    ByController,
 }
 
 /// How long a reconcile waits for the stores' first list before it fails (and is retried).
@@ -193,7 +243,12 @@ where
         .applied_objects();
     let task = tokio::spawn(async move {
         futures::pin_mut!(events);
-        while events.next().await.is_some() {}
+        // The watcher retries after an error (with the backoff); the error is only logged.
+        while let Some(event) = events.next().await {
+            if let Err(error) = event {
+                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+            }
+        }
     });
     (store, task)
 }
@@ -611,25 +666,26 @@ pub async fn run(
     let experiments: Api<ExperimentResource> = scoped(&client, &settings);
     // The stores reconciles read are fed by tasks of their own, not by the controller's trigger
     // streams: those are polled only as the controller takes new work, so a reconcile waiting
-    // for a store fed by them could wait for itself (observed: first reconciles held ~30 s).
+    // for a store fed by them could wait for itself.
     let (deployment_store, deployment_task) =
         reflect_in_task(scoped(&client, &settings), watcher::Config::default());
     let (service_store, service_task) =
         reflect_in_task(scoped(&client, &settings), watcher::Config::default());
     let (config_maps, config_map_tasks) = watch_metrics_config_maps(&client, &settings);
-    let mut tasks = config_map_tasks;
-    tasks.extend([deployment_task, service_task]);
-    let store_watches = Watches(tasks);
     let controller = Controller::new(experiments.clone(), watcher::Config::default());
     let by_deployment = controller.store();
     let by_service = controller.store();
     let by_experiment = controller.store();
-    let stores = Stores {
-        experiments: controller.store(),
-        deployments: deployment_store,
-        services: service_store,
+    let (stores, sync_task) = Stores::new(
+        controller.store(),
+        deployment_store,
+        service_store,
         config_maps,
-    };
+        ExperimentsListed::ByController,
+    );
+    let mut tasks = config_map_tasks;
+    tasks.extend([deployment_task, service_task, sync_task]);
+    let store_watches = Watches(tasks);
     let (deployment_triggers, service_triggers): (Api<Deployment>, Api<Service>) =
         (scoped(&client, &settings), scoped(&client, &settings));
     let ctx = Arc::new(Context::new(client, settings, adapters, stores, metrics));
@@ -697,4 +753,120 @@ fn watch_metrics_config_maps(
     apis.into_iter()
         .map(|api| reflect_in_task(api, only_ours.clone()))
         .unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    fn listed<K>(writer: &mut Writer<K>)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// Many reconciles wait for the first lists at once (an operator starting with many
+    /// experiments): every one goes on as soon as the lists are in, none sleeps until its
+    /// timeout. Virtual time: a reconcile woken only by its timeout would go on SYNC_WAIT
+    /// after the start.
+    #[tokio::test(start_paused = true)]
+    async fn every_waiting_reconcile_goes_on_when_the_stores_have_listed() {
+        let (experiments, mut experiment_writer) = reflector::store::<ExperimentResource>();
+        let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+        let (services, mut service_writer) = reflector::store::<Service>();
+        let (config_map, mut config_map_writer) = reflector::store::<ConfigMap>();
+        let (stores, _sync) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            vec![config_map],
+            ExperimentsListed::Wait,
+        );
+        let start = tokio::time::Instant::now();
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let stores = stores.clone();
+                tokio::spawn(
+                    async move { stores.ready().await.map(|()| tokio::time::Instant::now()) },
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        listed(&mut experiment_writer);
+        listed(&mut deployment_writer);
+        listed(&mut service_writer);
+        listed(&mut config_map_writer);
+        for reconcile in waiting {
+            let went_on = reconcile
+                .await
+                .expect("no panic")
+                .expect("the stores are ready");
+            assert!(
+                went_on - start < Duration::from_secs(2),
+                "a reconcile went on {:?} after the start (the lists came at 1 s)",
+                went_on - start
+            );
+        }
+    }
+
+    /// Under the controller, the stores do not wait on its Experiments store: the controller's
+    /// own wait is the one woken when it lists (a second waiter would take its wake-up).
+    #[tokio::test(start_paused = true)]
+    async fn the_controllers_wait_for_its_store_is_left_alone() {
+        let (experiments, mut experiment_writer) = reflector::store::<ExperimentResource>();
+        let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+        let (services, mut service_writer) = reflector::store::<Service>();
+        let controller_store = experiments.clone();
+        let controller = tokio::spawn(async move {
+            controller_store
+                .wait_until_ready()
+                .await
+                .map(|()| tokio::time::Instant::now())
+        });
+        let (stores, _sync) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            Vec::new(),
+            ExperimentsListed::ByController,
+        );
+        let start = tokio::time::Instant::now();
+        let reconcile = tokio::spawn(async move { stores.ready().await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        listed(&mut deployment_writer);
+        listed(&mut service_writer);
+        listed(&mut experiment_writer);
+        let woken = tokio::time::timeout(SYNC_WAIT, controller)
+            .await
+            .expect("the controller is woken when its store lists")
+            .expect("no panic")
+            .expect("its store is ready");
+        assert!(woken - start < Duration::from_secs(2));
+        reconcile
+            .await
+            .expect("no panic")
+            .expect("the other stores are ready");
+    }
+
+    /// A store that never lists (the operator may not watch it) fails the reconcile after
+    /// SYNC_WAIT with an error naming it.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_never_lists_is_named_after_the_wait() {
+        let (experiments, mut experiment_writer) = reflector::store::<ExperimentResource>();
+        let (deployments, _deployment_writer) = reflector::store::<Deployment>();
+        let (services, _service_writer) = reflector::store::<Service>();
+        let (stores, _sync) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            Vec::new(),
+            ExperimentsListed::Wait,
+        );
+        listed(&mut experiment_writer);
+        let err = stores.ready().await.expect_err("Deployments never listed");
+        assert!(matches!(err, KubeError::NotSynced("Deployments")), "{err}");
+    }
 }
