@@ -421,6 +421,24 @@ fn the_operator_binary_runs_part_1_through_dropped_watches_and_stops_on_sigterm(
         "{metrics}"
     );
     assert!(metrics.ends_with("# EOF\n"), "OpenMetrics text: {metrics}");
+    // The load it put on the API server, counted by its client: it watched, and wrote the
+    // status it decided; the queue of reconciles waiting for a turn is empty.
+    let api_requests = |verb: &str, resource: &str| {
+        let prefix = format!(
+            "iter8_kubernetes_api_requests_total{{verb=\"{verb}\",resource=\"{resource}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(api_requests("watch", "experiments") >= 1, "{metrics}");
+    assert!(api_requests("patch", "experiments") >= 4, "{metrics}");
+    assert!(
+        metrics.contains("iter8_reconcile_queue_depth 0"),
+        "{metrics}"
+    );
 
     operator.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -20,7 +20,7 @@ use iter8_istio::IstioRouter;
 use iter8_kubernetes::events::KubeEvents;
 use iter8_kubernetes::operator::{self, LeaderElection, OperatorSettings};
 use iter8_kubernetes::watch_config::follow_config_map;
-use iter8_kubernetes::{Adapters, ByReference, Settings};
+use iter8_kubernetes::{Adapters, ByReference, OperatorMetrics, Settings};
 use iter8_notifiers::config::CONFIG_MAP;
 use iter8_notifiers::{AlsoNotify, Notifier, SenderSettings};
 use iter8_prometheus::PrometheusSource;
@@ -114,6 +114,10 @@ pub struct Args {
     /// their own; off, such an experiment pauses with a ValidationError.
     #[arg(long, env = "ITER8_ALLOW_CROSS_NAMESPACE")]
     pub allow_cross_namespace: bool,
+    /// At most this many experiments reconciled at once; the others wait their turn.
+    #[arg(long, env = "ITER8_MAX_CONCURRENT_RECONCILES", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_reconciles: u32,
     /// Push the experiment dashboard to this Grafana at start-up (token from
     /// --grafana-token-file or GRAFANA_TOKEN); a failed push is logged, not fatal.
     #[arg(long, env = "ITER8_GRAFANA_PUSH_URL")]
@@ -204,6 +208,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             },
             failure_limit: args.failure_limit,
             allow_cross_namespace: args.allow_cross_namespace,
+            max_concurrent_reconciles: args.max_concurrent_reconciles as usize,
         },
         leader_election: args
             .leader_elect
@@ -225,7 +230,13 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         }
         AnalyticsMode::Remote => Arc::new(remote_analytics(&args)?),
     };
-    let client = operator::client(args.kubeconfig.clone(), args.context.clone()).await?;
+    let metrics = Arc::new(OperatorMetrics::new());
+    let client = operator::client(
+        args.kubeconfig.clone(),
+        args.context.clone(),
+        &metrics.api_requests(),
+    )
+    .await?;
     // Events are Kubernetes Events and also go to the notifiers of the `iter8config-notifiers`
     // ConfigMap in the operator's own namespace (POD_NAMESPACE), which a task follows live.
     let notifier = Notifier::start(SenderSettings::default()).map_err(anyhow::Error::msg)?;
@@ -239,7 +250,11 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     });
     let adapters = Adapters {
         router: Arc::new(ByReference {
-            default: Arc::new(IstioRouter::new(client.clone())),
+            default: Arc::new(IstioRouter::watching(
+                client.clone(),
+                args.namespace.as_deref(),
+                iter8_kubernetes::backoff::watch_backoff,
+            )),
             http_route: Arc::new(GatewayRouter::new(client.clone())),
         }),
         analytics,
@@ -254,6 +269,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         client,
         settings,
         adapters,
+        metrics,
         listener,
         process::shutdown_signal(),
     )

@@ -1,5 +1,7 @@
 //! The Kubernetes side: finds, applies (server-side apply, field manager `iter8`), reads back
 //! and cleans up an experiment's routing rules. Implements the core's [`TrafficRouter`].
+//! [`IstioRouter::watching`] reads rules and Deployments from reflector stores, and applies
+//! only rules whose content changes.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Backoff;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,12 +57,154 @@ pub struct Found {
 #[derive(Clone)]
 pub struct IstioRouter {
     client: Client,
+    cache: Option<std::sync::Arc<Cache>>,
+}
+
+/// Reflector stores of the objects the router reads, fed by tasks stopped on drop.
+struct Cache {
+    /// The namespace the stores hold (`None`: every namespace).
+    namespace: Option<String>,
+    virtual_services: Store<VirtualService>,
+    destination_rules: Store<DestinationRule>,
+    deployments: Store<Deployment>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// True once every store has had its first list.
+    synced: tokio::sync::watch::Receiver<bool>,
+    /// This router's own writes not yet seen in a store: `(kind, namespace, name)` → the
+    /// `resourceVersion` the write returned (`None`: deleted). A list that would miss one is
+    /// read from the API instead, so a reconcile never acts on rules older than its own.
+    written: std::sync::Mutex<BTreeMap<(String, String, String), Option<u64>>>,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A kind of routing rule the cache holds.
+trait Rule: Resource<DynamicType = ()> + Clone + 'static {
+    fn store(cache: &Cache) -> &Store<Self>;
+}
+
+impl Rule for VirtualService {
+    fn store(cache: &Cache) -> &Store<Self> {
+        &cache.virtual_services
+    }
+}
+
+impl Rule for DestinationRule {
+    fn store(cache: &Cache) -> &Store<Self> {
+        &cache.destination_rules
+    }
+}
+
+impl Cache {
+    /// Whether the stores hold `namespace` (a namespaced operator's cross-namespace targets
+    /// are read from the API instead).
+    fn covers(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// Whether the stores hold `namespace` and have completed their first list. Until then
+    /// (and without Istio's CRDs or the right to watch them, when they never list) reads go
+    /// to the API, which also reports why it cannot answer.
+    fn ready_for(&self, namespace: &str) -> bool {
+        self.covers(namespace) && *self.synced.borrow()
+    }
+}
+
+/// A store of `K` in `namespace` (all namespaces: `None`), and the task that feeds it.
+fn reflect<K, B>(
+    client: &Client,
+    namespace: Option<&str>,
+    backoff: B,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    B: Backoff + 'static,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watcher::Config::default())
+        .backoff(backoff)
+        .reflect(writer)
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(events);
+        // The watcher retries after an error (with the backoff); the error is only logged.
+        while let Some(event) = events.next().await {
+            if let Err(error) = event {
+                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+            }
+        }
+    });
+    (store, task)
 }
 
 impl IstioRouter {
-    /// A router talking to the cluster through `client`.
+    /// A router reading and writing through `client` directly.
     pub fn new(client: Client) -> IstioRouter {
-        IstioRouter { client }
+        IstioRouter {
+            client,
+            cache: None,
+        }
+    }
+
+    /// A router reading VirtualServices, DestinationRules and Deployments of `namespace` (all:
+    /// `None`) from reflector stores it keeps up to date, its watches pausing after an error as
+    /// the backoffs `backoff` makes; writes go through `client`. Needs a tokio runtime.
+    pub fn watching<B>(
+        client: Client,
+        namespace: Option<&str>,
+        backoff: impl Fn() -> B,
+    ) -> IstioRouter
+    where
+        B: Backoff + 'static,
+    {
+        let (virtual_services, vs_task) = reflect(&client, namespace, backoff());
+        let (destination_rules, dr_task) = reflect(&client, namespace, backoff());
+        let (deployments, deployment_task) = reflect(&client, namespace, backoff());
+        // One task waits for the first lists: kube-runtime's `Store::wait_until_ready` wakes
+        // only the last of several concurrent waiters.
+        let (synced_tx, synced) = tokio::sync::watch::channel(false);
+        let first_lists = {
+            let (vs, dr, deployments) = (
+                virtual_services.clone(),
+                destination_rules.clone(),
+                deployments.clone(),
+            );
+            tokio::spawn(async move {
+                let listed = vs.wait_until_ready().await.is_ok()
+                    && dr.wait_until_ready().await.is_ok()
+                    && deployments.wait_until_ready().await.is_ok();
+                synced_tx.send_replace(listed);
+            })
+        };
+        IstioRouter {
+            client,
+            cache: Some(std::sync::Arc::new(Cache {
+                namespace: namespace.map(str::to_string),
+                virtual_services,
+                destination_rules,
+                deployments,
+                tasks: vec![vs_task, dr_task, deployment_task, first_lists],
+                synced,
+                written: std::sync::Mutex::default(),
+            })),
+        }
     }
 
     /// Finds the rules for the experiment's host (by label `iter8-tools/host`) and who holds them.
@@ -161,11 +308,21 @@ impl IstioRouter {
         };
         // Subsets are added before the VirtualService routes to them, and dropped only after
         // it stops, so no request meets a missing subset.
+        // Rules that already say what iter8 would apply are left alone: no write.
         let dropping = stage.role() == Role::Stable;
+        let dr = dr.filter(|dr| {
+            !found
+                .destination_rule
+                .as_ref()
+                .is_some_and(|f| f.spec == dr.spec && holds(&f.metadata, &dr.metadata))
+        });
         if !dropping && let Some(dr) = &dr {
             self.server_side_apply(&target, dr).await?;
         }
-        let applied = self.server_side_apply(&target, &vs).await?;
+        let applied = match found.virtual_service {
+            Some(f) if f.spec == vs.spec && holds(&f.metadata, &vs.metadata) => f,
+            _ => self.server_side_apply(&target, &vs).await?,
+        };
         if dropping && let Some(dr) = &dr {
             self.server_side_apply(&target, dr).await?;
         }
@@ -192,6 +349,15 @@ impl IstioRouter {
         reference: &RoutingReference,
     ) -> Result<(String, String, Option<VirtualService>), IstioError> {
         let (namespace, name) = reference::referenced(reference, &target.namespace)?;
+        if let Some(cache) = &self.cache
+            && cache.ready_for(&namespace)
+        {
+            let found = cache
+                .virtual_services
+                .get(&ObjectRef::new(&name).within(&namespace))
+                .map(|vs| (*vs).clone());
+            return Ok((namespace, name, found));
+        }
         let api: Api<VirtualService> = Api::namespaced(self.client.clone(), &namespace);
         let found = api
             .get_opt(&name)
@@ -405,14 +571,16 @@ impl IstioRouter {
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, IstioError> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let deployment = api.get_opt(name).await.map_err(|source| IstioError::Kube {
-            verb: "get",
-            kind: "Deployment".to_string(),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            source: Box::new(source),
-        })?;
+        let deployment = if let Some(cache) = &self.cache
+            && cache.ready_for(namespace)
+        {
+            cache
+                .deployments
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|d| (*d).clone())
+        } else {
+            self.get_deployment(namespace, name).await?
+        };
         let Some(deployment) = deployment else {
             return Ok(None);
         };
@@ -428,6 +596,21 @@ impl IstioRouter {
             });
         }
         Ok(Some(labels))
+    }
+
+    async fn get_deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Deployment>, IstioError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|source| IstioError::Kube {
+            verb: "get",
+            kind: "Deployment".to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        })
     }
 
     /// Who holds rules with this metadata.
@@ -479,11 +662,15 @@ impl IstioRouter {
 
     async fn list<K>(&self, target: &RoutingTarget, selector: &str) -> Result<Vec<K>, IstioError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        K: Rule
+            + Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
             + Clone
             + DeserializeOwned
             + std::fmt::Debug,
     {
+        if let Some(items) = self.cached_list::<K>(target).await {
+            return Ok(items);
+        }
         let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
         api.list(&ListParams::default().labels(selector))
             .await
@@ -497,6 +684,66 @@ impl IstioRouter {
             })
     }
 
+    /// The rules of the target's host from the stores (`None`: no stores).
+    async fn cached_list<K: Rule>(&self, target: &RoutingTarget) -> Option<Vec<K>> {
+        let cache = self.cache.as_ref()?;
+        if !cache.ready_for(&target.namespace) {
+            return None;
+        }
+        let host = target.host_label();
+        let of_host = |meta: &ObjectMeta| {
+            meta.namespace.as_deref() == Some(target.namespace.as_str())
+                && label(meta, labels::HOST) == Some(host.as_str())
+        };
+        let store = K::store(cache);
+        let mut written = cache.written.lock().unwrap_or_else(|e| e.into_inner());
+        let version = |o: &K| o.meta().resource_version.as_deref()?.parse::<u64>().ok();
+        let mut behind = false;
+        written.retain(|(kind, ns, name), wrote| {
+            if *kind != kind_name::<K>() || *ns != target.namespace {
+                return true;
+            }
+            let cached = store.get(&ObjectRef::new(name).within(ns));
+            let seen = match (wrote, cached) {
+                (Some(wrote), Some(c)) => version(&c).is_some_and(|v| v >= *wrote),
+                (None, cached) => cached.is_none(),
+                (Some(_), None) => false,
+            };
+            behind |= !seen;
+            !seen
+        });
+        if behind {
+            return None;
+        }
+        Some(
+            store
+                .state()
+                .iter()
+                .filter(|o| of_host(o.meta()))
+                .map(|o| (**o).clone())
+                .collect(),
+        )
+    }
+
+    /// Remembers a write of this router until the store shows it.
+    fn wrote<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u64>,
+    ) {
+        if let Some(cache) = &self.cache {
+            cache
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    (kind_name::<K>(), namespace.to_string(), name.to_string()),
+                    version,
+                );
+        }
+    }
+
     async fn server_side_apply<K>(&self, target: &RoutingTarget, obj: &K) -> Result<K, IstioError>
     where
         K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
@@ -508,15 +755,23 @@ impl IstioRouter {
         let name = obj.meta().name.clone().unwrap_or_default();
         let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
         let params = PatchParams::apply(labels::FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(obj))
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(obj))
             .await
             .map_err(|source| IstioError::Kube {
                 verb: "apply",
                 kind: kind_name::<K>(),
                 namespace: target.namespace.clone(),
-                name,
+                name: name.clone(),
                 source: Box::new(source),
-            })
+            })?;
+        let version = applied
+            .meta()
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok());
+        self.wrote::<K>(&target.namespace, &name, version);
+        Ok(applied)
     }
 
     async fn delete<K>(
@@ -532,6 +787,7 @@ impl IstioRouter {
     {
         let name = meta.name.clone().unwrap_or_default();
         let api: Api<K> = Api::namespaced(self.client.clone(), &target.namespace);
+        self.wrote::<K>(&target.namespace, &name, None);
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
@@ -610,6 +866,16 @@ fn pick<K: Resource>(mut items: Vec<K>, target: &RoutingTarget, name: Option<&st
     };
     items.sort_by_key(|o| rank(o.meta()));
     items.into_iter().next()
+}
+
+/// Whether `found` already carries every label and annotation of `wanted`.
+fn holds(found: &ObjectMeta, wanted: &ObjectMeta) -> bool {
+    let subset = |a: &Option<BTreeMap<String, String>>, b: &Option<BTreeMap<String, String>>| {
+        a.iter()
+            .flatten()
+            .all(|(k, v)| b.as_ref().and_then(|b| b.get(k)) == Some(v))
+    };
+    subset(&wanted.labels, &found.labels) && subset(&wanted.annotations, &found.annotations)
 }
 
 fn object_name(meta: Option<&ObjectMeta>, target: &RoutingTarget) -> String {

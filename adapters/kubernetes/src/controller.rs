@@ -1,8 +1,10 @@
 //! The kube-runtime controller: watches Experiments, and Deployments and Services mapped to the
-//! experiments that name them; each reconcile re-reads the experiment, runs
+//! experiments that name them; each reconcile reads the experiment, its targets and the
+//! metrics ConfigMap from reflector stores fed by those watches, runs
 //! `iter8_core::driver::reconcile_once` over the adapters and schedules the next reconcile at
 //! the decision's `requeue_after`. Since every reconcile computes the wake-up from the status,
-//! a restarted operator picks every experiment up on time.
+//! a restarted operator picks every experiment up on time. At most
+//! [`Settings::max_concurrent_reconciles`] reconciles run at once; the others wait their turn.
 
 use std::any::Any;
 use std::future::Future;
@@ -19,12 +21,13 @@ use iter8_core::model::{ConditionType, Experiment, ExperimentStatus, ObjectMeta,
 use iter8_core::ports::{Analytics, DashboardLink, EventRecorder, TrafficRouter};
 use iter8_core::{MetricsConfig, manifest::ManifestError};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use tokio::sync::{Semaphore, watch};
 
 use crate::backoff::watch_backoff;
 use crate::config::MetricsConfigSource;
@@ -53,6 +56,9 @@ pub struct Settings {
     /// Let experiments name targets in other namespaces (off: such an experiment pauses with
     /// a `ValidationError` naming `spec.targetService.namespace`).
     pub allow_cross_namespace: bool,
+    /// How many reconciles run at once; the others queue (so that many experiments reaching an
+    /// interval boundary together are spread out, not stampeded).
+    pub max_concurrent_reconciles: usize,
 }
 
 impl Default for Settings {
@@ -65,6 +71,7 @@ impl Default for Settings {
             abort_check_every: Some(Duration::from_secs(5)),
             failure_limit: engine::DEFAULT_FAILURE_LIMIT,
             allow_cross_namespace: false,
+            max_concurrent_reconciles: 16,
         }
     }
 }
@@ -83,33 +90,217 @@ pub struct Adapters {
     pub events: Option<Arc<dyn EventRecorder>>,
 }
 
+/// The reflector stores a reconcile reads from.
+#[derive(Clone)]
+pub struct Stores {
+    /// The watched Experiments.
+    pub experiments: Store<ExperimentResource>,
+    /// The watched Deployments.
+    pub deployments: Store<Deployment>,
+    /// The watched Services.
+    pub services: Store<Service>,
+    /// The metrics ConfigMaps, one store per namespace scope watched.
+    pub config_maps: Vec<Store<ConfigMap>>,
+    /// The store that has not had its first list yet (`None`: every one has).
+    waiting_for: watch::Receiver<Option<&'static str>>,
+}
+
+impl Stores {
+    /// Stores fed by watches of their own, for reconciling outside [`run`] (tests, tools);
+    /// they stay fed while the returned [`Watches`] lives.
+    pub fn watch(client: &Client, settings: &Settings) -> (Stores, Watches) {
+        let (experiments, experiment_task) =
+            reflect_in_task(scoped(client, settings), watcher::Config::default());
+        let (deployments, deployment_task) =
+            reflect_in_task(scoped(client, settings), watcher::Config::default());
+        let (services, service_task) =
+            reflect_in_task(scoped(client, settings), watcher::Config::default());
+        let (config_maps, mut tasks) = watch_metrics_config_maps(client, settings);
+        let (stores, sync_task) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            config_maps,
+            ExperimentsListed::Wait,
+        );
+        tasks.extend([experiment_task, deployment_task, service_task, sync_task]);
+        (stores, Watches(tasks))
+    }
+
+    /// The stores, and the task that follows their first lists (stop it with the watches).
+    ///
+    /// That task is the only waiter on each store's `wait_until_ready`, and publishes its
+    /// progress on a watch channel, which wakes every reconcile waiting on it: kube-runtime's
+    /// `wait_until_ready` keeps the waker of its last waiter only (a oneshot channel), so of
+    /// many reconciles waiting on it directly all but one slept until their timeout, and a
+    /// second waiter on the controller's own store could leave the controller unwoken.
+    fn new(
+        experiments: Store<ExperimentResource>,
+        deployments: Store<Deployment>,
+        services: Store<Service>,
+        config_maps: Vec<Store<ConfigMap>>,
+        experiments_listed: ExperimentsListed,
+    ) -> (Stores, tokio::task::JoinHandle<()>) {
+        let (progress, waiting_for) = watch::channel(Some("Experiments"));
+        let stores = Stores {
+            experiments,
+            deployments,
+            services,
+            config_maps,
+            waiting_for,
+        };
+        let watched = stores.clone();
+        let task = tokio::spawn(async move {
+            // A store whose writer is gone never becomes ready: reconciles then fail NotSynced.
+            let first_lists = async {
+                if experiments_listed == ExperimentsListed::Wait {
+                    watched.experiments.wait_until_ready().await.ok()?;
+                }
+                progress.send_replace(Some("Deployments"));
+                watched.deployments.wait_until_ready().await.ok()?;
+                progress.send_replace(Some("Services"));
+                watched.services.wait_until_ready().await.ok()?;
+                progress.send_replace(Some("the metrics ConfigMap"));
+                for store in &watched.config_maps {
+                    store.wait_until_ready().await.ok()?;
+                }
+                progress.send_replace(None);
+                Some(())
+            };
+            first_lists.await;
+        });
+        (stores, task)
+    }
+
+    /// Waits until every store has had its first complete list (until then, a missing object
+    /// may only be not listed yet), at most [`SYNC_WAIT`].
+    async fn ready(&self) -> Result<(), KubeError> {
+        let mut waiting_for = self.waiting_for.clone();
+        let synced = tokio::time::timeout(SYNC_WAIT, waiting_for.wait_for(Option::is_none)).await;
+        match synced {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(KubeError::NotSynced(
+                (*self.waiting_for.borrow()).unwrap_or("the stores"),
+            )),
+        }
+    }
+}
+
+/// Who waits for the Experiments store's first list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ExperimentsListed {
+    /// The stores' own task (the store is fed by a watch of its own).
+    Wait,
+    /// The controller: it starts no reconcile before its store has listed, and its wait must
+    /// stay the only one on that store.
+    ByController,
+}
+
+/// How long a reconcile waits for the stores' first list before it fails (and is retried).
+pub const SYNC_WAIT: Duration = Duration::from_secs(30);
+
+/// The tasks feeding stores; dropping this stops them.
+pub struct Watches(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The API of `K` in the namespace the operator watches (all namespaces: `None`).
+fn scoped<K>(client: &Client, settings: &Settings) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A store of what `api` lists under `config`, and the task that keeps it current.
+fn reflect_in_task<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, config)
+        .backoff(watch_backoff())
+        .modify(forget_managed_fields)
+        .reflect(writer)
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(events);
+        // The watcher retries after an error (with the backoff); the error is only logged.
+        while let Some(event) = events.next().await {
+            if let Err(error) = event {
+                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+            }
+        }
+    });
+    (store, task)
+}
+
+/// Drops `metadata.managedFields` before an object enters a store: nothing reads it, and it is
+/// often the largest part of the object.
+fn forget_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// Everything a reconcile needs.
 pub struct Context {
     client: Client,
     settings: Settings,
     adapters: Adapters,
+    stores: Stores,
     targets: KubeTargets,
     store: KubeStore,
     events: Arc<dyn EventRecorder>,
     config: MetricsConfigSource,
     metrics: Arc<OperatorMetrics>,
+    /// Turns for reconciles ([`Settings::max_concurrent_reconciles`]).
+    turns: Semaphore,
 }
 
 impl Context {
-    /// A context over a client, with the given adapters and metrics.
+    /// A context over a client and the stores, with the given adapters and metrics.
     pub fn new(
         client: Client,
         settings: Settings,
         adapters: Adapters,
+        stores: Stores,
         metrics: Arc<OperatorMetrics>,
     ) -> Context {
         Context {
-            targets: KubeTargets::new(client.clone()),
+            targets: KubeTargets::new(
+                client.clone(),
+                settings.namespace.clone(),
+                stores.experiments.clone(),
+                stores.deployments.clone(),
+                stores.services.clone(),
+            ),
             store: KubeStore::new(client.clone()),
             events: adapters.events.clone().unwrap_or_else(|| {
                 Arc::new(KubeEvents::new(client.clone(), settings.instance.clone()))
             }),
-            config: MetricsConfigSource::new(client.clone(), settings.metrics_namespace.clone()),
+            config: MetricsConfigSource::new(
+                stores.config_maps.clone(),
+                settings.metrics_namespace.clone(),
+            ),
+            turns: Semaphore::new(settings.max_concurrent_reconciles.max(1)),
+            stores,
             client,
             settings,
             adapters,
@@ -151,21 +342,33 @@ pub async fn reconcile_experiment(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Duration>, ReconcileError> {
-    let api: Api<ExperimentResource> = Api::namespaced(ctx.client.clone(), namespace);
-    // Read afresh: the watch cache may not have seen this controller's last write yet.
-    let Some(resource) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| KubeError::api("get", "Experiment", namespace, name, e))?
-    else {
-        ctx.metrics.forget(namespace, name);
-        return Ok(None);
+    ctx.stores.ready().await?;
+    let cached = ctx
+        .stores
+        .experiments
+        .get(&ObjectRef::new(name).within(namespace));
+    let resource = match cached {
+        Some(r) if !ctx.store.is_behind_own_write(&r) => r,
+        Some(_) => {
+            // The watch has not delivered this controller's last write yet: acting on the
+            // older state would repeat what that write recorded, so read afresh.
+            let api: Api<ExperimentResource> = Api::namespaced(ctx.client.clone(), namespace);
+            match api
+                .get_opt(name)
+                .await
+                .map_err(|e| KubeError::api("get", "Experiment", namespace, name, e))?
+            {
+                Some(r) => Arc::new(r),
+                None => return Ok(gone(ctx, namespace, name)),
+            }
+        }
+        None => return Ok(gone(ctx, namespace, name)),
     };
     let exp = match crd::to_core(&resource) {
         Ok(exp) => exp,
         Err(problem) => return unreadable(ctx, &resource, &problem).await,
     };
-    let (metrics, metrics_error) = match ctx.config.load(exp.namespace()).await {
+    let (metrics, metrics_error) = match ctx.config.load(exp.namespace()) {
         Ok(m) => (m, None),
         Err(e) => (MetricsConfig::default(), Some(e.to_string())),
     };
@@ -207,6 +410,13 @@ pub async fn reconcile_experiment(
         "reconciled"
     );
     Ok(decision.requeue_after)
+}
+
+/// An experiment that is gone: nothing to do until it comes back.
+fn gone(ctx: &Context, namespace: &str, name: &str) -> Option<Duration> {
+    ctx.metrics.forget(namespace, name);
+    ctx.store.forget(namespace, name);
+    None
 }
 
 /// The experiment with only what a status patch, a finalizer change or an event needs (name,
@@ -297,6 +507,9 @@ async fn reconcile(
     resource: Arc<ExperimentResource>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    ctx.metrics.queued(1);
+    let turn = ctx.turns.acquire().await;
+    ctx.metrics.queued(-1);
     let started = Instant::now();
     let namespace = resource.namespace().unwrap_or_default();
     // A panic (a bug: there should be none) must not take the controller, and with it every
@@ -308,6 +521,7 @@ async fn reconcile(
     if let Err(ReconcileError::Panicked(text)) = &out {
         show_panic(&ctx, &resource, text).await;
     }
+    drop(turn);
     ctx.metrics.reconciled(started.elapsed());
     Ok(match out? {
         Some(after) => Action::requeue(after),
@@ -449,27 +663,36 @@ pub async fn run(
     metrics: Arc<OperatorMetrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (experiments, deployments, services) = match &settings.namespace {
-        Some(ns) => (
-            Api::<ExperimentResource>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-            Api::<Service>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::<ExperimentResource>::all(client.clone()),
-            Api::<Deployment>::all(client.clone()),
-            Api::<Service>::all(client.clone()),
-        ),
-    };
+    let experiments: Api<ExperimentResource> = scoped(&client, &settings);
+    // The stores reconciles read are fed by tasks of their own, not by the controller's trigger
+    // streams: those are polled only as the controller takes new work, so a reconcile waiting
+    // for a store fed by them could wait for itself.
+    let (deployment_store, deployment_task) =
+        reflect_in_task(scoped(&client, &settings), watcher::Config::default());
+    let (service_store, service_task) =
+        reflect_in_task(scoped(&client, &settings), watcher::Config::default());
+    let (config_maps, config_map_tasks) = watch_metrics_config_maps(&client, &settings);
     let controller = Controller::new(experiments.clone(), watcher::Config::default());
     let by_deployment = controller.store();
     let by_service = controller.store();
     let by_experiment = controller.store();
-    let ctx = Arc::new(Context::new(client, settings, adapters, metrics));
+    let (stores, sync_task) = Stores::new(
+        controller.store(),
+        deployment_store,
+        service_store,
+        config_maps,
+        ExperimentsListed::ByController,
+    );
+    let mut tasks = config_map_tasks;
+    tasks.extend([deployment_task, service_task, sync_task]);
+    let store_watches = Watches(tasks);
+    let (deployment_triggers, service_triggers): (Api<Deployment>, Api<Service>) =
+        (scoped(&client, &settings), scoped(&client, &settings));
+    let ctx = Arc::new(Context::new(client, settings, adapters, stores, metrics));
     controller
         .trigger_backoff(watch_backoff())
         .watches(
-            deployments,
+            deployment_triggers,
             watcher::Config::default(),
             move |d: Deployment| {
                 experiments_naming_deployment(
@@ -479,13 +702,17 @@ pub async fn run(
                 )
             },
         )
-        .watches(services, watcher::Config::default(), move |s: Service| {
-            experiments_naming_service(
-                &by_service,
-                &s.namespace().unwrap_or_default(),
-                &s.name_any(),
-            )
-        })
+        .watches(
+            service_triggers,
+            watcher::Config::default(),
+            move |s: Service| {
+                experiments_naming_service(
+                    &by_service,
+                    &s.namespace().unwrap_or_default(),
+                    &s.name_any(),
+                )
+            },
+        )
         .watches(
             experiments,
             watcher::Config::default(),
@@ -499,4 +726,147 @@ pub async fn run(
             }
         })
         .await;
+    drop(store_watches);
+}
+
+/// Stores of the ConfigMaps named `iter8config-metrics` the operator may read: in every
+/// namespace, or in the watched namespace and the metrics namespace. Each is fed by a task
+/// that the caller aborts when the controller stops.
+fn watch_metrics_config_maps(
+    client: &Client,
+    settings: &Settings,
+) -> (Vec<Store<ConfigMap>>, Vec<tokio::task::JoinHandle<()>>) {
+    let apis = match &settings.namespace {
+        None => vec![Api::<ConfigMap>::all(client.clone())],
+        Some(ns) if *ns == settings.metrics_namespace => {
+            vec![Api::namespaced(client.clone(), ns)]
+        }
+        Some(ns) => vec![
+            Api::namespaced(client.clone(), &settings.metrics_namespace),
+            Api::namespaced(client.clone(), ns),
+        ],
+    };
+    let only_ours = watcher::Config::default().fields(&format!(
+        "metadata.name={}",
+        iter8_core::metrics_config::CONFIGMAP_NAME
+    ));
+    apis.into_iter()
+        .map(|api| reflect_in_task(api, only_ours.clone()))
+        .unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    fn listed<K>(writer: &mut Writer<K>)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// Many reconciles wait for the first lists at once (an operator starting with many
+    /// experiments): every one goes on as soon as the lists are in, none sleeps until its
+    /// timeout. Virtual time: a reconcile woken only by its timeout would go on SYNC_WAIT
+    /// after the start.
+    #[tokio::test(start_paused = true)]
+    async fn every_waiting_reconcile_goes_on_when_the_stores_have_listed() {
+        let (experiments, mut experiment_writer) = reflector::store::<ExperimentResource>();
+        let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+        let (services, mut service_writer) = reflector::store::<Service>();
+        let (config_map, mut config_map_writer) = reflector::store::<ConfigMap>();
+        let (stores, _sync) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            vec![config_map],
+            ExperimentsListed::Wait,
+        );
+        let start = tokio::time::Instant::now();
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let stores = stores.clone();
+                tokio::spawn(
+                    async move { stores.ready().await.map(|()| tokio::time::Instant::now()) },
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        listed(&mut experiment_writer);
+        listed(&mut deployment_writer);
+        listed(&mut service_writer);
+        listed(&mut config_map_writer);
+        for reconcile in waiting {
+            let went_on = reconcile
+                .await
+                .expect("no panic")
+                .expect("the stores are ready");
+            assert!(
+                went_on - start < Duration::from_secs(2),
+                "a reconcile went on {:?} after the start (the lists came at 1 s)",
+                went_on - start
+            );
+        }
+    }
+
+    /// Under the controller, the stores do not wait on its Experiments store: the controller's
+    /// own wait is the one woken when it lists (a second waiter would take its wake-up).
+    #[tokio::test(start_paused = true)]
+    async fn the_controllers_wait_for_its_store_is_left_alone() {
+        let (experiments, mut experiment_writer) = reflector::store::<ExperimentResource>();
+        let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+        let (services, mut service_writer) = reflector::store::<Service>();
+        let controller_store = experiments.clone();
+        let controller = tokio::spawn(async move {
+            controller_store
+                .wait_until_ready()
+                .await
+                .map(|()| tokio::time::Instant::now())
+        });
+        let (stores, _sync) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            Vec::new(),
+            ExperimentsListed::ByController,
+        );
+        let start = tokio::time::Instant::now();
+        let reconcile = tokio::spawn(async move { stores.ready().await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        listed(&mut deployment_writer);
+        listed(&mut service_writer);
+        listed(&mut experiment_writer);
+        let woken = tokio::time::timeout(SYNC_WAIT, controller)
+            .await
+            .expect("the controller is woken when its store lists")
+            .expect("no panic")
+            .expect("its store is ready");
+        assert!(woken - start < Duration::from_secs(2));
+        reconcile
+            .await
+            .expect("no panic")
+            .expect("the other stores are ready");
+    }
+
+    /// A store that never lists (the operator may not watch it) fails the reconcile after
+    /// SYNC_WAIT with an error naming it.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_never_lists_is_named_after_the_wait() {
+        let (experiments, mut experiment_writer) = reflector::store::<ExperimentResource>();
+        let (deployments, _deployment_writer) = reflector::store::<Deployment>();
+        let (services, _service_writer) = reflector::store::<Service>();
+        let (stores, _sync) = Stores::new(
+            experiments,
+            deployments,
+            services,
+            Vec::new(),
+            ExperimentsListed::Wait,
+        );
+        listed(&mut experiment_writer);
+        let err = stores.ready().await.expect_err("Deployments never listed");
+        assert!(matches!(err, KubeError::NotSynced("Deployments")), "{err}");
+    }
 }

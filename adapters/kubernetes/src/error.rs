@@ -41,6 +41,12 @@ pub enum KubeError {
     /// The metrics ConfigMap could not be found or read.
     #[error("{0}")]
     MetricsConfig(String),
+    /// A watch feeding a reflector store has not completed its first list in time.
+    #[error(
+        "the operator's watch of {0} has not listed them within {secs} s (may it list and watch them?)",
+        secs = crate::controller::SYNC_WAIT.as_secs()
+    )]
+    NotSynced(&'static str),
     /// The kubeconfig or in-cluster configuration could not be loaded.
     #[error("loading the Kubernetes client configuration: {0}")]
     Config(String),

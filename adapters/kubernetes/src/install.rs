@@ -71,10 +71,10 @@ pub fn cluster_rules() -> Value {
         // Targets: watched, and the loser deleted on `cleanup: delete`.
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "delete"]},
-        // Only the metrics configuration.
-        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CONFIGMAP_NAME], "verbs": ["get"]},
-        // Routing rules: listed by label, server-side applied, deleted on cleanup.
-        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "create", "patch", "delete"]},
+        // Only the metrics configuration: read from a store fed by a watch of that one name.
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CONFIGMAP_NAME], "verbs": ["get", "list", "watch"]},
+        // Routing rules: watched, server-side applied, deleted on cleanup.
+        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices", "destinationrules"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         // Gateway API: the user's HTTPRoute named by spec.routingReference, read and applied.
         {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},

@@ -1,5 +1,7 @@
 //! The operator's Prometheus metrics (`/metrics`, OpenMetrics text): experiments by phase, the
-//! candidate's current weight, decisions, reconcile duration, reconcile errors and routing repairs.
+//! candidate's current weight, decisions, reconcile duration, reconciles waiting for a turn,
+//! reconcile errors, routing repairs, and the operator's Kubernetes API requests by verb and
+//! resource.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -28,6 +30,8 @@ pub struct OperatorMetrics {
     decisions: Family<Labels, Counter>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
+    queue_depth: Gauge,
+    api_requests: ApiRequests,
     routing_repairs: Counter,
     phases: Mutex<BTreeMap<(String, String), String>>,
 }
@@ -54,6 +58,18 @@ impl OperatorMetrics {
         let decisions = Family::<Labels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let reconcile_errors = Family::<Labels, Counter>::default();
+        let queue_depth = Gauge::default();
+        let api_requests = ApiRequests::default();
+        registry.register(
+            "kubernetes_api_requests",
+            "Requests the operator sent to the Kubernetes API server, by verb and resource",
+            api_requests.0.clone(),
+        );
+        registry.register(
+            "reconcile_queue_depth",
+            "Reconciles due and waiting for a turn (--max-concurrent-reconciles)",
+            queue_depth.clone(),
+        );
         let routing_repairs = Counter::default();
         registry.register(
             "experiments",
@@ -98,6 +114,8 @@ impl OperatorMetrics {
             decisions,
             reconcile_duration,
             reconcile_errors,
+            queue_depth,
+            api_requests,
             routing_repairs,
             phases: Mutex::new(BTreeMap::new()),
         }
@@ -117,6 +135,16 @@ impl OperatorMetrics {
         let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
         phases.insert(key, phase);
         self.publish(&phases);
+    }
+
+    /// The counter of API requests, for the client's layer ([`ApiRequests::layer`]).
+    pub fn api_requests(&self) -> ApiRequests {
+        self.api_requests.clone()
+    }
+
+    /// A reconcile started waiting for a turn (`1`) or got one (`-1`).
+    pub fn queued(&self, change: i64) {
+        self.queue_depth.inc_by(change);
     }
 
     /// Forgets an experiment that was deleted.
@@ -179,9 +207,142 @@ impl OperatorMetrics {
     }
 }
 
+/// Counts Kubernetes API requests by verb (`get`, `list`, `watch`, `create`, `patch`, `update`,
+/// `delete`) and resource, as the API server's `apiserver_request_total` does. Cloning shares
+/// the counts.
+#[derive(Clone, Default)]
+pub struct ApiRequests(Family<Labels, Counter>);
+
+impl ApiRequests {
+    /// Counts one request.
+    pub fn count(&self, method: &http::Method, uri: &http::Uri) {
+        let (verb, resource) = verb_and_resource(method, uri);
+        self.0
+            .get_or_create(&labels(&[("verb", verb), ("resource", resource)]))
+            .inc();
+    }
+
+    /// A tower layer for kube's client stack that counts every request it sends.
+    pub fn layer<B>(
+        &self,
+    ) -> tower::util::MapRequestLayer<impl Fn(http::Request<B>) -> http::Request<B> + Clone + use<B>>
+    {
+        let requests = self.clone();
+        tower::util::MapRequestLayer::new(move |request: http::Request<B>| {
+            requests.count(request.method(), request.uri());
+            request
+        })
+    }
+}
+
+/// The Kubernetes verb and resource of a request to the API server. Paths are
+/// `/api/v1/...` or `/apis/<group>/<version>/...`, then `namespaces/<ns>/` for namespaced
+/// objects, then `<resource>[/<name>[/<subresource>]]`; a GET with a name is a `get`, one
+/// without a `list`, and one with `watch=true` a `watch`.
+fn verb_and_resource<'a>(method: &http::Method, uri: &'a http::Uri) -> (&'static str, &'a str) {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let rest = match rest {
+        ["namespaces", _, resource, more @ ..] => (*resource, more.first()),
+        [resource, more @ ..] => (*resource, more.first()),
+        [] => ("", None),
+    };
+    let (resource, name) = rest;
+    let watching = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+    });
+    let verb = match *method {
+        http::Method::GET if watching => "watch",
+        http::Method::GET if name.is_some() || resource.is_empty() => "get",
+        http::Method::GET => "list",
+        http::Method::POST => "create",
+        http::Method::PATCH => "patch",
+        http::Method::PUT => "update",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    };
+    (
+        verb,
+        if resource.is_empty() {
+            "other"
+        } else {
+            resource
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_counted_by_kubernetes_verb_and_resource() {
+        let cases = [
+            (
+                "GET",
+                "/apis/iter8.tools/v1alpha1/namespaces/ns/experiments/a",
+                ("get", "experiments"),
+            ),
+            (
+                "GET",
+                "/apis/iter8.tools/v1alpha1/namespaces/ns/experiments?labelSelector=x",
+                ("list", "experiments"),
+            ),
+            (
+                "GET",
+                "/apis/apps/v1/deployments?watch=true&resourceVersion=5",
+                ("watch", "deployments"),
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/ns/configmaps?fieldSelector=metadata.name%3Dx&watch=true",
+                ("watch", "configmaps"),
+            ),
+            (
+                "PATCH",
+                "/apis/iter8.tools/v1alpha1/namespaces/ns/experiments/a/status",
+                ("patch", "experiments"),
+            ),
+            ("POST", "/api/v1/namespaces/ns/events", ("create", "events")),
+            (
+                "PUT",
+                "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l",
+                ("update", "leases"),
+            ),
+            (
+                "DELETE",
+                "/apis/apps/v1/namespaces/ns/deployments/d",
+                ("delete", "deployments"),
+            ),
+            ("GET", "/api/v1/namespaces/ns", ("get", "namespaces")),
+            ("GET", "/version", ("get", "other")),
+        ];
+        for (method, uri, want) in cases {
+            let uri: http::Uri = uri.parse().unwrap();
+            let method: http::Method = method.parse().unwrap();
+            assert_eq!(verb_and_resource(&method, &uri), want, "{method} {uri}");
+        }
+        let m = OperatorMetrics::new();
+        let requests = m.api_requests();
+        let uri: http::Uri = "/apis/iter8.tools/v1alpha1/namespaces/ns/experiments/a/status"
+            .parse()
+            .unwrap();
+        requests.count(&http::Method::PATCH, &uri);
+        requests.count(&http::Method::PATCH, &uri);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "iter8_kubernetes_api_requests_total{verb=\"patch\",resource=\"experiments\"} 2"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn phases_are_counted_and_deleted_experiments_forgotten() {

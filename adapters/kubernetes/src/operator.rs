@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 
 use crate::controller::{self, Adapters, Settings};
 use crate::error::KubeError;
-use crate::metrics::OperatorMetrics;
+use crate::metrics::{ApiRequests, OperatorMetrics};
 use crate::server::{self, Health};
 
 /// Lease-based leader election: only the holder of the Lease reconciles.
@@ -71,10 +72,12 @@ pub enum OperatorError {
 }
 
 /// Builds a client from a kubeconfig file (and context), or infers one: `KUBECONFIG`,
-/// `~/.kube/config`, then the in-cluster service account.
+/// `~/.kube/config`, then the in-cluster service account. Every request it sends is counted in
+/// `requests` (`/metrics`: `iter8_kubernetes_api_requests_total`).
 pub async fn client(
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
+    requests: &ApiRequests,
 ) -> Result<Client, KubeError> {
     let options = KubeConfigOptions {
         context,
@@ -95,7 +98,15 @@ pub async fn client(
             .await
             .map_err(|e| KubeError::Config(e.to_string()))?,
     };
-    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+    counting_client(config, requests)
+}
+
+/// A client for `config` whose requests are counted in `requests`.
+pub fn counting_client(config: kube::Config, requests: &ApiRequests) -> Result<Client, KubeError> {
+    Ok(ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Config(e.to_string()))?
+        .with_layer(&requests.layer())
+        .build())
 }
 
 /// Binds the address `/metrics`, `/healthz` and `/readyz` are served on.
@@ -106,15 +117,15 @@ pub async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, Operato
 }
 
 /// Runs the operator until `shutdown` completes (or, with leader election, until the Lease is
-/// lost), serving the endpoints on `listener` throughout.
+/// lost), serving the endpoints on `listener` throughout, with `metrics` on `/metrics`.
 pub async fn run(
     client: Client,
     settings: OperatorSettings,
     adapters: Adapters,
+    metrics: Arc<OperatorMetrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OperatorError> {
-    let metrics = Arc::new(OperatorMetrics::new());
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (endpoints_tx, endpoints_rx) = watch::channel(false);

@@ -1,11 +1,14 @@
 //! [`ExperimentStore`] over the Kubernetes API: the status through the status subresource
 //! (JSON merge patch computed from the status read), iter8's finalizer through a JSON merge
-//! patch of `metadata.finalizers` guarded by `resourceVersion` (retried on 409).
+//! patch of `metadata.finalizers` guarded by `resourceVersion` (retried on 409). It remembers
+//! the `resourceVersion` each write produced, so that a reconcile can tell when the
+//! controller's cache has not seen that write yet.
 //!
 //! Status writes are guarded by the `resourceVersion` the decision was made on: a status
 //! written since (by another operator instance, say) makes the write fail with 409 Conflict,
 //! and the reconcile is retried: read again, decide again. Only this store's own finalizer
-//! change in the same reconcile does not count as a change.
+//! change in the same reconcile does not count as a change. So a reconcile that acted on a
+//! cache lagging behind someone else's write cannot record its decision.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use iter8_core::model::{Experiment, ExperimentStatus, FINALIZER};
 use iter8_core::ports::{ExperimentStore, PortError};
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::crd::ExperimentResource;
@@ -33,6 +36,8 @@ pub struct KubeStore {
     /// This store's own finalizer writes: `namespace/name` → (the version it changed, the
     /// version it made).
     own_writes: Arc<Mutex<HashMap<String, (String, String)>>>,
+    /// `namespace/name` → the `resourceVersion` of this process's last write to it.
+    written: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl KubeStore {
@@ -41,6 +46,7 @@ impl KubeStore {
         KubeStore {
             client,
             own_writes: Arc::default(),
+            written: Arc::default(),
         }
     }
 
@@ -54,6 +60,49 @@ impl KubeStore {
             Some((from, to)) if from == read => to,
             _ => read.to_string(),
         })
+    }
+
+    fn remember(&self, written: &ExperimentResource) {
+        let key = format!(
+            "{}/{}",
+            written.namespace().unwrap_or_default(),
+            written.name_any()
+        );
+        if let Some(version) = written.resource_version() {
+            self.written
+                .lock()
+                .expect("not poisoned")
+                .insert(key, version);
+        }
+    }
+
+    /// Whether `cached` may predate this process's last write to it: its `resourceVersion` is
+    /// older than the one the write returned. kube-apiserver's versions are etcd revisions
+    /// (integers); a version that is not one counts as possibly older.
+    pub fn is_behind_own_write(&self, cached: &ExperimentResource) -> bool {
+        let key = format!(
+            "{}/{}",
+            cached.namespace().unwrap_or_default(),
+            cached.name_any()
+        );
+        let written = self.written.lock().expect("not poisoned");
+        let Some(written) = written.get(&key) else {
+            return false;
+        };
+        match (
+            written.parse::<u64>(),
+            cached.resource_version().map(|v| v.parse::<u64>()),
+        ) {
+            (Ok(written), Some(Ok(cached))) => cached < written,
+            _ => cached.resource_version().as_ref() != Some(written),
+        }
+    }
+
+    /// Forgets an experiment that is gone.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        self.written.lock().expect("not poisoned").remove(&key);
+        self.own_writes.lock().expect("not poisoned").remove(&key);
     }
 
     fn api(&self, exp: &Experiment) -> Api<ExperimentResource> {
@@ -77,7 +126,8 @@ impl KubeStore {
         if let Some(version) = self.version_to_write_over(exp) {
             patch["metadata"] = json!({ "resourceVersion": version });
         }
-        self.api(exp)
+        let written = self
+            .api(exp)
             .patch_status(exp.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| {
@@ -89,23 +139,37 @@ impl KubeStore {
                     e,
                 )
             })?;
+        self.remember(&written);
         Ok(())
     }
 
-    /// Adds (`true`) or removes (`false`) iter8's finalizer, re-reading on conflicts. A missing
-    /// experiment has no finalizer to remove.
+    /// Adds (`true`) or removes (`false`) iter8's finalizer: first over the experiment as
+    /// read, re-reading on conflicts. A missing experiment has no finalizer to remove.
     async fn set_finalizer(&self, exp: &Experiment, present: bool) -> Result<(), KubeError> {
         let api = self.api(exp);
         let (ns, name) = (exp.namespace(), exp.name());
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = match api.get(name).await {
-                Ok(c) => c,
-                Err(e) if is_not_found(&e) && !present => return Ok(()),
-                Err(e) => return Err(KubeError::api("get", "Experiment", ns, name, e)),
+            let (mut finalizers, resource_version) = if attempt == 1 {
+                (
+                    exp.metadata.finalizers.clone(),
+                    exp.metadata
+                        .other
+                        .get("resourceVersion")
+                        .and_then(|v| v.as_str())
+                        .map(String::from),
+                )
+            } else {
+                match api.get(name).await {
+                    Ok(c) => (
+                        c.metadata.finalizers.clone().unwrap_or_default(),
+                        c.metadata.resource_version.clone(),
+                    ),
+                    Err(e) if is_not_found(&e) && !present => return Ok(()),
+                    Err(e) => return Err(KubeError::api("get", "Experiment", ns, name, e)),
+                }
             };
-            let mut finalizers = current.metadata.finalizers.clone().unwrap_or_default();
             let has = finalizers.iter().any(|f| f == FINALIZER);
             if has == present {
                 return Ok(());
@@ -118,7 +182,7 @@ impl KubeStore {
             let patch = json!({
                 "metadata": {
                     "finalizers": finalizers,
-                    "resourceVersion": current.metadata.resource_version,
+                    "resourceVersion": resource_version,
                 }
             });
             let verb = if present {
@@ -130,14 +194,15 @@ impl KubeStore {
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(changed) => {
+                Ok(written) => {
                     if let (Some(from), Some(to), Ok(mut own)) = (
-                        current.metadata.resource_version,
-                        changed.metadata.resource_version,
+                        resource_version,
+                        written.metadata.resource_version.clone(),
                         self.own_writes.lock(),
                     ) {
                         own.insert(format!("{ns}/{name}"), (from, to));
                     }
+                    self.remember(&written);
                     return Ok(());
                 }
                 Err(e) if is_not_found(&e) && !present => return Ok(()),

@@ -1,6 +1,7 @@
 //! [`TargetLocator`] over the Kubernetes API: the Service and the two Deployments (or, for
 //! `kind: Service`, the two Services), whether another running experiment already works on
-//! them, and deleting the loser on `cleanup: delete`.
+//! them (all read from the controller's reflector stores), and deleting the loser on
+//! `cleanup: delete`.
 
 use async_trait::async_trait;
 use iter8_core::model::{Experiment, Phase, TargetKind};
@@ -8,7 +9,8 @@ use iter8_core::observation::{ClaimedTarget, Targets};
 use iter8_core::ports::{PortError, TargetLocator};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::crd::{self, ExperimentResource};
@@ -18,23 +20,52 @@ use crate::error::{KubeError, is_not_found};
 #[derive(Clone)]
 pub struct KubeTargets {
     client: Client,
+    /// The namespace the stores hold (`None`: every namespace).
+    watched: Option<String>,
+    experiments: Store<ExperimentResource>,
+    deployments: Store<Deployment>,
+    services: Store<Service>,
 }
 
 impl KubeTargets {
-    /// A locator talking to the cluster through `client`.
-    pub fn new(client: Client) -> KubeTargets {
-        KubeTargets { client }
+    /// A locator reading from the stores, which hold the namespace `watched` (`None`: all),
+    /// and deleting through `client`.
+    pub fn new(
+        client: Client,
+        watched: Option<String>,
+        experiments: Store<ExperimentResource>,
+        deployments: Store<Deployment>,
+        services: Store<Service>,
+    ) -> KubeTargets {
+        KubeTargets {
+            client,
+            watched,
+            experiments,
+            deployments,
+            services,
+        }
     }
 
-    async fn exists<K>(&self, namespace: &str, name: &str) -> Result<bool, KubeError>
+    /// Whether `name` exists in `namespace`: from the store when it holds that namespace,
+    /// otherwise (a cross-namespace target of a namespaced operator) read with a GET.
+    async fn exists<K>(
+        &self,
+        store: &Store<K>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, KubeError>
     where
         K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
             + Clone
             + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+            + std::fmt::Debug
+            + 'static,
     {
         if name.is_empty() {
             return Ok(false);
+        }
+        if self.watched.as_deref().is_none_or(|w| w == namespace) {
+            return Ok(store.get(&ObjectRef::new(name).within(namespace)).is_some());
         }
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         api.get_opt(name)
@@ -48,20 +79,20 @@ impl KubeTargets {
         let ns = exp.target_namespace();
         let ts = &exp.spec.target_service;
         let service = match ts.name.as_deref() {
-            Some(name) if !name.is_empty() => self.exists::<Service>(ns, name).await?,
+            Some(name) if !name.is_empty() => self.exists(&self.services, ns, name).await?,
             _ => true,
         };
         let (baseline, candidate) = match ts.kind() {
             TargetKind::Service => (
-                self.exists::<Service>(ns, ts.baseline()).await?,
-                self.exists::<Service>(ns, ts.candidate()).await?,
+                self.exists(&self.services, ns, ts.baseline()).await?,
+                self.exists(&self.services, ns, ts.candidate()).await?,
             ),
             _ => (
-                self.exists::<Deployment>(ns, ts.baseline()).await?,
-                self.exists::<Deployment>(ns, ts.candidate()).await?,
+                self.exists(&self.deployments, ns, ts.baseline()).await?,
+                self.exists(&self.deployments, ns, ts.candidate()).await?,
             ),
         };
-        let claim = self.claimed_by(exp).await?;
+        let claim = self.claimed_by(exp);
         Ok(Targets {
             service,
             baseline,
@@ -75,21 +106,31 @@ impl KubeTargets {
     /// being deleted, on the same target namespace and sharing the service or a version: its
     /// `name.namespace` and which of our targets it shares (the service first, as v0.2.1 checks).
     /// Experiments that have not started yet claim nothing, so two waiting ones never block
-    /// each other.
-    pub async fn claimed_by(
-        &self,
-        exp: &Experiment,
-    ) -> Result<Option<(String, ClaimedTarget)>, KubeError> {
-        let api: Api<ExperimentResource> = Api::namespaced(self.client.clone(), exp.namespace());
-        let others = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| KubeError::api("list", "Experiment", exp.namespace(), "", e))?;
+    /// each other. Read from the Experiment store, which holds the experiment's namespace.
+    pub fn claimed_by(&self, exp: &Experiment) -> Option<(String, ClaimedTarget)> {
         let mine = &exp.spec.target_service;
-        Ok(others
-            .items
+        let mine_names: Vec<&str> = [
+            mine.name.as_deref(),
+            mine.baseline.as_deref(),
+            mine.candidate.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .collect();
+        self.experiments
+            .state()
             .iter()
+            .filter(|o| o.namespace().as_deref() == Some(exp.namespace()))
             .filter(|o| o.name_any() != exp.name() && o.metadata.deletion_timestamp.is_none())
+            // A cheap look at the raw spec first: converting every experiment of a large
+            // namespace on each reconcile would cost more than the rest of the reconcile.
+            .filter(|o| {
+                ["name", "baseline", "candidate"]
+                    .iter()
+                    .filter_map(|f| crd::target_field(o, f))
+                    .any(|theirs| mine_names.contains(&theirs))
+            })
             .filter_map(|o| crd::to_core(o).ok())
             .filter(|o| {
                 o.status.start_timestamp.is_some()
@@ -115,7 +156,7 @@ impl KubeTargets {
                     return None;
                 };
                 Some((format!("{}.{}", o.name(), o.namespace()), shared))
-            }))
+            })
     }
 
     /// Deletes a version (a Deployment, or a Service for `kind: Service`); already gone is fine.

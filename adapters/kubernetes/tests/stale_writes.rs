@@ -67,10 +67,13 @@ async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
         dashboard: Arc::new(NoDashboard),
         events: None,
     };
+    let settings = Settings::default();
+    let (stores, _watches) = controller::Stores::watch(&client, &settings);
     let ctx = controller::Context::new(
         client.clone(),
-        Settings::default(),
+        settings,
         adapters,
+        stores,
         Arc::new(OperatorMetrics::new()),
     );
     controller::reconcile_experiment(&ctx, &cluster.ns, PART1)

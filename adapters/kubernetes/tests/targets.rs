@@ -4,10 +4,15 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use iter8_core::observation::ClaimedTarget;
 use iter8_kubernetes::ExperimentResource;
+use iter8_kubernetes::controller::{Settings, Stores};
 use iter8_kubernetes::targets::KubeTargets;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 use support::*;
 
@@ -33,11 +38,45 @@ async fn set_status(cluster: &Cluster, name: &str, status: Value) {
     .unwrap();
 }
 
+/// What `KubeTargets` finds claiming `name`'s targets, once its Experiment store holds every
+/// experiment of the namespace as the API server has it now.
 async fn claim_on(cluster: &Cluster, name: &str) -> Option<(String, ClaimedTarget)> {
-    KubeTargets::new(cluster.client.clone())
-        .claimed_by(&core_experiment(cluster, name).await)
+    let settings = Settings {
+        namespace: Some(cluster.ns.clone()),
+        metrics_namespace: cluster.ns.clone(),
+        ..Settings::default()
+    };
+    let (stores, _watches) = Stores::watch(&cluster.client, &settings);
+    let api: Api<ExperimentResource> = Api::namespaced(cluster.client.clone(), &cluster.ns);
+    let now: Vec<(String, Option<String>)> = api
+        .list(&ListParams::default())
         .await
         .unwrap()
+        .items
+        .iter()
+        .map(|e| (e.name_any(), e.resource_version()))
+        .collect();
+    let caught_up = || {
+        now.iter().all(|(n, version)| {
+            stores
+                .experiments
+                .get(&ObjectRef::new(n).within(&cluster.ns))
+                .is_some_and(|e| e.resource_version() == *version)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !caught_up() {
+        assert!(Instant::now() < deadline, "the store did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    KubeTargets::new(
+        cluster.client.clone(),
+        settings.namespace.clone(),
+        stores.experiments.clone(),
+        stores.deployments.clone(),
+        stores.services.clone(),
+    )
+    .claimed_by(&core_experiment(cluster, name).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,7 +235,8 @@ impl PrometheusClient {
         let mut pauses = self.retry.schedule().build();
         let mut attempts = 1;
         loop {
-            match self.attempt(url.clone()).await {
+            let attempt = self.attempt(url.clone()).await;
+            match attempt {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(err) => match pauses.next() {
                     Some(pause) => {

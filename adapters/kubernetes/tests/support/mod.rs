@@ -287,7 +287,11 @@ impl Running {
         let adapters = Adapters {
             // As `iter8 operator` wires it: Istio, or Gateway API for an HTTPRoute reference.
             router: Arc::new(iter8_kubernetes::ByReference {
-                default: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
+                default: Arc::new(iter8_istio::IstioRouter::watching(
+                    client.clone(),
+                    Some(&cluster.ns),
+                    iter8_kubernetes::backoff::watch_backoff,
+                )),
                 http_route: Arc::new(iter8_gateway_api::GatewayRouter::new(client.clone())),
             }),
             analytics: Arc::new(BuiltinAnalytics::new(metrics)),
@@ -323,6 +327,7 @@ impl Running {
             client.clone(),
             settings,
             adapters,
+            Arc::new(iter8_kubernetes::OperatorMetrics::new()),
             listener,
             async move {
                 let _ = stopped.await;
