@@ -730,15 +730,21 @@ impl IstioRouter {
         let mut rules: BTreeMap<(String, String), K> = store
             .state()
             .iter()
+            .filter(|o| of_host(o.meta()))
             .map(|o| (key(o), (**o).clone()))
             .collect();
         for (at, wrote) in written.iter() {
             match wrote {
-                Some(object) => rules.insert(at.clone(), object.clone()),
-                None => rules.remove(at),
-            };
+                Some(object) if of_host(object.meta()) => {
+                    rules.insert(at.clone(), object.clone());
+                }
+                // Deleted, or no longer labelled for this host.
+                _ => {
+                    rules.remove(at);
+                }
+            }
         }
-        Some(rules.into_values().filter(|o| of_host(o.meta())).collect())
+        Some(rules.into_values().collect())
     }
 
     /// Remembers a write of this router until the store shows it.
