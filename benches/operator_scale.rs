@@ -109,6 +109,8 @@ struct Figures {
     first_p50: f64,
     first_p99: f64,
     cpu_secs: f64,
+    /// kube-apiserver's and etcd's CPU time over the whole run (set-up included).
+    control_plane_cpu_secs: f64,
     wall_secs: f64,
     peak_rss_mib: f64,
     all_done_secs: Option<f64>,
@@ -191,13 +193,14 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     // Namespaces first: kubectl creates objects in the order given.
     cp.kubectl_ok(&["create", "-f", "-"], Some(&targets));
     let watch_file = cp.dir().join("experiments.watch.json");
-    let mut watch = Command::new(cp.bin_dir().join("kubectl"))
+    let watch = Command::new(cp.bin_dir().join("kubectl"))
         .args(["get", "experiments", "-A", "--watch", "-o", "json"])
         .env("KUBECONFIG", cp.kubeconfig())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&watch_file).expect("watch file"))
         .stderr(Stdio::null())
         .spawn()
+        .map(Running)
         .expect("kubectl starts");
     cp.kubectl_ok(&["create", "-f", "-"], Some(&experiments));
 
@@ -210,7 +213,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
         .expect("a free port");
     let started = Utc::now();
     let clock = Instant::now();
-    let mut operator = Command::new(&args.binary)
+    let operator = Command::new(&args.binary)
         .args([
             "operator",
             "--kubeconfig",
@@ -235,19 +238,22 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
         .spawn()
         .expect("the operator starts");
     let pid = operator.id();
+    let mut operator = Running(operator);
 
     // Every experiment ends after `iterations` intervals; allow three times that.
     let limit = Duration::from_secs(args.interval_secs * u64::from(args.iterations) * 3 + 120);
     let mut completed = 0;
     while clock.elapsed() < limit {
         std::thread::sleep(Duration::from_secs(2));
-        if let Ok(Some(status)) = operator.try_wait() {
+        if let Ok(Some(status)) = operator.0.try_wait() {
             panic!(
                 "the operator exited ({status}):\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        let list = list_experiments(&cp);
+        let Some(list) = list_experiments(&cp) else {
+            continue;
+        };
         completed = list
             .iter()
             .filter(|e| e["status"]["phase"] == "Completed")
@@ -258,11 +264,18 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     }
     let wall_secs = clock.elapsed().as_secs_f64();
     let cpu_secs = cpu_seconds(pid);
+    // The control plane shares the machine: how busy it was tells whether it set the pace.
+    let control_plane_cpu_secs: f64 = ["kube-apiserver.pid", "etcd.pid"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(cp.dir().join(f)).ok())
+        .filter_map(|pid| pid.trim().parse::<u32>().ok())
+        .map(cpu_seconds)
+        .sum();
     let peak_rss_mib = peak_rss_kib(pid) / 1024.0;
     let by_verb = proxy.seen();
     let (_, metrics) = http_get(port, "/metrics");
     let by_resource = api_requests(&metrics);
-    stop(&mut operator);
+    drop(operator);
     // The operator's log stays beside the report (the control plane's directory goes).
     let kept_log = args.report.with_extension(format!("{n}.log"));
     if let Err(e) = std::fs::copy(&log, &kept_log) {
@@ -273,9 +286,10 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
     }
     // The watch has caught up once the last status the list showed is in it.
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut watch);
+    drop(watch);
 
-    let final_list = list_experiments(&cp);
+    // The operator has stopped: the API server answers again.
+    let final_list = list_experiments(&cp).expect("the experiments after the operator stopped");
     let iterations: u64 = final_list
         .iter()
         .filter_map(|e| e["status"]["currentIteration"].as_u64())
@@ -305,6 +319,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
         first_p50: percentile(&firsts, 50.0),
         first_p99: percentile(&firsts, 99.0),
         cpu_secs,
+        control_plane_cpu_secs,
         wall_secs,
         peak_rss_mib,
         all_done_secs,
@@ -361,10 +376,19 @@ fn iter8(binary: &PathBuf, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-fn list_experiments(cp: &ControlPlane) -> Vec<Value> {
-    let out = cp.kubectl_ok(&["get", "experiments", "-A", "-o", "json"], None);
-    let list: Value = serde_json::from_str(&out).expect("a list");
-    list["items"].as_array().cloned().unwrap_or_default()
+/// Every Experiment; `None` when the API server does not answer (kubectl gives up after 20 s:
+/// an operator can load it that much), so the caller asks again later.
+fn list_experiments(cp: &ControlPlane) -> Option<Vec<Value>> {
+    let out = cp.kubectl(&["get", "experiments", "-A", "-o", "json"], None);
+    if !out.status.success() {
+        eprintln!(
+            "operator_scale: listing the experiments failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    let list: Value = serde_json::from_slice(&out.stdout).expect("a list");
+    Some(list["items"].as_array().cloned().unwrap_or_default())
 }
 
 fn timestamp(v: &Value) -> Option<DateTime<Utc>> {
@@ -459,6 +483,15 @@ fn peak_rss_kib(pid: u32) -> f64 {
 }
 
 /// Stops a child by its PID (SIGTERM, then SIGKILL after 10 s).
+/// A process the benchmark started, stopped by its PID when dropped (also on a panic).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
+}
+
 fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -522,8 +555,9 @@ fn report(args: &Args, rows: &[Figures]) -> String {
     for f in rows {
         writeln!(
             out,
-            "- N = {}: requests by verb {:?}; {} Prometheus queries; CPU {:.1} s over {:.1} s",
-            f.n, f.by_verb, f.prometheus_queries, f.cpu_secs, f.wall_secs
+            "- N = {}: requests by verb {:?}; {} Prometheus queries; CPU {:.1} s over {:.1} s \
+             (kube-apiserver and etcd: {:.1} s, set-up included)",
+            f.n, f.by_verb, f.prometheus_queries, f.cpu_secs, f.wall_secs, f.control_plane_cpu_secs
         )
         .ok();
         let per_iteration: Vec<String> = f

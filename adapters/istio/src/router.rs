@@ -70,11 +70,15 @@ struct Cache {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// True once every store has had its first list.
     synced: tokio::sync::watch::Receiver<bool>,
-    /// This router's own writes not yet seen in a store: `(kind, namespace, name)` → the
-    /// `resourceVersion` the write returned (`None`: deleted). A list that would miss one is
-    /// read from the API instead, so a reconcile never acts on rules older than its own.
-    written: std::sync::Mutex<BTreeMap<(String, String, String), Option<u64>>>,
+    /// This router's own writes its stores may not show yet, so that a reconcile never acts
+    /// on rules older than its own last write (and reads nothing from the API for that).
+    written_virtual_services: Written<VirtualService>,
+    written_destination_rules: Written<DestinationRule>,
 }
+
+/// Own writes by `(namespace, name)`: the object the API server returned (`None`: deleted).
+/// An entry goes once the store shows that version (or the deletion).
+type Written<K> = std::sync::Mutex<BTreeMap<(String, String), Option<K>>>;
 
 impl Drop for Cache {
     fn drop(&mut self) {
@@ -87,17 +91,24 @@ impl Drop for Cache {
 /// A kind of routing rule the cache holds.
 trait Rule: Resource<DynamicType = ()> + Clone + 'static {
     fn store(cache: &Cache) -> &Store<Self>;
+    fn written(cache: &Cache) -> &Written<Self>;
 }
 
 impl Rule for VirtualService {
     fn store(cache: &Cache) -> &Store<Self> {
         &cache.virtual_services
     }
+    fn written(cache: &Cache) -> &Written<Self> {
+        &cache.written_virtual_services
+    }
 }
 
 impl Rule for DestinationRule {
     fn store(cache: &Cache) -> &Store<Self> {
         &cache.destination_rules
+    }
+    fn written(cache: &Cache) -> &Written<Self> {
+        &cache.written_destination_rules
     }
 }
 
@@ -202,7 +213,8 @@ impl IstioRouter {
                 deployments,
                 tasks: vec![vs_task, dr_task, deployment_task, first_lists],
                 synced,
-                written: std::sync::Mutex::default(),
+                written_virtual_services: Written::default(),
+                written_destination_rules: Written::default(),
             })),
         }
     }
@@ -684,7 +696,8 @@ impl IstioRouter {
             })
     }
 
-    /// The rules of the target's host from the stores (`None`: no stores).
+    /// The rules of the target's host from the stores, with this router's own writes the
+    /// stores do not show yet in place of what they show (`None`: no stores, or not listed yet).
     async fn cached_list<K: Rule>(&self, target: &RoutingTarget) -> Option<Vec<K>> {
         let cache = self.cache.as_ref()?;
         if !cache.ready_for(&target.namespace) {
@@ -695,58 +708,59 @@ impl IstioRouter {
             meta.namespace.as_deref() == Some(target.namespace.as_str())
                 && label(meta, labels::HOST) == Some(host.as_str())
         };
-        let store = K::store(cache);
-        let mut written = cache.written.lock().unwrap_or_else(|e| e.into_inner());
         let version = |o: &K| o.meta().resource_version.as_deref()?.parse::<u64>().ok();
-        let mut behind = false;
-        written.retain(|(kind, ns, name), wrote| {
-            if *kind != kind_name::<K>() || *ns != target.namespace {
-                return true;
-            }
+        let key = |o: &K| {
+            (
+                o.meta().namespace.clone().unwrap_or_default(),
+                o.meta().name.clone().unwrap_or_default(),
+            )
+        };
+        let store = K::store(cache);
+        let mut written = K::written(cache).lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the writes the store has caught up with.
+        written.retain(|(ns, name), wrote| {
             let cached = store.get(&ObjectRef::new(name).within(ns));
             let seen = match (wrote, cached) {
-                (Some(wrote), Some(c)) => version(&c).is_some_and(|v| v >= *wrote),
+                (Some(wrote), Some(c)) => version(&c) >= version(wrote),
                 (None, cached) => cached.is_none(),
                 (Some(_), None) => false,
             };
-            behind |= !seen;
             !seen
         });
-        if behind {
-            return None;
+        let mut rules: BTreeMap<(String, String), K> = store
+            .state()
+            .iter()
+            .filter(|o| of_host(o.meta()))
+            .map(|o| (key(o), (**o).clone()))
+            .collect();
+        for (at, wrote) in written.iter() {
+            match wrote {
+                Some(object) if of_host(object.meta()) => {
+                    rules.insert(at.clone(), object.clone());
+                }
+                // Deleted, or no longer labelled for this host.
+                _ => {
+                    rules.remove(at);
+                }
+            }
         }
-        Some(
-            store
-                .state()
-                .iter()
-                .filter(|o| of_host(o.meta()))
-                .map(|o| (**o).clone())
-                .collect(),
-        )
+        Some(rules.into_values().collect())
     }
 
     /// Remembers a write of this router until the store shows it.
-    fn wrote<K: Resource<DynamicType = ()>>(
-        &self,
-        namespace: &str,
-        name: &str,
-        version: Option<u64>,
-    ) {
+    fn wrote<K: Rule>(&self, namespace: &str, name: &str, object: Option<K>) {
         if let Some(cache) = &self.cache {
-            cache
-                .written
+            K::written(cache)
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(
-                    (kind_name::<K>(), namespace.to_string(), name.to_string()),
-                    version,
-                );
+                .insert((namespace.to_string(), name.to_string()), object);
         }
     }
 
     async fn server_side_apply<K>(&self, target: &RoutingTarget, obj: &K) -> Result<K, IstioError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        K: Rule
+            + Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
             + Clone
             + Serialize
             + DeserializeOwned
@@ -765,12 +779,7 @@ impl IstioRouter {
                 name: name.clone(),
                 source: Box::new(source),
             })?;
-        let version = applied
-            .meta()
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse().ok());
-        self.wrote::<K>(&target.namespace, &name, version);
+        self.wrote(&target.namespace, &name, Some(applied.clone()));
         Ok(applied)
     }
 
@@ -780,7 +789,8 @@ impl IstioRouter {
         meta: &ObjectMeta,
     ) -> Result<String, IstioError>
     where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        K: Rule
+            + Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
             + Clone
             + DeserializeOwned
             + std::fmt::Debug,

@@ -176,12 +176,17 @@ impl ControlPlane {
             .spawn()
             .expect("kubectl starts");
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes())
-                .expect("kubectl reads stdin");
-        }
-        drop(pipe);
-        child.wait_with_output().expect("kubectl runs")
+        // Written from a thread of its own while its output is read: a large manifest would
+        // otherwise fill kubectl's output pipe before kubectl has read all of it, and both
+        // would wait for each other.
+        let text = stdin.unwrap_or_default().to_string();
+        let writer = std::thread::spawn(move || pipe.write_all(text.as_bytes()));
+        let output = child.wait_with_output().expect("kubectl runs");
+        writer
+            .join()
+            .expect("the stdin writer does not panic")
+            .expect("kubectl reads stdin");
+        output
     }
 
     /// `kubectl <args>` that must succeed; returns its standard output.
