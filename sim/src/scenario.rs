@@ -374,12 +374,12 @@ impl Sim {
 
     fn reconcile(&mut self, id: ExperimentId, observer: &mut dyn FnMut(&Reconciled<'_>)) {
         let now = self.now;
-        // The reconcile works on a copy, as a controller on what it read; the ports write to
-        // the stored experiment.
+        // The reconcile works on the experiment as it read it, as a controller does; the ports
+        // write new versions of the stored one.
         let Some(exp) = ({
             let mut s = self.world.lock();
             s.settle();
-            s.store.get(id).cloned()
+            s.store.shared(id)
         }) else {
             return;
         };
