@@ -374,12 +374,12 @@ impl Sim {
 
     fn reconcile(&mut self, id: ExperimentId, observer: &mut dyn FnMut(&Reconciled<'_>)) {
         let now = self.now;
-        // The reconcile works on the experiment as it read it, as a controller does; the ports
-        // write new versions of the stored one.
+        // The reconcile works on a copy, as a controller on what it read; the ports write to
+        // the stored experiment.
         let Some(exp) = ({
             let mut s = self.world.lock();
             s.settle();
-            s.store.shared(id)
+            s.store.get(id).cloned()
         }) else {
             return;
         };

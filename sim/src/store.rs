@@ -1,8 +1,6 @@
 //! The simulated API server's share for experiments: the Experiment objects (spec, status,
 //! finalizers) and the events recorded on them.
 
-use std::sync::Arc;
-
 use iter8_core::action::Event;
 use iter8_core::{Experiment, ExperimentStatus, FINALIZER};
 
@@ -21,12 +19,9 @@ pub struct RecordedEvent {
 }
 
 /// Experiments in creation order, known by their namespace and name.
-///
-/// Each is held shared, as a controller's cache holds what it read: a reconcile keeps the
-/// experiment it started from while the ports write new versions of it (see [`Store::shared`]).
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    experiments: Vec<Option<Arc<Experiment>>>,
+    experiments: Vec<Option<Experiment>>,
     /// Namespace, name -> id.
     index: ByName<ExperimentId>,
     /// Namespace, service (or first host) -> the experiments on it, in creation order.
@@ -63,7 +58,7 @@ impl Store {
     /// does: the status is kept). Returns its id.
     pub fn apply(&mut self, mut exp: Experiment, now: SimTime) -> ExperimentId {
         if let Some(id) = self.id(exp.namespace(), exp.name())
-            && let Some(old) = self.get_mut(id)
+            && let Some(Some(old)) = self.experiments.get_mut(id)
         {
             old.spec = exp.spec;
             old.action = exp.action;
@@ -76,7 +71,7 @@ impl Store {
         let (namespace, service) = service_key(&exp);
         by_name::entry(&mut self.by_service, namespace, service).push(id);
         by_name::put(&mut self.index, exp.namespace(), exp.name(), id);
-        self.experiments.push(Some(Arc::new(exp)));
+        self.experiments.push(Some(exp));
         id
     }
 
@@ -87,21 +82,12 @@ impl Store {
 
     /// An experiment by id (`None` once deleted).
     pub fn get(&self, id: ExperimentId) -> Option<&Experiment> {
-        self.experiments.get(id).and_then(Option::as_deref)
+        self.experiments.get(id).and_then(Option::as_ref)
     }
 
-    /// An experiment by id as it is now, without copying it: later changes to the stored
-    /// experiment leave this one as it was.
-    pub fn shared(&self, id: ExperimentId) -> Option<Arc<Experiment>> {
-        self.experiments.get(id).and_then(Option::clone)
-    }
-
-    /// An experiment by id, to change (copied first if a reader still holds it).
+    /// An experiment by id, to change.
     pub fn get_mut(&mut self, id: ExperimentId) -> Option<&mut Experiment> {
-        self.experiments
-            .get_mut(id)
-            .and_then(Option::as_mut)
-            .map(Arc::make_mut)
+        self.experiments.get_mut(id).and_then(Option::as_mut)
     }
 
     /// Every live experiment, in creation order.
@@ -109,15 +95,13 @@ impl Store {
         self.experiments
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| e.as_deref().map(|e| (i, e)))
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
     }
 
     /// Writes an experiment's status.
     pub fn write_status(&mut self, id: ExperimentId, status: &ExperimentStatus) {
-        if let Some(Some(e)) = self.experiments.get_mut(id) {
-            // A new version with the new status: the old status is not copied only to be
-            // replaced (the reconcile writing it usually still holds the old version).
-            *e = Arc::new(e.with_status(status.clone()));
+        if let Some(e) = self.get_mut(id) {
+            e.status = status.clone();
         }
     }
 
