@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use rustc_hash::FxHashMap;
 
+use crate::by_name::{ByName, find, put, take};
+
 /// Labels or a label selector.
 pub type Labels = BTreeMap<String, String>;
 
@@ -238,26 +240,6 @@ pub fn parse_objects(text: &str, namespace: &str) -> Result<Vec<Object>, Manifes
         out.push(object);
     }
     Ok(out)
-}
-
-/// Objects by namespace, then name (looked up without allocating).
-type ByName<T> = FxHashMap<String, FxHashMap<String, T>>;
-
-fn put<T>(map: &mut ByName<T>, namespace: &str, name: &str, value: T) {
-    // Looked up before inserting: the namespace is almost always there already.
-    let names = match map.get_mut(namespace) {
-        Some(names) => names,
-        None => map.entry(namespace.to_string()).or_default(),
-    };
-    names.insert(name.to_string(), value);
-}
-
-fn take<T>(map: &mut ByName<T>, namespace: &str, name: &str) -> Option<T> {
-    map.get_mut(namespace)?.remove(name)
-}
-
-fn find<'a, T>(map: &'a ByName<T>, namespace: &str, name: &str) -> Option<&'a T> {
-    map.get(namespace)?.get(name)
 }
 
 /// The cluster's workloads, services and gateways.

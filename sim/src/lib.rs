@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod analytics;
+mod by_name;
 pub mod clock;
 pub mod cluster;
 pub mod metrics;

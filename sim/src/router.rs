@@ -77,6 +77,14 @@ pub fn owner_id(exp: &Experiment) -> String {
     format!("{}.{}", exp.name(), exp.namespace())
 }
 
+/// Whether `owner` (a `name.namespace`) is this experiment (compared without building its id).
+fn is_owner(owner: &str, exp: &Experiment) -> bool {
+    owner
+        .strip_prefix(exp.name())
+        .and_then(|rest| rest.strip_prefix('.'))
+        == Some(exp.namespace())
+}
+
 /// The host an experiment's rules are keyed by: the service's FQDN, or its first host.
 pub fn primary_host(exp: &Experiment) -> Option<String> {
     let ts = &exp.spec.target_service;
@@ -173,7 +181,11 @@ impl Router {
     fn touch(&mut self, index: usize) {
         self.generation += 1;
         for name in &self.rules[index].hosts {
-            let host = self.hosts.entry(name.clone()).or_default();
+            // Looked up before inserting: the host is almost always known already.
+            let host = match self.hosts.get_mut(name) {
+                Some(host) => host,
+                None => self.hosts.entry(name.clone()).or_default(),
+            };
             host.generation += 1;
             if !host.rules.contains(&index) {
                 host.rules.push(index);
@@ -188,12 +200,11 @@ impl Router {
 
     /// What routing does for the experiment now.
     pub fn observe(&self, exp: &Experiment) -> RoutingObservation {
-        let me = owner_id(exp);
         let rules = primary_host(exp).and_then(|host| self.rules(&host));
         let Some(rules) = rules else {
             return RoutingObservation::default();
         };
-        if rules.role == Role::Progressing && rules.owner != me {
+        if rules.role == Role::Progressing && !is_owner(&rules.owner, exp) {
             return RoutingObservation {
                 split: None,
                 held_by: Some(rules.owner.clone()),

@@ -4,8 +4,8 @@
 use iter8_core::action::Event;
 use iter8_core::{Experiment, ExperimentStatus, FINALIZER};
 
+use crate::by_name::{self, ByName};
 use crate::clock::SimTime;
-use rustc_hash::FxHashMap;
 
 /// An event recorded on an experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,10 +22,10 @@ pub struct RecordedEvent {
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     experiments: Vec<Option<Experiment>>,
-    /// (namespace, name) -> id.
-    index: FxHashMap<(String, String), ExperimentId>,
-    /// (namespace, service or first host) -> the experiments on it, in creation order.
-    by_service: FxHashMap<(String, String), Vec<ExperimentId>>,
+    /// Namespace, name -> id.
+    index: ByName<ExperimentId>,
+    /// Namespace, service (or first host) -> the experiments on it, in creation order.
+    by_service: ByName<Vec<ExperimentId>>,
     events: Vec<RecordedEvent>,
     keep_events: bool,
 }
@@ -34,7 +34,7 @@ pub struct Store {
 pub type ExperimentId = usize;
 
 /// The namespace and service (or first host) an experiment works on.
-fn service_key(exp: &Experiment) -> (String, String) {
+fn service_key(exp: &Experiment) -> (&str, &str) {
     let ts = &exp.spec.target_service;
     let service = ts
         .name
@@ -42,12 +42,7 @@ fn service_key(exp: &Experiment) -> (String, String) {
         .filter(|n| !n.is_empty())
         .or_else(|| ts.hosts.iter().find_map(|h| h.name.as_deref()))
         .unwrap_or_default();
-    (exp.target_namespace().to_string(), service.to_string())
-}
-
-/// An experiment's key: its namespace and name.
-fn key(exp: &Experiment) -> (String, String) {
-    (exp.namespace().to_string(), exp.name().to_string())
+    (exp.target_namespace(), service)
 }
 
 impl Store {
@@ -73,20 +68,16 @@ impl Store {
             .creation_timestamp
             .get_or_insert(now.to_datetime());
         let id = self.experiments.len();
-        self.by_service
-            .entry(service_key(&exp))
-            .or_default()
-            .push(id);
-        self.index.insert(key(&exp), id);
+        let (namespace, service) = service_key(&exp);
+        by_name::entry(&mut self.by_service, namespace, service).push(id);
+        by_name::put(&mut self.index, exp.namespace(), exp.name(), id);
         self.experiments.push(Some(exp));
         id
     }
 
     /// The id of an experiment, by its namespace and name.
     pub fn id(&self, namespace: &str, name: &str) -> Option<ExperimentId> {
-        self.index
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied()
+        by_name::find(&self.index, namespace, name).copied()
     }
 
     /// An experiment by id (`None` once deleted).
@@ -142,15 +133,15 @@ impl Store {
         if let Some(slot) = self.experiments.get_mut(id)
             && let Some(exp) = slot.take()
         {
-            self.index.remove(&key(&exp));
+            by_name::take(&mut self.index, exp.namespace(), exp.name());
         }
     }
 
     /// Another started, unfinished experiment on the same service as `exp`: its `name.namespace`.
     pub fn claimed_by(&self, exp: &Experiment) -> Option<String> {
         let me = self.id(exp.namespace(), exp.name());
-        self.by_service
-            .get(&service_key(exp))
+        let (namespace, service) = service_key(exp);
+        by_name::find(&self.by_service, namespace, service)
             .into_iter()
             .flatten()
             .filter(|&&id| Some(id) != me)

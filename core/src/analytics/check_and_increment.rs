@@ -130,13 +130,19 @@ fn resolve(reading: &VersionReading, criterion: &Criterion) -> Result<Resolved, 
     Ok(Resolved { value, sample })
 }
 
-/// A tolerance as Python's `str()` of the JSON number Go sends (`10`, `0.02`).
-fn python_number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e16 {
-        // Go sends whole numbers without a fraction: Python reads them as ints.
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
+/// A tolerance as Python's `str()` of the JSON number Go sends (`10`, `0.02`), written
+/// straight into the conclusion.
+struct PythonNumber(f64);
+
+impl std::fmt::Display for PythonNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let x = self.0;
+        if x.fract() == 0.0 && x.abs() < 1e16 {
+            // Go sends whole numbers without a fraction: Python reads them as ints.
+            write!(f, "{}", x as i64)
+        } else {
+            write!(f, "{x}")
+        }
     }
 }
 
@@ -146,10 +152,8 @@ fn verdict_conclusion(name: &str, met: bool, delta: bool, tolerance: f64) -> Str
     let is = if met { "is" } else { "is not" };
     let kind = if delta { "delta" } else { "threshold" };
     let tail = if delta { " of the baseline" } else { " " };
-    format!(
-        "{name} of the candidate {is} within {kind} {}{tail}. ",
-        python_number(tolerance)
-    )
+    let tolerance = PythonNumber(tolerance);
+    format!("{name} of the candidate {is} within {kind} {tolerance}{tail}. ")
 }
 
 /// Whether the sample is sufficient and whether the criterion is met.
@@ -335,7 +339,7 @@ pub(super) fn decide(
 
 #[cfg(test)]
 mod tests {
-    use super::{python_number, round3};
+    use super::{PythonNumber, round3};
 
     #[test]
     fn rounds_like_printf() {
@@ -354,7 +358,7 @@ mod tests {
     #[test]
     fn tolerances_print_as_python_prints_them() {
         for (x, expected) in [(10.0, "10"), (0.02, "0.02"), (-0.0, "0"), (1.5, "1.5")] {
-            assert_eq!(python_number(x), expected, "{x}");
+            assert_eq!(PythonNumber(x).to_string(), expected, "{x}");
         }
     }
 }

@@ -27,7 +27,10 @@ fn latency_bucket(latency_ms: f64) -> usize {
 
 /// The second (counting bucket) in which a request completing at `t_ms` counts.
 fn second_of(t_ms: f64) -> i64 {
-    (t_ms / BUCKET_MS as f64).floor() as i64
+    // Virtual time starts at 0 and latencies are never negative, so rounding towards zero
+    // (what `as` does) is the floor (without calling libm's `floor` for every request).
+    debug_assert!(t_ms >= 0.0, "negative time {t_ms}");
+    (t_ms / BUCKET_MS as f64) as i64
 }
 
 /// A histogram of one second, packed in 6 bytes: up to three `(bucket, count)` cells of 16

@@ -15,6 +15,7 @@ use iter8_core::measurement::VersionTags;
 use rand_distr::Bernoulli;
 use rustc_hash::FxHashMap;
 
+use crate::by_name::{self, ByName};
 use crate::clock::SimTime;
 use crate::profile::{LatencyDistribution, Profile, VersionProfile};
 
@@ -28,10 +29,10 @@ pub struct Traffic {
     seed: u64,
     sources: Vec<Source>,
     series: Vec<Series>,
-    /// (namespace, workload) -> indices into `series`.
-    by_workload: FxHashMap<(String, String), Vec<usize>>,
-    /// (namespace, service) -> indices into `series`.
-    by_service: FxHashMap<(String, String), Vec<usize>>,
+    /// Namespace, workload -> indices into `series`.
+    by_workload: ByName<Vec<usize>>,
+    /// Namespace, service -> indices into `series`.
+    by_service: ByName<Vec<usize>>,
     /// By Deployment or Service name.
     profiles: FxHashMap<String, VersionProfile>,
     /// The metrics some profile gives a value for.
@@ -54,8 +55,8 @@ impl Traffic {
             seed,
             sources: Vec::new(),
             series: Vec::new(),
-            by_workload: FxHashMap::default(),
-            by_service: FxHashMap::default(),
+            by_workload: ByName::default(),
+            by_service: ByName::default(),
             profiles: FxHashMap::default(),
             given: BTreeSet::new(),
             horizon: SimTime::ZERO,
@@ -111,12 +112,8 @@ impl Traffic {
             tags.get("destination_workload"),
             tags.get("destination_service_name"),
         ) {
-            (Some(ns), Some(workload), _) => {
-                Some(self.by_workload.get(&(ns.clone(), workload.clone())))
-            }
-            (Some(ns), None, Some(service)) => {
-                Some(self.by_service.get(&(ns.clone(), service.clone())))
-            }
+            (Some(ns), Some(workload), _) => Some(by_name::find(&self.by_workload, ns, workload)),
+            (Some(ns), None, Some(service)) => Some(by_name::find(&self.by_service, ns, service)),
             _ => None,
         };
         match indexed {
@@ -144,10 +141,7 @@ impl Traffic {
         service: &str,
         at_ms: f64,
     ) -> usize {
-        let key = (namespace.to_string(), workload.to_string());
-        let existing = self
-            .by_workload
-            .get(&key)
+        let existing = by_name::find(&self.by_workload, namespace, workload)
             .into_iter()
             .flatten()
             .copied()
@@ -158,11 +152,8 @@ impl Traffic {
         let i = self.series.len();
         self.series
             .push(Series::new(namespace, workload, service, at_ms));
-        self.by_workload.entry(key).or_default().push(i);
-        self.by_service
-            .entry((namespace.to_string(), service.to_string()))
-            .or_default()
-            .push(i);
+        by_name::entry(&mut self.by_workload, namespace, workload).push(i);
+        by_name::entry(&mut self.by_service, namespace, service).push(i);
         i
     }
 }
