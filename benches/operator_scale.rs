@@ -119,6 +119,12 @@ struct Figures {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets without `--bench`: this run takes minutes
+    // and a release build, so it runs only as a bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("operator_scale: a benchmark; run it with `bash scripts/bench-operator-scale.sh`");
+        return;
+    }
     let args = parse_args();
     assert!(
         args.binary.exists(),
