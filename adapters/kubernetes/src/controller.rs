@@ -221,6 +221,49 @@ where
     }
 }
 
+/// How many changes a trigger subscriber of the Experiments store may lag behind before the
+/// store's watch waits for it.
+const TRIGGER_BUFFER: usize = 1024;
+
+/// A store of `K` in the watched namespaces, and the stream that feeds it: each object it yields
+/// (deletions included) is in the store first. The controller polls it for its triggers.
+fn reflected<K>(
+    client: &Client,
+    settings: &Settings,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let triggers = watcher(scoped(client, settings), watcher::Config::default())
+        .backoff(watch_backoff())
+        .modify(forget_managed_fields)
+        .reflect(writer)
+        .touched_objects();
+    (store, triggers)
+}
+
+/// Drives a watch stream, logging its errors (the watcher retries after each, with the backoff).
+async fn log_watch_errors<K: kube::Resource<DynamicType = ()>>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+) {
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        if let Err(error) = event {
+            tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+        }
+    }
+}
+
 /// A store of what `api` lists under `config`, and the task that keeps it current.
 fn reflect_in_task<K>(
     api: Api<K>,
@@ -239,18 +282,8 @@ where
     let events = watcher(api, config)
         .backoff(watch_backoff())
         .modify(forget_managed_fields)
-        .reflect(writer)
-        .applied_objects();
-    let task = tokio::spawn(async move {
-        futures::pin_mut!(events);
-        // The watcher retries after an error (with the backoff); the error is only logged.
-        while let Some(event) = events.next().await {
-            if let Err(error) = event {
-                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
-            }
-        }
-    });
-    (store, task)
+        .reflect(writer);
+    (store, tokio::spawn(log_watch_errors::<K>(events)))
 }
 
 /// Drops `metadata.managedFields` before an object enters a store: nothing reads it, and it is
@@ -663,61 +696,60 @@ pub async fn run(
     metrics: Arc<OperatorMetrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let experiments: Api<ExperimentResource> = scoped(&client, &settings);
-    // The stores reconciles read are fed by tasks of their own, not by the controller's trigger
-    // streams: those are polled only as the controller takes new work, so a reconcile waiting
-    // for a store fed by them could wait for itself.
-    let (deployment_store, deployment_task) =
-        reflect_in_task(scoped(&client, &settings), watcher::Config::default());
-    let (service_store, service_task) =
-        reflect_in_task(scoped(&client, &settings), watcher::Config::default());
+    // One watch per kind feeds both a store and the controller's triggers, and a trigger comes
+    // only after its store holds the change, so the reconcile it starts reads that change (with
+    // separate watches, a reconcile could read the state from before the change that triggered
+    // it and, with nothing left to trigger it again, wait on it for good).
+    let (experiment_store, experiment_writer) =
+        reflector::store_shared::<ExperimentResource>(TRIGGER_BUFFER);
+    let own_triggers = experiment_writer
+        .subscribe()
+        .expect("a shared store can be subscribed to");
+    let waiting_triggers = experiment_writer
+        .subscribe()
+        .expect("a shared store can be subscribed to");
+    let experiment_events = watcher(scoped(&client, &settings), watcher::Config::default())
+        .backoff(watch_backoff())
+        .modify(forget_managed_fields)
+        .reflect_shared(experiment_writer);
+    let experiment_task = tokio::spawn(log_watch_errors::<ExperimentResource>(experiment_events));
+    let (deployment_store, deployment_triggers) = reflected::<Deployment>(&client, &settings);
+    let (service_store, service_triggers) = reflected::<Service>(&client, &settings);
     let (config_maps, config_map_tasks) = watch_metrics_config_maps(&client, &settings);
-    let controller = Controller::new(experiments.clone(), watcher::Config::default());
-    let by_deployment = controller.store();
-    let by_service = controller.store();
-    let by_experiment = controller.store();
+    let controller = Controller::for_shared_stream(own_triggers, experiment_store.clone());
+    let by_deployment = experiment_store.clone();
+    let by_service = experiment_store.clone();
+    let by_experiment = experiment_store.clone();
     let (stores, sync_task) = Stores::new(
-        controller.store(),
+        experiment_store,
         deployment_store,
         service_store,
         config_maps,
         ExperimentsListed::ByController,
     );
     let mut tasks = config_map_tasks;
-    tasks.extend([deployment_task, service_task, sync_task]);
+    tasks.extend([experiment_task, sync_task]);
     let store_watches = Watches(tasks);
-    let (deployment_triggers, service_triggers): (Api<Deployment>, Api<Service>) =
-        (scoped(&client, &settings), scoped(&client, &settings));
     let ctx = Arc::new(Context::new(client, settings, adapters, stores, metrics));
     controller
         .trigger_backoff(watch_backoff())
-        .watches(
-            deployment_triggers,
-            watcher::Config::default(),
-            move |d: Deployment| {
-                experiments_naming_deployment(
-                    &by_deployment,
-                    &d.namespace().unwrap_or_default(),
-                    &d.name_any(),
-                )
-            },
-        )
-        .watches(
-            service_triggers,
-            watcher::Config::default(),
-            move |s: Service| {
-                experiments_naming_service(
-                    &by_service,
-                    &s.namespace().unwrap_or_default(),
-                    &s.name_any(),
-                )
-            },
-        )
-        .watches(
-            experiments,
-            watcher::Config::default(),
-            move |e: ExperimentResource| experiments_waiting_for(&by_experiment, &e),
-        )
+        .watches_stream(deployment_triggers, move |d: Deployment| {
+            experiments_naming_deployment(
+                &by_deployment,
+                &d.namespace().unwrap_or_default(),
+                &d.name_any(),
+            )
+        })
+        .watches_stream(service_triggers, move |s: Service| {
+            experiments_naming_service(
+                &by_service,
+                &s.namespace().unwrap_or_default(),
+                &s.name_any(),
+            )
+        })
+        .watches_shared_stream(waiting_triggers, move |e: Arc<ExperimentResource>| {
+            experiments_waiting_for(&by_experiment, &e)
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
