@@ -718,15 +718,24 @@ impl IstioRouter {
         let store = K::store(cache);
         let mut written = K::written(cache).lock().unwrap_or_else(|e| e.into_inner());
         // Forget the writes the store has caught up with.
+        let mut missing = false;
         written.retain(|(ns, name), wrote| {
             let cached = store.get(&ObjectRef::new(name).within(ns));
             let seen = match (wrote, cached) {
                 (Some(wrote), Some(c)) => version(&c) >= version(wrote),
                 (None, cached) => cached.is_none(),
-                (Some(_), None) => false,
+                (Some(_), None) => {
+                    missing = true;
+                    false
+                }
             };
             !seen
         });
+        // A write the store does not hold at all is either not seen yet or deleted by someone
+        // since: only the API can tell.
+        if missing {
+            return None;
+        }
         let mut rules: BTreeMap<(String, String), K> = store
             .state()
             .iter()
