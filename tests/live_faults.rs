@@ -10,6 +10,7 @@ use iter8_envoy::stats::served_between;
 use iter8_live::driver::{DriverOptions, LiveDriver};
 use iter8_live::stack::{LiveStack, StackOptions};
 use iter8_live::tutorial::tutorial_experiment;
+use iter8_test_support::chance_tolerance;
 
 const PART1: &str = include_str!("../examples/bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
 const INTERVAL: Duration = Duration::from_secs(3);
@@ -118,7 +119,8 @@ async fn an_envoy_restart_and_a_prometheus_outage_during_an_experiment() {
         let share = 100.0 * c as f64 / (b + c).max(1) as f64;
         assert!(b + c >= 80, "served {b}+{c} after the restart");
         assert!(
-            (share - f64::from(status_split.candidate)).abs() <= 12.0,
+            (share - f64::from(status_split.candidate)).abs()
+                <= chance_tolerance(f64::from(status_split.candidate), b + c),
             "after the restart Envoy served {share:.1}% to the candidate, set {status_split:?}"
         );
     }
