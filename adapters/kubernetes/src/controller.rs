@@ -243,13 +243,8 @@ where
         + Sync
         + 'static,
 {
-    let (store, writer) = reflector::store();
-    let triggers = watcher(scoped(client, settings), watcher::Config::default())
-        .backoff(watch_backoff())
-        .modify(forget_managed_fields)
-        .reflect(writer)
-        .touched_objects();
-    (store, triggers)
+    let (store, events) = reflect(scoped(client, settings), watcher::Config::default());
+    (store, events.touched_objects())
 }
 
 /// Drives a watch stream, logging its errors (the watcher retries after each, with the backoff).
@@ -278,12 +273,34 @@ where
         + Sync
         + 'static,
 {
+    let (store, events) = reflect(api, config);
+    (store, tokio::spawn(log_watch_errors::<K>(events)))
+}
+
+/// A store of what `api` lists under `config`, and the watch events that feed it (each in the
+/// store before it is yielded): retried with the backoff, without managed fields.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
     let events = watcher(api, config)
         .backoff(watch_backoff())
         .modify(forget_managed_fields)
         .reflect(writer);
-    (store, tokio::spawn(log_watch_errors::<K>(events)))
+    (store, events)
 }
 
 /// Drops `metadata.managedFields` before an object enters a store: nothing reads it, and it is
