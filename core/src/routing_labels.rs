@@ -68,6 +68,18 @@ pub fn claim<'a>(
     }
 }
 
+/// The experiment a [`Claim::Another`] label value names, as `(name, namespace)`; `None` for a
+/// value that names no experiment (no `.`), whose rules count as held.
+pub fn named_experiment(label_value: &str) -> Option<(&str, &str)> {
+    label_value.rsplit_once('.')
+}
+
+/// Whether an experiment found in the cluster still holds the rules it labelled, from its
+/// `status.phase` (absent before its first status write): until it has completed.
+pub fn still_holds(phase: Option<&str>) -> bool {
+    phase != Some(crate::model::Phase::Completed.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +113,23 @@ mod tests {
             claim(Some("other.bookinfo-iter8"), Some("stable"), OURS),
             Claim::Free
         );
+    }
+
+    #[test]
+    fn a_label_names_the_experiment_and_its_namespace() {
+        assert_eq!(
+            named_experiment("reviews-v3-rollout.bookinfo-iter8"),
+            Some(("reviews-v3-rollout", "bookinfo-iter8"))
+        );
+        assert_eq!(named_experiment("no-namespace"), None);
+    }
+
+    #[test]
+    fn an_experiment_holds_its_rules_until_it_completes() {
+        assert!(still_holds(None));
+        assert!(still_holds(Some("Progressing")));
+        assert!(still_holds(Some("Pause")));
+        assert!(!still_holds(Some("Completed")));
     }
 
     #[test]

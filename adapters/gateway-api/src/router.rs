@@ -7,7 +7,7 @@ use iter8_core::action::RoutingAction;
 use iter8_core::model::Experiment;
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
-use iter8_core::routing_labels::{Claim, claim};
+use iter8_core::routing_labels::{Claim, claim, named_experiment, still_holds};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -171,7 +171,7 @@ impl GatewayRouter {
     /// Whether the experiment named by an `iter8-tools/experiment` label still runs (exists and
     /// has not completed). A value that names no experiment counts as running.
     async fn is_running(&self, label_value: &str) -> Result<bool, GatewayError> {
-        let Some((name, namespace)) = label_value.rsplit_once('.') else {
+        let Some((name, namespace)) = named_experiment(label_value) else {
             return Ok(true);
         };
         let gvk = GroupVersionKind::gvk("iter8.tools", "v1alpha1", iter8_core::model::KIND);
@@ -189,10 +189,7 @@ impl GatewayRouter {
                 source: Box::new(source),
             })?;
         Ok(found.is_some_and(|exp| {
-            exp.data
-                .pointer("/status/phase")
-                .and_then(|p| p.as_str())
-                .is_none_or(|phase| phase != "Completed")
+            still_holds(exp.data.pointer("/status/phase").and_then(|p| p.as_str()))
         }))
     }
 }

@@ -10,7 +10,7 @@ use iter8_core::action::RoutingAction;
 use iter8_core::model::{Cleanup, Experiment, RoutingReference};
 use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
-use iter8_core::routing_labels::{Claim, claim};
+use iter8_core::routing_labels::{Claim, claim, named_experiment, still_holds};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
@@ -650,7 +650,7 @@ impl IstioRouter {
         if labels::is_shortened(label_value) {
             return Ok(true);
         }
-        let Some((name, namespace)) = label_value.rsplit_once('.') else {
+        let Some((name, namespace)) = named_experiment(label_value) else {
             return Ok(true);
         };
         let gvk = GroupVersionKind::gvk("iter8.tools", "v1alpha1", iter8_core::model::KIND);
@@ -665,10 +665,7 @@ impl IstioRouter {
             source: Box::new(source),
         })?;
         Ok(found.is_some_and(|exp| {
-            exp.data
-                .pointer("/status/phase")
-                .and_then(|p| p.as_str())
-                .is_none_or(|phase| phase != "Completed")
+            still_holds(exp.data.pointer("/status/phase").and_then(|p| p.as_str()))
         }))
     }
 
