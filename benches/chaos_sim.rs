@@ -12,10 +12,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -35,6 +33,7 @@ use iter8_core::ports::{
 use iter8_core::{Experiment, ExperimentStatus, MetricsConfig, TrafficSplit};
 use iter8_sim::cluster::{Deployment, Service};
 use iter8_sim::metrics::SimMetrics;
+use iter8_sim::scenario::block_on;
 use iter8_sim::world::World;
 use iter8_sim::{Profile, SimTime, Target};
 use rand::{RngExt, SeedableRng};
@@ -66,18 +65,6 @@ const P_DELETED_CANDIDATE: f64 = 0.1;
 /// Prometheus outages and operator restarts: one every this long on average.
 const OUTAGE_EVERY_SECS: f64 = 90.0;
 const RESTART_EVERY_SECS: f64 = 60.0;
-
-/// Runs a future whose every port answers at once (the simulation never waits on I/O).
-fn block_on<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    for _ in 0..64 {
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return Some(v);
-        }
-    }
-    None
-}
 
 /// A status write that reached the store.
 #[derive(Debug, Clone)]

@@ -53,8 +53,9 @@ pub struct Reconciled<'a> {
     pub decision: &'a Decision,
 }
 
-/// Runs a future that never waits on anything real (every simulated port answers at once).
-fn block_on<F: Future>(future: F) -> Option<F::Output> {
+/// Runs a future that never waits on anything real (every simulated port answers at once), on
+/// this thread; `None` if it is still pending after a few polls (a port that waits).
+pub fn block_on<F: Future>(future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     let mut cx = TaskContext::from_waker(Waker::noop());
     for _ in 0..64 {
