@@ -14,22 +14,6 @@ use iter8_core::{
 };
 use support::*;
 
-fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
-    let n = req.window.interval_secs() as f64;
-    Some(
-        req.criteria
-            .iter()
-            .map(|c| {
-                readings(
-                    &c.metric.name,
-                    v(0.0_f64.max(1.0) * 5.0, n),
-                    v(6.0, n / 2.0),
-                )
-            })
-            .collect(),
-    )
-}
-
 fn slow(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
     let n = req.window.interval_secs() as f64;
     Some(
@@ -408,18 +392,9 @@ fn no_criteria_steps_without_checks_and_succeeds() {
     assert_eq!(candidate, [20, 40, 40, 40, 100]);
 }
 
-fn started(file: &str) -> Experiment {
-    let mut w = World::present(good);
-    let mut run = Run::new(tutorial(file));
-    run.step(&mut w, &metrics());
-    run.step(&mut w, &metrics());
-    assert_eq!(run.exp.status.current_iteration, 2);
-    run.exp
-}
-
 #[test]
 fn overrides_end_the_experiment_at_once() {
-    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let mut exp = started();
     exp.action = Some(UserAction::OverrideSuccess);
     let d = decide(
         &exp,
@@ -444,7 +419,7 @@ fn overrides_end_the_experiment_at_once() {
 
 #[test]
 fn pause_holds_and_resume_continues() {
-    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let mut exp = started();
     let split = exp.status.split();
     exp.action = Some(UserAction::Pause);
     let d = decide(
@@ -468,7 +443,7 @@ fn pause_holds_and_resume_continues() {
 
 #[test]
 fn a_metrics_error_holds_traffic_and_says_why() {
-    let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let exp = started();
     let m = metrics();
     let ctx = Context::new(&m, t0() + chrono::Duration::seconds(60));
     let Step::Analyze(pending) = engine::reconcile(&exp, &obs(Targets::all_present()), &ctx) else {
@@ -555,7 +530,7 @@ fn foreign_routing_rules_and_claimed_targets_pause() {
 
 #[test]
 fn deleting_a_running_experiment_rolls_back_first() {
-    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let mut exp = started();
     exp.metadata.deletion_timestamp = Some(t0());
     let routed = Observations {
         targets: Targets::all_present(),
@@ -591,7 +566,7 @@ fn deleting_a_completed_experiment_leaves_routing() {
 
 #[test]
 fn a_target_deleted_mid_run_ends_the_experiment() {
-    let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let exp = started();
     let d = decide(
         &exp,
         &obs(Targets {
@@ -622,7 +597,7 @@ fn a_target_deleted_mid_run_ends_the_experiment() {
 
 #[test]
 fn hand_edited_weights_are_put_back() {
-    let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let exp = started();
     let o = Observations {
         targets: Targets::all_present(),
         routing: RoutingObservation {
@@ -747,7 +722,7 @@ fn condition_transition_times_move_only_on_change() {
 
 #[test]
 fn a_routing_failure_reports_no_split_that_was_not_applied() {
-    let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let exp = started();
     let m = metrics();
     let d = engine::routing_failed(
         &exp,
@@ -795,7 +770,7 @@ fn every_strategy_moves_traffic_only_when_all_criteria_are_met() {
         iter8_core::Strategy::PosteriorBayesianRouting,
         iter8_core::Strategy::OptimisticBayesianRouting,
     ] {
-        let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+        let mut exp = started();
         exp.spec.traffic_control.strategy = Some(strategy.clone());
         let held = exp.status.split();
         let (d, _) = decide_on(&exp, 7.9, false);
@@ -816,7 +791,7 @@ fn every_strategy_moves_traffic_only_when_all_criteria_are_met() {
 
 #[test]
 fn a_recommendation_above_the_cap_is_ignored_not_clamped() {
-    let exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let exp = started();
     let max = exp.spec.traffic_control.max_traffic_percentage.unwrap();
     let held = exp.status.split();
     let (d, _) = decide_on(&exp, max + 0.5, true);
@@ -828,7 +803,7 @@ fn a_recommendation_above_the_cap_is_ignored_not_clamped() {
 
 #[test]
 fn the_draws_are_seeded_per_experiment() {
-    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let mut exp = started();
     exp.spec.traffic_control.strategy = Some(iter8_core::Strategy::PosteriorBayesianRouting);
     let (_, req) = decide_on(&exp, 0.0, true);
     // FNV-1a of `namespace/name`: what every version of the controller draws with.
@@ -906,7 +881,7 @@ fn an_interval_past_the_calendar_pauses_and_never_panics() {
 #[test]
 fn timestamps_at_the_ends_of_the_calendar_never_panic() {
     // A status written by someone else may hold any time; the engine only subtracts times.
-    let mut exp = started("canary_reviews-v2_to_reviews-v3.yaml");
+    let mut exp = started();
     let m = metrics();
     for (last, now) in [
         (DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC),

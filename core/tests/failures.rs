@@ -6,34 +6,11 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use iter8_core::action::{Action, RoutingAction, Winner};
-use iter8_core::analytics::{self, AnalysisRequest, AnalyticsError};
+use iter8_core::analytics::{self, AnalyticsError};
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
-use iter8_core::{
-    Experiment, MetricError, MetricErrorKind, MetricReadings, Phase, TrafficSplit, UserAction,
-};
+use iter8_core::{Experiment, MetricError, MetricErrorKind, Phase, TrafficSplit, UserAction};
 use support::*;
-
-fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
-    let n = req.window.interval_secs() as f64;
-    Some(
-        req.criteria
-            .iter()
-            .map(|c| readings(&c.metric.name, v(5.0, n), v(6.0, n / 2.0)))
-            .collect(),
-    )
-}
-
-/// Part 1's experiment at iteration 2 (some traffic on the candidate), its next iteration due.
-fn started() -> Experiment {
-    let mut w = World::present(good);
-    let mut run = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml"));
-    run.step(&mut w, &metrics());
-    run.step(&mut w, &metrics());
-    assert_eq!(run.exp.status.current_iteration, 2);
-    assert!(run.exp.status.split().candidate > 0, "{:?}", run.exp.status);
-    run.exp
-}
 
 fn later() -> DateTime<Utc> {
     t0() + Duration::seconds(90)

@@ -4,12 +4,11 @@
 mod support;
 
 use iter8_core::action::{Action, EventType, RoutingAction};
-use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest};
+use iter8_core::analytics::AnalysisOutcome;
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
 use iter8_core::{
-    Assessment, CriterionAssessment, Experiment, MetricReadings, Reading, TrafficSplit,
-    model::Phase,
+    Assessment, CriterionAssessment, Experiment, Reading, TrafficSplit, model::Phase,
 };
 use proptest::prelude::*;
 use support::*;
@@ -49,27 +48,6 @@ fn events(d: &Decision) -> Vec<(EventType, &str, &str)> {
         .iter()
         .map(|e| (e.type_, e.reason.as_str(), e.message.as_str()))
         .collect()
-}
-
-/// Readings that meet the tutorial's criteria.
-fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
-    let n = req.window.interval_secs() as f64;
-    Some(
-        req.criteria
-            .iter()
-            .map(|c| readings(&c.metric.name, v(5.0, n), v(6.0, n / 2.0)))
-            .collect(),
-    )
-}
-
-/// A started experiment (iteration 2, candidate 40), as the other engine tests make it.
-fn started() -> Experiment {
-    let mut w = World::present(good);
-    let mut run = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml"));
-    run.step(&mut w, &metrics());
-    run.step(&mut w, &metrics());
-    assert_eq!(run.exp.status.current_iteration, 2);
-    run.exp
 }
 
 #[test]

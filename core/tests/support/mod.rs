@@ -230,3 +230,25 @@ impl Run {
         self.exp.status.message.clone().unwrap_or_default()
     }
 }
+
+/// Readings that meet the tutorial's criteria (baseline and candidate alike fast and healthy).
+pub fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
+    let n = req.window.interval_secs() as f64;
+    Some(
+        req.criteria
+            .iter()
+            .map(|c| readings(&c.metric.name, v(5.0, n), v(6.0, n / 2.0)))
+            .collect(),
+    )
+}
+
+/// Tutorial part 1's experiment at iteration 2 (candidate 40), its next iteration due.
+pub fn started() -> Experiment {
+    let mut w = World::present(good);
+    let mut run = Run::new(tutorial("canary_reviews-v2_to_reviews-v3.yaml"));
+    run.step(&mut w, &metrics());
+    run.step(&mut w, &metrics());
+    assert_eq!(run.exp.status.current_iteration, 2);
+    assert!(run.exp.status.split().candidate > 0, "{:?}", run.exp.status);
+    run.exp
+}
