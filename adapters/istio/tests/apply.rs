@@ -10,7 +10,7 @@ use http::{Request, Response};
 use iter8_core::action::{RoutingAction, Winner};
 use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_core::observation::RoutingObservation;
-use iter8_core::ports::TrafficRouter;
+use iter8_core::ports::{PortError, TrafficRouter};
 use iter8_istio::IstioRouter;
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -34,6 +34,41 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
     out
+}
+
+/// What the router observes for `exp` against an API server that answers `script`.
+async fn observed(
+    script: Vec<Exchange>,
+    exp: &Experiment,
+) -> Result<RoutingObservation, PortError> {
+    let exp = exp.clone();
+    with_api(script, |router| async move { router.observe(&exp).await }).await
+}
+
+/// What applying `action` for `exp` returns against an API server that answers `script`.
+async fn applied(
+    script: Vec<Exchange>,
+    exp: &Experiment,
+    action: RoutingAction,
+) -> Result<(), PortError> {
+    let exp = exp.clone();
+    with_api(
+        script,
+        |router| async move { router.apply(&exp, &action).await },
+    )
+    .await
+}
+
+/// The requests of a split change for part 1: it reads the host's rules (`vs`, `dr`) and both
+/// Deployments, then makes `writes`.
+fn split_script(vs: Vec<Value>, dr: Vec<Value>, writes: Vec<Exchange>) -> Vec<Exchange> {
+    let reads = vec![
+        list(VS, REVIEWS, vs),
+        list(DR, REVIEWS, dr),
+        get_deployment("reviews-v2"),
+        get_deployment("reviews-v3"),
+    ];
+    reads.into_iter().chain(writes).collect()
 }
 
 /// The VirtualService (0) and DestinationRule (1) of an expected-objects file.
@@ -82,10 +117,7 @@ async fn initialize_creates_rules_with_the_candidate_at_zero() {
         apply(VS, &vs),
     ];
     let exp = experiment(PART1);
-    let result = with_api(script, |router| async move {
-        router.apply(&exp, &RoutingAction::Initialize).await
-    })
-    .await;
+    let result = applied(script, &exp, RoutingAction::Initialize).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -101,10 +133,7 @@ async fn initialize_without_the_candidate_routes_all_to_the_baseline() {
         apply(VS, &vs),
     ];
     let exp = experiment(PART1);
-    let result = with_api(script, |router| async move {
-        router.apply(&exp, &RoutingAction::Initialize).await
-    })
-    .await;
+    let result = applied(script, &exp, RoutingAction::Initialize).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -113,7 +142,7 @@ async fn observe_reports_the_split_of_our_rules() {
     let (vs, dr) = expected("part1-split-80-20.yaml");
     let script = vec![list(VS, REVIEWS, vec![vs]), list(DR, REVIEWS, vec![dr])];
     let exp = experiment(PART1);
-    let seen = with_api(script, |router| async move { router.observe(&exp).await }).await;
+    let seen = observed(script, &exp).await;
     assert_eq!(
         seen,
         Ok(RoutingObservation {
@@ -133,7 +162,7 @@ const DR_OBJECT: &str =
 async fn observe_without_rules_reports_no_split_and_both_objects_missing() {
     let script = vec![list(VS, REVIEWS, vec![]), list(DR, REVIEWS, vec![])];
     let exp = experiment(PART1);
-    let seen = with_api(script, |router| async move { router.observe(&exp).await }).await;
+    let seen = observed(script, &exp).await;
     assert_eq!(
         seen,
         Ok(RoutingObservation {
@@ -153,8 +182,7 @@ async fn a_deleted_destination_rule_is_observed_missing_and_put_back() {
         list(VS, REVIEWS, vec![vs.clone()]),
         list(DR, REVIEWS, vec![]),
     ];
-    let exp2 = exp.clone();
-    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    let seen = observed(observe, &exp).await;
     assert_eq!(
         seen,
         Ok(RoutingObservation {
@@ -164,17 +192,8 @@ async fn a_deleted_destination_rule_is_observed_missing_and_put_back() {
         })
     );
     // The VirtualService, which already says what iter8 would apply, is not applied again.
-    let script = vec![
-        list(VS, REVIEWS, vec![vs.clone()]),
-        list(DR, REVIEWS, vec![]),
-        get_deployment("reviews-v2"),
-        get_deployment("reviews-v3"),
-        apply(DR, &dr),
-    ];
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await;
+    let script = split_script(vec![vs.clone()], vec![], vec![apply(DR, &dr)]);
+    let result = applied(script, &exp, RoutingAction::SetSplit(split(80, 20))).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -186,8 +205,7 @@ async fn a_deleted_virtual_service_is_observed_missing_and_put_back() {
         list(VS, REVIEWS, vec![]),
         list(DR, REVIEWS, vec![dr.clone()]),
     ];
-    let exp2 = exp.clone();
-    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    let seen = observed(observe, &exp).await;
     assert_eq!(
         seen,
         Ok(RoutingObservation {
@@ -196,17 +214,8 @@ async fn a_deleted_virtual_service_is_observed_missing_and_put_back() {
         })
     );
     // The DestinationRule, which already says what iter8 would apply, is not applied again.
-    let script = vec![
-        list(VS, REVIEWS, vec![]),
-        list(DR, REVIEWS, vec![dr.clone()]),
-        get_deployment("reviews-v2"),
-        get_deployment("reviews-v3"),
-        apply(VS, &vs),
-    ];
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await;
+    let script = split_script(vec![], vec![dr.clone()], vec![apply(VS, &vs)]);
+    let result = applied(script, &exp, RoutingAction::SetSplit(split(80, 20))).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -238,8 +247,7 @@ async fn stable_rules_left_for_the_host_are_reused() {
         list(VS, REVIEWS, vec![old_vs.clone()]),
         list(DR, REVIEWS, vec![old_dr.clone()]),
     ];
-    let exp2 = exp.clone();
-    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    let seen = observed(observe, &exp).await;
     assert_eq!(
         seen,
         Ok(RoutingObservation::default()),
@@ -254,10 +262,7 @@ async fn stable_rules_left_for_the_host_are_reused() {
         apply(DR, &dr),
         apply(VS, &vs),
     ];
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::Initialize).await
-    })
-    .await;
+    let result = applied(script, &exp, RoutingAction::Initialize).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -277,19 +282,9 @@ async fn stable_rules_written_by_hand_are_reused_but_never_marked_as_iter8s() {
         .as_object_mut()
         .expect("labels")
         .remove("iter8-tools/init");
-    let script = vec![
-        list(VS, REVIEWS, vec![user_vs]),
-        list(DR, REVIEWS, vec![]),
-        get_deployment("reviews-v2"),
-        get_deployment("reviews-v3"),
-        apply(DR, &dr),
-        apply(VS, &vs),
-    ];
+    let script = split_script(vec![user_vs], vec![], vec![apply(DR, &dr), apply(VS, &vs)]);
     let exp = experiment(PART1);
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await;
+    let result = applied(script, &exp, RoutingAction::SetSplit(split(80, 20))).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -304,8 +299,7 @@ async fn rules_held_by_another_running_experiment_are_refused() {
         get_experiment("reviews-v3-rollout", Some("Progressing")),
         list(DR, REVIEWS, vec![held_dr.clone()]),
     ];
-    let exp2 = exp.clone();
-    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    let seen = observed(observe, &exp).await;
     assert_eq!(
         seen,
         Ok(RoutingObservation {
@@ -320,11 +314,9 @@ async fn rules_held_by_another_running_experiment_are_refused() {
         get_experiment("reviews-v3-rollout", Some("Pause")),
         list(DR, REVIEWS, vec![held_dr]),
     ];
-    let err = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::Initialize).await
-    })
-    .await
-    .expect_err("refused");
+    let err = applied(script, &exp, RoutingAction::Initialize)
+        .await
+        .expect_err("refused");
     assert_eq!(
         err.message,
         "rules held by experiment reviews-v3-rollout.bookinfo-iter8"
@@ -341,8 +333,7 @@ async fn rules_left_progressing_by_an_experiment_that_is_gone_are_free() {
             get_experiment("reviews-v3-rollout", phase),
             list(DR, REVIEWS, vec![held_dr.clone()]),
         ];
-        let exp2 = exp.clone();
-        let seen = with_api(script, |r| async move { r.observe(&exp2).await }).await;
+        let seen = observed(script, &exp).await;
         assert_eq!(seen, Ok(RoutingObservation::default()), "{phase:?}");
     }
 }
@@ -359,22 +350,12 @@ async fn hand_edited_weights_are_observed_and_put_back() {
         list(VS, REVIEWS, vec![edited.clone()]),
         list(DR, REVIEWS, vec![dr.clone()]),
     ];
-    let exp2 = exp.clone();
-    let seen = with_api(observe, |r| async move { r.observe(&exp2).await }).await;
+    let seen = observed(observe, &exp).await;
     assert_eq!(seen.map(|o| o.split), Ok(Some(split(50, 50))));
 
     // The DestinationRule already is as wanted: only the VirtualService is applied.
-    let script = vec![
-        list(VS, REVIEWS, vec![edited]),
-        list(DR, REVIEWS, vec![dr.clone()]),
-        get_deployment("reviews-v2"),
-        get_deployment("reviews-v3"),
-        apply(VS, &vs),
-    ];
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await;
+    let script = split_script(vec![edited], vec![dr.clone()], vec![apply(VS, &vs)]);
+    let result = applied(script, &exp, RoutingAction::SetSplit(split(80, 20))).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -383,18 +364,14 @@ async fn an_apply_that_does_not_take_is_an_error() {
     // E.g. an admission webhook rewrites the weights: apply must not claim success.
     let (vs, dr) = expected("part1-split-80-20.yaml");
     let exp = experiment(PART1);
-    let script = vec![
-        list(VS, REVIEWS, vec![with_weights(vs.clone(), 60, 40)]),
-        list(DR, REVIEWS, vec![dr.clone()]),
-        get_deployment("reviews-v2"),
-        get_deployment("reviews-v3"),
-        apply_answered(VS, &vs, with_weights(vs.clone(), 50, 50)),
-    ];
-    let err = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await
-    .expect_err("not applied");
+    let script = split_script(
+        vec![with_weights(vs.clone(), 60, 40)],
+        vec![dr.clone()],
+        vec![apply_answered(VS, &vs, with_weights(vs.clone(), 50, 50))],
+    );
+    let err = applied(script, &exp, RoutingAction::SetSplit(split(80, 20)))
+        .await
+        .expect_err("not applied");
     assert!(err.message.contains("serves 50/50"), "{}", err.message);
 }
 
@@ -404,16 +381,8 @@ async fn rules_that_already_say_what_iter8_would_apply_are_not_applied_again() {
     // nothing: the script has no apply, and an unexpected request fails the test.
     let (vs, dr) = expected("part1-split-80-20.yaml");
     let exp = experiment(PART1);
-    let script = vec![
-        list(VS, REVIEWS, vec![vs]),
-        list(DR, REVIEWS, vec![dr]),
-        get_deployment("reviews-v2"),
-        get_deployment("reviews-v3"),
-    ];
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await;
+    let script = split_script(vec![vs], vec![dr], vec![]);
+    let result = applied(script, &exp, RoutingAction::SetSplit(split(80, 20))).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -433,7 +402,7 @@ async fn finalize_routes_to_the_winner_before_dropping_the_loser_subset() {
         winner: Winner::Candidate,
         split: TrafficSplit::ALL_CANDIDATE,
     };
-    let result = with_api(script, |r| async move { r.apply(&exp, &action).await }).await;
+    let result = applied(script, &exp, action).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -445,11 +414,9 @@ async fn a_missing_deployment_is_named() {
         missing_deployment("reviews-v2"),
     ];
     let exp = experiment(PART1);
-    let err = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(80, 20))).await
-    })
-    .await
-    .expect_err("missing baseline");
+    let err = applied(script, &exp, RoutingAction::SetSplit(split(80, 20)))
+        .await
+        .expect_err("missing baseline");
     assert_eq!(
         err.message,
         "Deployment bookinfo-iter8/reviews-v2 not found"
@@ -461,10 +428,7 @@ async fn service_kind_applies_only_a_virtual_service() {
     let vs = documents("expected/service-kind-split-60-40.yaml").remove(0);
     let script = vec![list(VS, "productpage.example.com", vec![]), apply(VS, &vs)];
     let exp = experiment(SERVICE_KIND);
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &RoutingAction::SetSplit(split(60, 40))).await
-    })
-    .await;
+    let result = applied(script, &exp, RoutingAction::SetSplit(split(60, 40))).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -493,10 +457,7 @@ async fn finalize_with_cleanup_delete_deletes_the_rules_iter8_created() {
         delete(DR, &name),
     ];
     let exp = with_cleanup(experiment(PART1));
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &finalize_on_candidate()).await
-    })
-    .await;
+    let result = applied(script, &exp, finalize_on_candidate()).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -504,10 +465,7 @@ async fn finalize_with_cleanup_delete_deletes_the_rules_iter8_created() {
 async fn finalize_with_cleanup_delete_after_the_rules_are_gone_creates_nothing() {
     let script = vec![list(VS, REVIEWS, vec![]), list(DR, REVIEWS, vec![])];
     let exp = with_cleanup(experiment(PART1));
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &finalize_on_candidate()).await
-    })
-    .await;
+    let result = applied(script, &exp, finalize_on_candidate()).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -530,10 +488,7 @@ async fn finalize_with_cleanup_delete_leaves_taken_over_rules_stable() {
         apply(DR, &dr),
     ];
     let exp = with_cleanup(experiment(PART1));
-    let result = with_api(script, |r| async move {
-        r.apply(&exp, &finalize_on_candidate()).await
-    })
-    .await;
+    let result = applied(script, &exp, finalize_on_candidate()).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -565,7 +520,7 @@ async fn the_rollback_of_a_deleted_experiment_keeps_its_rules_despite_cleanup_de
         winner: Winner::Baseline,
         split: TrafficSplit::ALL_BASELINE,
     };
-    let result = with_api(script, |r| async move { r.apply(&exp, &action).await }).await;
+    let result = applied(script, &exp, action).await;
     assert_eq!(result, Ok(()));
 }
 
@@ -609,9 +564,7 @@ async fn api_errors_name_the_object() {
     failing.answer = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
         "message": "virtualservices.networking.istio.io is forbidden", "reason": "Forbidden", "code": 403});
     let exp = experiment(PART1);
-    let err = with_api(vec![failing], |r| async move { r.observe(&exp).await })
-        .await
-        .expect_err("forbidden");
+    let err = observed(vec![failing], &exp).await.expect_err("forbidden");
     assert!(
         err.message
             .starts_with("list VirtualService bookinfo-iter8/iter8-tools/host="),
