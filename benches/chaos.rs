@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
 
+use iter8_core::TrafficSplit;
+
 /// A chaos run's options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -58,6 +60,60 @@ pub fn completed(promoted: bool, bad_candidate: bool, candidate_deleted: bool) -
         (false, true, _) => "completed: rolled back (slow candidate)",
         (false, false, false) => "completed: rolled back (healthy candidate, faults)",
     }
+}
+
+/// Whether an experiment that has not completed is waiting for its candidate, as iter8 v0.2
+/// does when the candidate is deleted before the start (`TargetsNotFound`): not stuck.
+pub fn waits_for_candidate(candidate_deleted: bool, started: bool, message: Option<&str>) -> bool {
+    candidate_deleted && !started && message.is_some_and(|m| m.starts_with("TargetsNotFound"))
+}
+
+/// Checks a completed experiment (`who`) and counts its outcome: routing serves (`served`) the
+/// split its status says, the split sends all traffic to one version, and a slow or deleted
+/// candidate is never promoted.
+pub fn check_completed(
+    who: &str,
+    split: TrafficSplit,
+    served: Option<TrafficSplit>,
+    bad_candidate: bool,
+    candidate_deleted: bool,
+    violations: &mut Vec<String>,
+    outcomes: &mut BTreeMap<&'static str, u64>,
+) {
+    if served != Some(split) {
+        violations.push(format!(
+            "{who}: status says {split:?}, routing serves {served:?}"
+        ));
+    }
+    let promoted = split == TrafficSplit::ALL_CANDIDATE;
+    if !promoted && split != TrafficSplit::ALL_BASELINE {
+        violations.push(format!("{who}: completed with a split {split:?}"));
+    }
+    if promoted && (bad_candidate || candidate_deleted) {
+        violations.push(format!(
+            "{who}: promoted a candidate that is {}",
+            if bad_candidate { "slow" } else { "deleted" }
+        ));
+    }
+    *outcomes
+        .entry(completed(promoted, bad_candidate, candidate_deleted))
+        .or_default() += 1;
+}
+
+/// Checks that the iterations an experiment ran (`numbers`, in order) are 1, 2, ... with none
+/// lost or repeated, and counts them.
+pub fn check_iterations(
+    who: &str,
+    numbers: &[u64],
+    violations: &mut Vec<String>,
+    outcomes: &mut BTreeMap<&'static str, u64>,
+) {
+    if !numbers.iter().copied().eq(1..=numbers.len() as u64) {
+        violations.push(format!(
+            "{who}: iterations {numbers:?} (one lost or repeated)"
+        ));
+    }
+    *outcomes.entry(ITERATIONS_RUN).or_default() += numbers.len() as u64;
 }
 
 /// Appends the faults, outcomes and violations sections of a report (Markdown).
@@ -127,5 +183,42 @@ mod tests {
             Options::parse(&args(&["run", "--experiments"]), 20),
             Err("--experiments: not a number: ``".to_string())
         );
+    }
+
+    #[test]
+    fn a_completed_experiment_that_promoted_a_slow_candidate_is_a_violation() {
+        let (mut violations, mut outcomes) = (Vec::new(), BTreeMap::new());
+        let all = TrafficSplit::ALL_CANDIDATE;
+        check_completed(
+            "a",
+            all,
+            Some(all),
+            false,
+            false,
+            &mut violations,
+            &mut outcomes,
+        );
+        assert!(violations.is_empty(), "{violations:?}");
+        check_completed(
+            "b",
+            all,
+            Some(all),
+            true,
+            false,
+            &mut violations,
+            &mut outcomes,
+        );
+        assert_eq!(violations, ["b: promoted a candidate that is slow"]);
+        assert_eq!(outcomes[completed(true, false, false)], 2);
+    }
+
+    #[test]
+    fn iterations_must_run_from_one_without_a_gap() {
+        let (mut violations, mut outcomes) = (Vec::new(), BTreeMap::new());
+        check_iterations("a", &[1, 2, 3], &mut violations, &mut outcomes);
+        assert!(violations.is_empty(), "{violations:?}");
+        check_iterations("b", &[1, 3], &mut violations, &mut outcomes);
+        assert_eq!(violations, ["b: iterations [1, 3] (one lost or repeated)"]);
+        assert_eq!(outcomes[ITERATIONS_RUN], 5);
     }
 }

@@ -30,7 +30,7 @@ use iter8_core::observation::{RoutingObservation, Targets};
 use iter8_core::ports::{
     EventRecorder, ExperimentStore, MetricSource, PortError, TargetLocator, TrafficRouter,
 };
-use iter8_core::{Experiment, ExperimentStatus, MetricsConfig, TrafficSplit};
+use iter8_core::{Experiment, ExperimentStatus, MetricsConfig};
 use iter8_sim::cluster::{Deployment, Service};
 use iter8_sim::metrics::SimMetrics;
 use iter8_sim::scenario::block_on;
@@ -569,15 +569,8 @@ fn main() {
         };
         let status = &exp.status;
         if !status.is_completed() {
-            // An experiment whose candidate is gone before it starts waits for it, as in
-            // iter8 v0.2: not stuck.
-            let waits = p.candidate_deleted
-                && status.start_timestamp.is_none()
-                && status
-                    .message
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with("TargetsNotFound"));
-            if waits {
+            let started = status.start_timestamp.is_some();
+            if chaos::waits_for_candidate(p.candidate_deleted, started, status.message.as_deref()) {
                 *outcome_counts
                     .entry(chaos::WAITING_FOR_CANDIDATE)
                     .or_default() += 1;
@@ -592,31 +585,16 @@ fn main() {
             }
             continue;
         }
-        let split = status.split();
-        let observed = s.router.observe(exp).split;
-        if observed != Some(split) {
-            violations.push(format!(
-                "{who}: status says {split:?}, routing serves {observed:?}"
-            ));
-        }
-        let promoted = split == TrafficSplit::ALL_CANDIDATE;
-        if !promoted && split != TrafficSplit::ALL_BASELINE {
-            violations.push(format!("{who}: completed with a split {split:?}"));
-        }
-        if promoted && (p.bad_candidate || p.candidate_deleted) {
-            violations.push(format!(
-                "{who}: promoted a candidate that is {}",
-                if p.bad_candidate { "slow" } else { "deleted" }
-            ));
-        }
-        *outcome_counts
-            .entry(chaos::completed(
-                promoted,
-                p.bad_candidate,
-                p.candidate_deleted,
-            ))
-            .or_default() += 1;
-        // Each iteration persisted with one start time, numbered 1, 2, ... without a gap.
+        chaos::check_completed(
+            &who,
+            status.split(),
+            s.router.observe(exp).split,
+            p.bad_candidate,
+            p.candidate_deleted,
+            &mut violations,
+            &mut outcome_counts,
+        );
+        // Each iteration persisted with one start time.
         let mut starts: BTreeMap<u32, BTreeSet<Option<DateTime<Utc>>>> = BTreeMap::new();
         for w in faults.writes.get(&key(exp)).into_iter().flatten() {
             if w.iteration > 0 {
@@ -634,13 +612,8 @@ fn main() {
                 ));
             }
         }
-        let numbers: Vec<u32> = starts.keys().copied().collect();
-        if numbers != (1..=numbers.len() as u32).collect::<Vec<_>>() {
-            violations.push(format!(
-                "{who}: iterations persisted {numbers:?} (one lost)"
-            ));
-        }
-        *outcome_counts.entry(chaos::ITERATIONS_RUN).or_default() += numbers.len() as u64;
+        let numbers: Vec<u64> = starts.keys().map(|&n| u64::from(n)).collect();
+        chaos::check_iterations(&who, &numbers, &mut violations, &mut outcome_counts);
     }
 
     let mut report = String::new();

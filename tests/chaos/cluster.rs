@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use cluster::*;
 use iter8_benches::chaos;
 use iter8_control_plane::{Behaviour, FakePrometheus, FaultProxy};
+use iter8_core::TrafficSplit;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -110,20 +111,23 @@ fn operator(kubeconfig: &std::path::Path, prometheus: &str) -> Operator {
     Operator::spawn(kubeconfig, NS, prometheus, &[])
 }
 
-/// (baseline %, candidate %) that the experiment's VirtualService serves.
-fn served(cp: &iter8_control_plane::ControlPlane, name: &str) -> Option<(i64, i64)> {
+/// The split that the experiment's VirtualService serves.
+fn served(cp: &iter8_control_plane::ControlPlane, name: &str) -> Option<TrafficSplit> {
     let vs = object(
         cp,
         "virtualservice",
         NS,
         &format!("{name}.{NS}.svc.cluster.local.iter8-experiment"),
     )?;
-    let mut weights = (0, 0);
+    let mut weights = TrafficSplit {
+        baseline: 0,
+        candidate: 0,
+    };
     for r in vs["spec"]["http"][0]["route"].as_array()? {
-        let w = r["weight"].as_i64().unwrap_or(0);
+        let w = u32::try_from(r["weight"].as_u64().unwrap_or(0)).ok()?;
         match r["destination"]["subset"].as_str() {
-            Some("baseline") => weights.0 += w,
-            Some("candidate") => weights.1 += w,
+            Some("baseline") => weights.baseline += w,
+            Some("candidate") => weights.candidate += w,
             _ => {}
         }
     }
@@ -259,11 +263,9 @@ fn main() {
     }
 
     let waiting_for_candidate = |p: &Planned, e: &serde_json::Value| {
-        p.candidate_deleted
-            && e["status"]["startTimestamp"].is_null()
-            && e["status"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("TargetsNotFound"))
+        let status = &e["status"];
+        let started = !status["startTimestamp"].is_null();
+        chaos::waits_for_candidate(p.candidate_deleted, started, status["message"].as_str())
     };
     let drain_deadline = Instant::now() + DRAIN;
     while Instant::now() < drain_deadline {
@@ -304,44 +306,23 @@ fn main() {
             }
             continue;
         }
-        let split = (
-            s["trafficSplitPercentage"]["baseline"]
-                .as_i64()
-                .unwrap_or(-1),
-            s["trafficSplitPercentage"]["candidate"]
-                .as_i64()
-                .unwrap_or(-1),
+        let Ok(split) = serde_json::from_value::<TrafficSplit>(s["trafficSplitPercentage"].clone())
+        else {
+            violations.push(format!("{}: completed without a traffic split", p.name));
+            continue;
+        };
+        chaos::check_completed(
+            &p.name,
+            split,
+            served(cp, &p.name),
+            p.bad_candidate,
+            p.candidate_deleted,
+            &mut violations,
+            &mut outcomes,
         );
-        let observed = served(cp, &p.name);
-        if observed != Some(split) {
-            violations.push(format!(
-                "{}: status says {split:?}, the VirtualService serves {observed:?}",
-                p.name
-            ));
-        }
-        let promoted = split == (0, 100);
-        if !promoted && split != (100, 0) {
-            violations.push(format!("{}: completed with a split {split:?}", p.name));
-        }
-        if promoted && (p.bad_candidate || p.candidate_deleted) {
-            violations.push(format!("{}: promoted a slow or deleted candidate", p.name));
-        }
-        *outcomes
-            .entry(chaos::completed(
-                promoted,
-                p.bad_candidate,
-                p.candidate_deleted,
-            ))
-            .or_default() += 1;
         let runs = iterations(&p.recorder.as_ref().expect("recorded").history());
         let numbers: Vec<u64> = runs.iter().map(|(i, _)| *i).collect();
-        if numbers != (1..=numbers.len() as u64).collect::<Vec<_>>() {
-            violations.push(format!(
-                "{}: iterations {numbers:?} (one lost or repeated)",
-                p.name
-            ));
-        }
-        *outcomes.entry(chaos::ITERATIONS_RUN).or_default() += numbers.len() as u64;
+        chaos::check_iterations(&p.name, &numbers, &mut violations, &mut outcomes);
     }
 
     let mut report = String::new();
