@@ -845,7 +845,7 @@ impl TrafficRouter for IstioRouter {
 /// for the host, the VirtualService (and the DestinationRule, Deployment kind); with this
 /// experiment's VirtualService, a missing DestinationRule. Rules another experiment holds, or
 /// free rules, miss nothing of this experiment's.
-pub fn missing_objects(target: &RoutingTarget, found: &Found) -> Vec<String> {
+fn missing_objects(target: &RoutingTarget, found: &Found) -> Vec<String> {
     let named = |kind: &str| format!("{kind} {}/{}", target.namespace, target.name);
     let mut missing = Vec::new();
     match found.holder {
