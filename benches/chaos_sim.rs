@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use iter8_benches::chaos;
 use iter8_core::action::{Event, RoutingAction};
+use iter8_rand::ChaCha;
 use iter8_core::driver::{self, BuiltinAnalytics, Ports};
 use iter8_core::engine::{Context, RETRY_AFTER};
 use iter8_core::manifest::parse_experiments;
@@ -534,7 +535,7 @@ fn main() {
         let analytics = BuiltinAnalytics::new(FaultyPrometheus(Faulty {
             world: &world,
             faults: &faults,
-        }));
+        }), ChaCha);
         let driver_ports = Ports {
             targets: &ports,
             router: &ports,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use iter8_core::action::{Action, RoutingAction};
+use iter8_rand::ChaCha;
 use iter8_core::analytics;
 use iter8_core::engine::{self, Context, Step};
 use iter8_core::manifest::parse_experiments;
@@ -59,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         candidate: reading(9.5, seconds * 2.0),
                     })
                     .collect();
-                let outcome = analytics::analyze(request, &readings);
+                let outcome = analytics::analyze(request, &readings, &ChaCha);
                 pending.resume(outcome)
             }
         };

@@ -6,6 +6,7 @@ mod support;
 use iter8_core::analytics::{
     self, AnalysisRequest, AnalysisState, AnalyticsError, CheckAndIncrementState, conclusions,
 };
+use iter8_rand::ChaCha;
 use iter8_core::measurement::Window;
 use iter8_core::validation::plan;
 use iter8_core::{Measurement, MetricReadings};
@@ -48,7 +49,7 @@ fn latency(b: (f64, f64), c: (f64, f64)) -> Vec<MetricReadings> {
 fn first_call_steps_even_when_criteria_fail() {
     let out = analytics::analyze(
         &request(LATENCY, None),
-        &latency((10.0, 50.0), (5000.0, 50.0)),
+        &latency((10.0, 50.0), (5000.0, 50.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -57,7 +58,7 @@ fn first_call_steps_even_when_criteria_fail() {
     // An empty object is also a first call (the controller sends `{}`).
     let out = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({}))),
-        &latency((10.0, 50.0), (10.0, 50.0)),
+        &latency((10.0, 50.0), (10.0, 50.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -78,7 +79,7 @@ fn first_call_is_capped_by_the_maximum() {
         },
         None,
     );
-    let out = analytics::analyze(&req, &latency((1.0, 9.0), (1.0, 9.0))).unwrap();
+    let out = analytics::analyze(&req, &latency((1.0, 9.0), (1.0, 9.0)), &ChaCha).unwrap();
     assert_eq!(out.candidate_traffic_percentage, 25.0);
 }
 
@@ -87,7 +88,7 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
     let prev = last(20.0, &[(5.0, Some(10.0))], &[(5.0, Some(12.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((10.0, 40.0), (11.0, 30.0)),
+        &latency((10.0, 40.0), (11.0, 30.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -95,7 +96,7 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
     let near_cap = last(70.0, &[(5.0, Some(10.0))], &[(5.0, Some(12.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(near_cap)),
-        &latency((10.0, 40.0), (11.0, 30.0)),
+        &latency((10.0, 40.0), (11.0, 30.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -110,7 +111,7 @@ fn nothing_changed_holds_traffic() {
     let prev = last(40.0, &[(40.0, Some(10.0))], &[(30.0, Some(11.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev.clone())),
-        &latency((10.0, 40.0), (11.0, 30.0)),
+        &latency((10.0, 40.0), (11.0, 30.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -121,7 +122,7 @@ fn nothing_changed_holds_traffic() {
     // A smaller sample with the same value is not a change either (as in the original).
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((10.0, 39.0), (11.0, 29.0)),
+        &latency((10.0, 39.0), (11.0, 29.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -132,7 +133,7 @@ fn failing_criteria_hold_traffic() {
     let prev = last(20.0, &[(5.0, Some(10.0))], &[(5.0, Some(5000.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((10.0, 40.0), (5000.0, 30.0)),
+        &latency((10.0, 40.0), (5000.0, 30.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -152,7 +153,7 @@ fn failing_criteria_hold_traffic() {
 fn threshold_compares_the_candidate_only() {
     let out = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
-        &latency((9999.0, 40.0), (200.0, 30.0)),
+        &latency((9999.0, 40.0), (200.0, 30.0)), &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -164,7 +165,7 @@ fn threshold_compares_the_candidate_only() {
     // Values are rounded to 3 decimals first, as the original's query layer does.
     let out = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
-        &latency((1.0, 40.0), (200.0004, 30.0)),
+        &latency((1.0, 40.0), (200.0004, 30.0)), &ChaCha,
     )
     .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
@@ -175,7 +176,7 @@ fn insufficient_sample_is_not_met_and_never_aborts() {
     let exp_criteria = "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200\n        sampleSize: 50\n        stopOnFailure: true\n";
     let out = analytics::analyze(
         &request(exp_criteria, Some(last(20.0, &[], &[]))),
-        &latency((10.0, 100.0), (5000.0, 49.0)),
+        &latency((10.0, 100.0), (5000.0, 49.0)), &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -194,7 +195,7 @@ fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
     // 0.15 <= (1 + 0.5) * 0.1
     let out = analytics::analyze(
         &request(crit, prev.clone()),
-        &rate((0.1, 20.0), (0.15, 20.0)),
+        &rate((0.1, 20.0), (0.15, 20.0)), &ChaCha,
     )
     .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
@@ -204,12 +205,12 @@ fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
     );
     let out = analytics::analyze(
         &request(crit, prev.clone()),
-        &rate((0.1, 20.0), (0.16, 20.0)),
+        &rate((0.1, 20.0), (0.16, 20.0)), &ChaCha,
     )
     .unwrap();
     assert!(!out.assessment.success_criteria[0].success_criterion_met);
     // Baseline sample too small.
-    let out = analytics::analyze(&request(crit, prev), &rate((0.1, 9.0), (0.1, 20.0))).unwrap();
+    let out = analytics::analyze(&request(crit, prev), &rate((0.1, 9.0), (0.1, 20.0)), &ChaCha).unwrap();
     assert_eq!(
         out.assessment.success_criteria[0].conclusions,
         [conclusions::INSUFFICIENT_SAMPLE]
@@ -223,7 +224,7 @@ fn stop_on_failure_aborts_on_a_sufficient_sample() {
         readings("iter8_latency", v(5.0, 40.0), v(5.0, 10.0)),
         readings("iter8_error_rate", v(0.0, 40.0), v(1.0, 10.0)),
     ];
-    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r).unwrap();
+    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r, &ChaCha).unwrap();
     assert!(out.assessment.abort_experiment);
     assert!(out.assessment.success_criteria[1].abort_experiment);
     assert!(!out.assessment.success_criteria[0].abort_experiment);
@@ -236,7 +237,7 @@ fn stop_on_failure_aborts_on_a_sufficient_sample() {
         readings("iter8_latency", v(5.0, 40.0), v(5.0, 9.0)),
         readings("iter8_error_rate", v(0.0, 40.0), v(1.0, 9.0)),
     ];
-    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r).unwrap();
+    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r, &ChaCha).unwrap();
     assert!(!out.assessment.abort_experiment);
 }
 
@@ -244,7 +245,7 @@ fn stop_on_failure_aborts_on_a_sufficient_sample() {
 fn a_counter_over_its_threshold_always_aborts() {
     let crit = "      - metricName: iter8_error_count\n        toleranceType: threshold\n        tolerance: 10\n        sampleSize: 5\n";
     let r = vec![readings("iter8_error_count", v(0.0, 40.0), v(11.0, 40.0))];
-    let out = analytics::analyze(&request(crit, Some(last(20.0, &[], &[]))), &r).unwrap();
+    let out = analytics::analyze(&request(crit, Some(last(20.0, &[], &[]))), &r, &ChaCha).unwrap();
     let c = &out.assessment.success_criteria[0];
     assert!(c.abort_experiment, "no stopOnFailure needed");
     assert_eq!(
@@ -263,7 +264,7 @@ fn delta_on_a_counter_is_a_configuration_error() {
     req.criteria[0].tolerance_type = iter8_core::ToleranceType::Delta;
     let err = analytics::analyze(
         &req,
-        &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))],
+        &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))], &ChaCha,
     )
     .unwrap_err();
     assert_eq!(
@@ -284,7 +285,7 @@ fn no_data_follows_the_metrics_absent_value() {
                 value: Measurement::NoData,
                 sample_size: Measurement::Value(40.0),
             },
-        )],
+        )], &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -303,7 +304,7 @@ fn no_data_follows_the_metrics_absent_value() {
                 value: Measurement::NoData,
                 sample_size: Measurement::Value(40.0),
             },
-        )],
+        )], &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -321,7 +322,7 @@ fn nan_and_infinities_are_never_silently_numbers() {
         (f64::NEG_INFINITY, false),
         (f64::INFINITY, false),
     ] {
-        let out = analytics::analyze(&req, &latency((5.0, 40.0), (value, 40.0))).unwrap();
+        let out = analytics::analyze(&req, &latency((5.0, 40.0), (value, 40.0)), &ChaCha).unwrap();
         let c = &out.assessment.success_criteria[0];
         assert_eq!(c.success_criterion_met, met, "{value}");
         assert_ne!(
@@ -336,7 +337,7 @@ fn nan_and_infinities_are_never_silently_numbers() {
 fn a_backend_error_fails_the_whole_decision() {
     let err = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
-        &[readings("iter8_latency", v(5.0, 40.0), failed())],
+        &[readings("iter8_latency", v(5.0, 40.0), failed())], &ChaCha,
     )
     .unwrap_err();
     assert!(matches!(err, AnalyticsError::Metrics(_)), "{err:?}");
@@ -347,7 +348,7 @@ fn the_baseline_failing_too_is_noted() {
     let prev = last(20.0, &[(5.0, Some(900.0))], &[(5.0, Some(900.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((800.0, 40.0), (900.0, 30.0)),
+        &latency((800.0, 40.0), (900.0, 30.0)), &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -360,7 +361,7 @@ fn the_baseline_failing_too_is_noted() {
 fn state_has_iter8_analytics_shape_and_round_trips() {
     let out = analytics::analyze(
         &request(LATENCY, None),
-        &latency((10.5, 40.9), (12.25, 30.2)),
+        &latency((10.5, 40.9), (12.25, 30.2)), &ChaCha,
     )
     .unwrap();
     let expected = serde_json::json!({
@@ -381,7 +382,7 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
     assert_eq!(serde_json::to_value(&parsed).unwrap(), out.state);
     let bad = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({"candidate": 3}))),
-        &latency((1.0, 1.0), (1.0, 1.0)),
+        &latency((1.0, 1.0), (1.0, 1.0)), &ChaCha,
     );
     assert!(matches!(bad, Err(AnalyticsError::Invalid(_))));
 }
@@ -425,7 +426,7 @@ fn increment_without_check_steps_while_within_the_cap() {
     );
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let out = analytics::analyze(&req, &[]).unwrap();
+        let out = analytics::analyze(&req, &[], &ChaCha).unwrap();
         seen.push(out.candidate_traffic_percentage);
         req.last_state = Some(out.state);
     }

@@ -5,6 +5,7 @@ mod support;
 
 use chrono::{DateTime, Utc};
 use iter8_core::action::{Action, EventType, RoutingAction, Winner};
+use iter8_rand::ChaCha;
 use iter8_core::analytics::AnalysisRequest;
 use iter8_core::engine::{self, Context, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
@@ -183,7 +184,7 @@ fn the_candidate_appearing_starts_iteration_one_at_once() {
     let req = pending.request();
     assert_eq!(req.window.start, t0());
     assert_eq!(req.last_state, None);
-    let outcome = iter8_core::analytics::analyze(req, &good(0, req).unwrap());
+    let outcome = iter8_core::analytics::analyze(req, &good(0, req).unwrap(), &ChaCha);
     let d = pending.resume(outcome);
     assert_eq!(message(&d), "IterationUpdate: Iteration 1 Started");
     assert_eq!(d.status.phase, Some(Phase::Progressing));
@@ -920,7 +921,7 @@ fn timestamps_at_the_ends_of_the_calendar_never_panic() {
                 let req = pending.request().clone();
                 let _ = pending.resume(iter8_core::analytics::analyze(
                     &req,
-                    &good(0, &req).unwrap(),
+                    &good(0, &req).unwrap(), &ChaCha,
                 ));
             }
         }

@@ -6,6 +6,7 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use iter8_core::action::{Action, RoutingAction, Winner};
+use iter8_rand::ChaCha;
 use iter8_core::analytics::{self, AnalysisRequest, AnalyticsError};
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
@@ -133,7 +134,7 @@ fn a_successful_analysis_resets_the_count() {
         panic!("the iteration is due")
     };
     let readings = good(0, pending.request()).unwrap();
-    let outcome = analytics::analyze(pending.request(), &readings);
+    let outcome = analytics::analyze(pending.request(), &readings, &ChaCha);
     let d = pending.resume(outcome);
     assert_eq!(d.status.phase, Some(Phase::Progressing));
     assert_eq!(d.status.consecutive_failures, 0);

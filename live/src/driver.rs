@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use iter8_core::action::{Action, RoutingAction, Winner};
+use iter8_rand::ChaCha;
 use iter8_core::driver::{BuiltinAnalytics, Ports, reconcile_once};
 use iter8_core::engine::Context;
 use iter8_core::metrics_config::MetricsConfig;
@@ -141,7 +142,7 @@ impl<'a> LiveDriver<'a> {
             stack,
             store: Arc::new(MemoryStore::default()),
             events: MemoryEvents::default(),
-            analytics: BuiltinAnalytics::new(PrometheusSource::new(client)),
+            analytics: BuiltinAnalytics::new(PrometheusSource::new(client), ChaCha),
             metrics,
             options,
             print,

@@ -2,6 +2,7 @@
 //! service, deciding with iter8-core's strategies over Prometheus.
 
 use std::net::SocketAddr;
+use iter8_rand::ChaCha;
 use std::process::ExitCode;
 
 use iter8_analytics::AppState;
@@ -59,7 +60,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     );
     serve(
         listener,
-        AppState::new(source, url),
+        AppState::new(source, url, ChaCha),
         Limits::default(),
         process::shutdown_signal(),
     )

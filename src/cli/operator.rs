@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use iter8_analytics::RemoteAnalytics;
 use iter8_core::driver::BuiltinAnalytics;
+use iter8_rand::ChaCha;
 use iter8_core::duration::parse_go;
 use iter8_core::ports::Analytics;
 use iter8_gateway_api::GatewayRouter;
@@ -226,7 +227,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     // Built before connecting to Kubernetes, so a bad flag is reported first.
     let analytics: Arc<dyn Analytics> = match args.analytics {
         AnalyticsMode::Builtin => {
-            Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
+            Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus), ChaCha))
         }
         AnalyticsMode::Remote => Arc::new(remote_analytics(&args)?),
     };

@@ -6,6 +6,7 @@
 //! `BENCH_CONCURRENCY` (default 1,16,64) tune the run.
 
 use std::sync::Arc;
+use iter8_rand::ChaCha;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -119,7 +120,7 @@ fn main() {
         let prom_url = prom.url();
         let client =
             PrometheusClient::new(&PrometheusSettings::new(prom_url.clone())).expect("prometheus");
-        let state = AppState::new(PrometheusSource::new(client), prom_url);
+        let state = AppState::new(PrometheusSource::new(client), prom_url, ChaCha);
         let server = spawn(router(Arc::new(state))).await;
         let url = format!("http://{server}/api/v1/experiment/check_and_increment");
         let _ = run(&url, 500.min(total), 4).await; // warm-up

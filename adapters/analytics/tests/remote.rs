@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use iter8_analytics::RemoteAnalytics;
 use iter8_analytics::remote::payload;
 use iter8_core::action::{Event, RoutingAction};
+use iter8_rand::ChaCha;
 use iter8_core::analytics::{AnalysisRequest, AnalyticsError};
 use iter8_core::driver::{BuiltinAnalytics, Ports, reconcile_once};
 use iter8_core::engine::Context;
@@ -209,7 +210,7 @@ async fn the_tutorial_runs_through_remote_analytics_as_built_in() {
     let remote_steps = run(exp.clone(), &remote).await;
 
     let client = PrometheusClient::new(&PrometheusSettings::new(prom.url())).unwrap();
-    let builtin = BuiltinAnalytics::new(PrometheusSource::new(client).with_clock(t0));
+    let builtin = BuiltinAnalytics::new(PrometheusSource::new(client).with_clock(t0), ChaCha);
     let builtin_steps = run(exp, &builtin).await;
 
     // 20, 40, 60, 80 (the cap), then 100 to the candidate on success.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use iter8_core::MetricsConfig;
+use iter8_rand::ChaCha;
 use iter8_core::analytics::{AnalysisRequest, analyze};
 use iter8_core::measurement::Window;
 use iter8_core::model::{OnSuccess, Strategy, TargetKind, ToleranceType};
@@ -92,13 +93,13 @@ fn main() {
         // Warm-up: connections, Prometheus' caches.
         for _ in 0..20 {
             let m = source.measure_at(&query, end).await.expect("measure");
-            analyze(&request, &m.readings).expect("analyze");
+            analyze(&request, &m.readings, &ChaCha).expect("analyze");
         }
         let before = source.client().requests_sent();
         for _ in 0..decisions {
             let started = Instant::now();
             let m = source.measure_at(&query, end).await.expect("measure");
-            let outcome = analyze(&request, &m.readings).expect("analyze");
+            let outcome = analyze(&request, &m.readings, &ChaCha).expect("analyze");
             times.push(started.elapsed());
             assert_eq!(outcome.candidate_traffic_percentage, 20.0);
         }

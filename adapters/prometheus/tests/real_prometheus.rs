@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_core::analytics::{AnalysisRequest, analyze};
+use iter8_rand::ChaCha;
 use iter8_core::measurement::{Measurement, MetricErrorKind, MetricsQuery, VersionTags, Window};
 use iter8_core::metrics_config::{EXTENDED_TELEMETRY_V1, EXTENDED_TELEMETRY_V2};
 use iter8_core::model::{OnSuccess, Strategy, TargetKind, ToleranceType};
@@ -268,7 +269,7 @@ async fn tutorial_decision_sends_three_queries_and_the_core_decides() {
     let readings = src.measure(&request.metrics_query()).await.unwrap();
     // iter8-analytics would send 2 criteria x 2 versions x (value + sample size) = 8.
     assert_eq!(src.client().requests_sent(), 3);
-    let outcome = analyze(&request, &readings).unwrap();
+    let outcome = analyze(&request, &readings, &ChaCha).unwrap();
     let a = &outcome.assessment;
     let latency = &a.success_criteria[0];
     assert!(latency.success_criterion_met, "{latency:?}");

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_core::action::{Action, RoutingAction};
+use iter8_rand::ChaCha;
 use iter8_core::analytics::{self, AnalysisRequest};
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::manifest::parse_experiments;
@@ -169,7 +170,7 @@ impl Run {
                 analyzed = true;
                 let req = pending.request();
                 let outcome = match (world.readings)(self.analyses, req) {
-                    Some(r) => analytics::analyze(req, &r),
+                    Some(r) => analytics::analyze(req, &r, &ChaCha),
                     None => Err(analytics::AnalyticsError::Service("down".into())),
                 };
                 self.analyses += 1;

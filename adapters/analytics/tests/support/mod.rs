@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use iter8_rand::ChaCha;
 use std::sync::Arc;
 
 use axum::Router;
@@ -52,7 +53,7 @@ pub fn now() -> DateTime<Utc> {
 pub async fn analytics_server(prometheus: &str) -> String {
     let client = PrometheusClient::new(&PrometheusSettings::new(prometheus)).unwrap();
     let source = PrometheusSource::new(client).with_clock(now);
-    let state = AppState::new(source, prometheus).with_clock(now);
+    let state = AppState::new(source, prometheus, ChaCha).with_clock(now);
     let addr = spawn(router(Arc::new(state))).await;
     format!("http://{addr}")
 }

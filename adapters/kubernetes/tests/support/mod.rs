@@ -19,6 +19,7 @@ pub use iter8_control_plane::{
     History, assert_iterations_once, http_get, iterations, seconds_between,
 };
 use iter8_core::driver::BuiltinAnalytics;
+use iter8_rand::ChaCha;
 use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricReadings, MetricsQuery, VersionReading,
@@ -294,7 +295,7 @@ impl Running {
                 )),
                 http_route: Arc::new(iter8_gateway_api::GatewayRouter::new(client.clone())),
             }),
-            analytics: Arc::new(BuiltinAnalytics::new(metrics)),
+            analytics: Arc::new(BuiltinAnalytics::new(metrics, ChaCha)),
             dashboard: Arc::new(NoDashboard),
             events: None,
         };
