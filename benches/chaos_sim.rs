@@ -22,7 +22,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use iter8_benches::chaos;
 use iter8_core::action::{Event, RoutingAction};
-use iter8_rand::ChaCha;
 use iter8_core::driver::{self, BuiltinAnalytics, Ports};
 use iter8_core::engine::{Context, RETRY_AFTER};
 use iter8_core::manifest::parse_experiments;
@@ -34,6 +33,7 @@ use iter8_core::ports::{
     EventRecorder, ExperimentStore, MetricSource, PortError, TargetLocator, TrafficRouter,
 };
 use iter8_core::{Experiment, ExperimentStatus, MetricsConfig, TrafficSplit};
+use iter8_rand::ChaCha;
 use iter8_sim::cluster::{Deployment, Service};
 use iter8_sim::metrics::SimMetrics;
 use iter8_sim::world::World;
@@ -532,10 +532,13 @@ fn main() {
             world: &world,
             faults: &faults,
         };
-        let analytics = BuiltinAnalytics::new(FaultyPrometheus(Faulty {
-            world: &world,
-            faults: &faults,
-        }), ChaCha);
+        let analytics = BuiltinAnalytics::new(
+            FaultyPrometheus(Faulty {
+                world: &world,
+                faults: &faults,
+            }),
+            ChaCha,
+        );
         let driver_ports = Ports {
             targets: &ports,
             router: &ports,

@@ -5,9 +5,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iter8_benches::{experiment, metrics, readings, request, t0};
 use iter8_core::analytics;
-use iter8_rand::ChaCha;
 use iter8_core::engine::{self, Context, Step};
 use iter8_core::observation::{Observations, Targets};
+use iter8_rand::ChaCha;
 use std::hint::black_box;
 
 fn analysis(c: &mut Criterion) {

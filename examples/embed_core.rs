@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use iter8_core::action::{Action, RoutingAction};
-use iter8_rand::ChaCha;
 use iter8_core::analytics;
 use iter8_core::engine::{self, Context, Step};
 use iter8_core::manifest::parse_experiments;
 use iter8_core::metrics_config::MetricsConfig;
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
 use iter8_core::{Measurement, MetricReadings, TrafficSplit, VersionReading, table};
+use iter8_rand::ChaCha;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = include_str!("bookinfo/canary_reviews-v2_to_reviews-v3.yaml");

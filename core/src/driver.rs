@@ -9,8 +9,8 @@ use crate::engine::{self, Context, Decision, Step};
 use crate::model::Experiment;
 use crate::observation::Observations;
 use crate::ports::{
-    Analytics, EventRecorder, ExperimentStore, MetricSource, PortError, Randomness,
-    TargetLocator, TrafficRouter,
+    Analytics, EventRecorder, ExperimentStore, MetricSource, PortError, Randomness, TargetLocator,
+    TrafficRouter,
 };
 
 /// The adapters one reconcile runs over.
@@ -159,8 +159,8 @@ mod tests {
     use crate::model::{ConditionStatus, ConditionType, Phase, TrafficSplit};
     use crate::observation::{RoutingObservation, Targets};
     use crate::ports::{
-        MockAnalytics, MockEventRecorder, MockExperimentStore, MockMetricSource, MockTargetLocator,
-        MockRandomness, MockTrafficRouter,
+        MockAnalytics, MockEventRecorder, MockExperimentStore, MockMetricSource, MockRandomness,
+        MockTargetLocator, MockTrafficRouter,
     };
     use chrono::TimeZone;
     use mockall::predicate::*;

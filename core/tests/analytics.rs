@@ -6,10 +6,10 @@ mod support;
 use iter8_core::analytics::{
     self, AnalysisRequest, AnalysisState, AnalyticsError, CheckAndIncrementState, conclusions,
 };
-use iter8_rand::ChaCha;
 use iter8_core::measurement::Window;
 use iter8_core::validation::plan;
 use iter8_core::{Measurement, MetricReadings};
+use iter8_rand::ChaCha;
 use support::*;
 
 const LATENCY: &str = "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200\n        sampleSize: 5\n";
@@ -49,7 +49,8 @@ fn latency(b: (f64, f64), c: (f64, f64)) -> Vec<MetricReadings> {
 fn first_call_steps_even_when_criteria_fail() {
     let out = analytics::analyze(
         &request(LATENCY, None),
-        &latency((10.0, 50.0), (5000.0, 50.0)), &ChaCha,
+        &latency((10.0, 50.0), (5000.0, 50.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -58,7 +59,8 @@ fn first_call_steps_even_when_criteria_fail() {
     // An empty object is also a first call (the controller sends `{}`).
     let out = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({}))),
-        &latency((10.0, 50.0), (10.0, 50.0)), &ChaCha,
+        &latency((10.0, 50.0), (10.0, 50.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -88,7 +90,8 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
     let prev = last(20.0, &[(5.0, Some(10.0))], &[(5.0, Some(12.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((10.0, 40.0), (11.0, 30.0)), &ChaCha,
+        &latency((10.0, 40.0), (11.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -96,7 +99,8 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
     let near_cap = last(70.0, &[(5.0, Some(10.0))], &[(5.0, Some(12.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(near_cap)),
-        &latency((10.0, 40.0), (11.0, 30.0)), &ChaCha,
+        &latency((10.0, 40.0), (11.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -111,7 +115,8 @@ fn nothing_changed_holds_traffic() {
     let prev = last(40.0, &[(40.0, Some(10.0))], &[(30.0, Some(11.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev.clone())),
-        &latency((10.0, 40.0), (11.0, 30.0)), &ChaCha,
+        &latency((10.0, 40.0), (11.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -122,7 +127,8 @@ fn nothing_changed_holds_traffic() {
     // A smaller sample with the same value is not a change either (as in the original).
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((10.0, 39.0), (11.0, 29.0)), &ChaCha,
+        &latency((10.0, 39.0), (11.0, 29.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -133,7 +139,8 @@ fn failing_criteria_hold_traffic() {
     let prev = last(20.0, &[(5.0, Some(10.0))], &[(5.0, Some(5000.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((10.0, 40.0), (5000.0, 30.0)), &ChaCha,
+        &latency((10.0, 40.0), (5000.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -153,7 +160,8 @@ fn failing_criteria_hold_traffic() {
 fn threshold_compares_the_candidate_only() {
     let out = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
-        &latency((9999.0, 40.0), (200.0, 30.0)), &ChaCha,
+        &latency((9999.0, 40.0), (200.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -165,7 +173,8 @@ fn threshold_compares_the_candidate_only() {
     // Values are rounded to 3 decimals first, as the original's query layer does.
     let out = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
-        &latency((1.0, 40.0), (200.0004, 30.0)), &ChaCha,
+        &latency((1.0, 40.0), (200.0004, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
@@ -176,7 +185,8 @@ fn insufficient_sample_is_not_met_and_never_aborts() {
     let exp_criteria = "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200\n        sampleSize: 50\n        stopOnFailure: true\n";
     let out = analytics::analyze(
         &request(exp_criteria, Some(last(20.0, &[], &[]))),
-        &latency((10.0, 100.0), (5000.0, 49.0)), &ChaCha,
+        &latency((10.0, 100.0), (5000.0, 49.0)),
+        &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -195,7 +205,8 @@ fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
     // 0.15 <= (1 + 0.5) * 0.1
     let out = analytics::analyze(
         &request(crit, prev.clone()),
-        &rate((0.1, 20.0), (0.15, 20.0)), &ChaCha,
+        &rate((0.1, 20.0), (0.15, 20.0)),
+        &ChaCha,
     )
     .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
@@ -205,12 +216,18 @@ fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
     );
     let out = analytics::analyze(
         &request(crit, prev.clone()),
-        &rate((0.1, 20.0), (0.16, 20.0)), &ChaCha,
+        &rate((0.1, 20.0), (0.16, 20.0)),
+        &ChaCha,
     )
     .unwrap();
     assert!(!out.assessment.success_criteria[0].success_criterion_met);
     // Baseline sample too small.
-    let out = analytics::analyze(&request(crit, prev), &rate((0.1, 9.0), (0.1, 20.0)), &ChaCha).unwrap();
+    let out = analytics::analyze(
+        &request(crit, prev),
+        &rate((0.1, 9.0), (0.1, 20.0)),
+        &ChaCha,
+    )
+    .unwrap();
     assert_eq!(
         out.assessment.success_criteria[0].conclusions,
         [conclusions::INSUFFICIENT_SAMPLE]
@@ -264,7 +281,8 @@ fn delta_on_a_counter_is_a_configuration_error() {
     req.criteria[0].tolerance_type = iter8_core::ToleranceType::Delta;
     let err = analytics::analyze(
         &req,
-        &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))], &ChaCha,
+        &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))],
+        &ChaCha,
     )
     .unwrap_err();
     assert_eq!(
@@ -285,7 +303,8 @@ fn no_data_follows_the_metrics_absent_value() {
                 value: Measurement::NoData,
                 sample_size: Measurement::Value(40.0),
             },
-        )], &ChaCha,
+        )],
+        &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -304,7 +323,8 @@ fn no_data_follows_the_metrics_absent_value() {
                 value: Measurement::NoData,
                 sample_size: Measurement::Value(40.0),
             },
-        )], &ChaCha,
+        )],
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -337,7 +357,8 @@ fn nan_and_infinities_are_never_silently_numbers() {
 fn a_backend_error_fails_the_whole_decision() {
     let err = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
-        &[readings("iter8_latency", v(5.0, 40.0), failed())], &ChaCha,
+        &[readings("iter8_latency", v(5.0, 40.0), failed())],
+        &ChaCha,
     )
     .unwrap_err();
     assert!(matches!(err, AnalyticsError::Metrics(_)), "{err:?}");
@@ -348,7 +369,8 @@ fn the_baseline_failing_too_is_noted() {
     let prev = last(20.0, &[(5.0, Some(900.0))], &[(5.0, Some(900.0))]);
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
-        &latency((800.0, 40.0), (900.0, 30.0)), &ChaCha,
+        &latency((800.0, 40.0), (900.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -361,7 +383,8 @@ fn the_baseline_failing_too_is_noted() {
 fn state_has_iter8_analytics_shape_and_round_trips() {
     let out = analytics::analyze(
         &request(LATENCY, None),
-        &latency((10.5, 40.9), (12.25, 30.2)), &ChaCha,
+        &latency((10.5, 40.9), (12.25, 30.2)),
+        &ChaCha,
     )
     .unwrap();
     let expected = serde_json::json!({
@@ -382,7 +405,8 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
     assert_eq!(serde_json::to_value(&parsed).unwrap(), out.state);
     let bad = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({"candidate": 3}))),
-        &latency((1.0, 1.0), (1.0, 1.0)), &ChaCha,
+        &latency((1.0, 1.0), (1.0, 1.0)),
+        &ChaCha,
     );
     assert!(matches!(bad, Err(AnalyticsError::Invalid(_))));
 }

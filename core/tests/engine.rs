@@ -5,7 +5,6 @@ mod support;
 
 use chrono::{DateTime, Utc};
 use iter8_core::action::{Action, EventType, RoutingAction, Winner};
-use iter8_rand::ChaCha;
 use iter8_core::analytics::AnalysisRequest;
 use iter8_core::engine::{self, Context, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
@@ -13,6 +12,7 @@ use iter8_core::ports::DashboardLink;
 use iter8_core::{
     ConditionStatus, ConditionType, Experiment, MetricReadings, Phase, TrafficSplit, UserAction,
 };
+use iter8_rand::ChaCha;
 use support::*;
 
 fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
@@ -921,7 +921,8 @@ fn timestamps_at_the_ends_of_the_calendar_never_panic() {
                 let req = pending.request().clone();
                 let _ = pending.resume(iter8_core::analytics::analyze(
                     &req,
-                    &good(0, &req).unwrap(), &ChaCha,
+                    &good(0, &req).unwrap(),
+                    &ChaCha,
                 ));
             }
         }

@@ -6,13 +6,13 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use iter8_core::action::{Action, RoutingAction, Winner};
-use iter8_rand::ChaCha;
 use iter8_core::analytics::{self, AnalysisRequest, AnalyticsError};
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
 use iter8_core::{
     Experiment, MetricError, MetricErrorKind, MetricReadings, Phase, TrafficSplit, UserAction,
 };
+use iter8_rand::ChaCha;
 use support::*;
 
 fn good(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {

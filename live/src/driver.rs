@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use iter8_core::action::{Action, RoutingAction, Winner};
-use iter8_rand::ChaCha;
 use iter8_core::driver::{BuiltinAnalytics, Ports, reconcile_once};
 use iter8_core::engine::Context;
 use iter8_core::metrics_config::MetricsConfig;
 use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_core::table;
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy};
+use iter8_rand::ChaCha;
 
 use crate::LiveError;
 use crate::memory::{MemoryEvents, MemoryStore};

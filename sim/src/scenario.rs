@@ -11,10 +11,10 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use iter8_core::action::{Event, EventType};
-use iter8_rand::ChaCha;
 use iter8_core::driver::{self, BuiltinAnalytics, Ports};
 use iter8_core::engine::{Context, Decision, RETRY_AFTER};
 use iter8_core::{Experiment, MetricsConfig};
+use iter8_rand::ChaCha;
 
 use crate::analytics::ExternalAnalytics;
 use crate::clock::SimTime;

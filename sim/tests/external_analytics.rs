@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
-use iter8_rand::ChaCha;
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::ports::Analytics;
 use iter8_core::{ConditionStatus, ConditionType, ExperimentStatus, Phase};
+use iter8_rand::ChaCha;
 use iter8_sim::analytics::{ExternalAnalytics, ReconcileFuture, SharedMetrics};
 use iter8_sim::tutorial::{NAMESPACE, PROFILES, manifests};
 use iter8_sim::{Profile, Sim, Target};

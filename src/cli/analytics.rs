@@ -1,8 +1,8 @@
 //! `iter8 analytics serve`: the iter8-analytics v0.2.1 REST API, a drop-in for the original
 //! service, deciding with iter8-core's strategies over Prometheus.
 
-use std::net::SocketAddr;
 use iter8_rand::ChaCha;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use iter8_analytics::AppState;

@@ -5,8 +5,8 @@
 //! `cargo bench -p iter8-analytics --bench throughput`; `BENCH_REQUESTS` (default 20000) and
 //! `BENCH_CONCURRENCY` (default 1,16,64) tune the run.
 
-use std::sync::Arc;
 use iter8_rand::ChaCha;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;

@@ -15,7 +15,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use iter8_analytics::RemoteAnalytics;
 use iter8_analytics::remote::payload;
 use iter8_core::action::{Event, RoutingAction};
-use iter8_rand::ChaCha;
 use iter8_core::analytics::{AnalysisRequest, AnalyticsError};
 use iter8_core::driver::{BuiltinAnalytics, Ports, reconcile_once};
 use iter8_core::engine::Context;
@@ -26,6 +25,7 @@ use iter8_core::ports::{
 };
 use iter8_core::{Experiment, ExperimentStatus, Phase, TrafficSplit};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource};
+use iter8_rand::ChaCha;
 use serde_json::{Value, json};
 use support::*;
 

@@ -4,8 +4,8 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use iter8_rand::ChaCha;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use iter8_analytics::AppState;

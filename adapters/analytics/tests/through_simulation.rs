@@ -49,7 +49,8 @@ impl Server {
     fn start(rt: &Runtime, world: Arc<World>, addr: SocketAddr) -> Server {
         let metrics = SharedMetrics(world);
         let clock = metrics.clone();
-        let state = AppState::new(metrics, "simulated Prometheus", ChaCha).with_clock(move || clock.now());
+        let state =
+            AppState::new(metrics, "simulated Prometheus", ChaCha).with_clock(move || clock.now());
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

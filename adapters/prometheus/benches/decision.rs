@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use iter8_core::MetricsConfig;
-use iter8_rand::ChaCha;
 use iter8_core::analytics::{AnalysisRequest, analyze};
 use iter8_core::measurement::Window;
 use iter8_core::model::{OnSuccess, Strategy, TargetKind, ToleranceType};
 use iter8_core::plan::{Criterion, Plan};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource};
+use iter8_rand::ChaCha;
 use support::istio_data::{NAMESPACE, T_END, openmetrics};
 use support::prometheus::TestPrometheus;
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_core::analytics::{AnalysisRequest, analyze};
-use iter8_rand::ChaCha;
 use iter8_core::measurement::{Measurement, MetricErrorKind, MetricsQuery, VersionTags, Window};
 use iter8_core::metrics_config::{EXTENDED_TELEMETRY_V1, EXTENDED_TELEMETRY_V2};
 use iter8_core::model::{OnSuccess, Strategy, TargetKind, ToleranceType};
@@ -16,6 +15,7 @@ use iter8_core::plan::{Criterion, Plan};
 use iter8_core::ports::MetricSource;
 use iter8_core::{MetricReadings, MetricsConfig};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy};
+use iter8_rand::ChaCha;
 use support::istio_data::{NAMESPACE, T_END, openmetrics};
 use support::prometheus::TestPrometheus;
 

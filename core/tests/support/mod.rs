@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use iter8_core::action::{Action, RoutingAction};
-use iter8_rand::ChaCha;
 use iter8_core::analytics::{self, AnalysisRequest};
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::manifest::parse_experiments;
@@ -13,6 +12,7 @@ use iter8_core::{
     Experiment, ExperimentStatus, Measurement, MetricError, MetricErrorKind, MetricReadings,
     TrafficSplit, VersionReading,
 };
+use iter8_rand::ChaCha;
 
 /// A fixed start time.
 pub fn t0() -> DateTime<Utc> {

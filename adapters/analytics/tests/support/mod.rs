@@ -2,8 +2,8 @@
 //! server over it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use iter8_rand::ChaCha;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;

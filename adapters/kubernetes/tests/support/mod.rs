@@ -19,7 +19,6 @@ pub use iter8_control_plane::{
     History, assert_iterations_once, http_get, iterations, seconds_between,
 };
 use iter8_core::driver::BuiltinAnalytics;
-use iter8_rand::ChaCha;
 use iter8_core::engine::NoDashboard;
 use iter8_core::measurement::{
     Measurement, MetricError, MetricReadings, MetricsQuery, VersionReading,
@@ -27,6 +26,7 @@ use iter8_core::measurement::{
 use iter8_core::ports::MetricSource;
 use iter8_kubernetes::controller::{Adapters, Settings};
 use iter8_kubernetes::operator::{self, OperatorError, OperatorSettings};
+use iter8_rand::ChaCha;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
