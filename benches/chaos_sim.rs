@@ -31,6 +31,7 @@ use iter8_core::ports::{
     EventRecorder, ExperimentStore, MetricSource, PortError, TargetLocator, TrafficRouter,
 };
 use iter8_core::{Experiment, ExperimentStatus, MetricsConfig};
+use iter8_rand::ChaCha;
 use iter8_sim::cluster::{Deployment, Service};
 use iter8_sim::metrics::SimMetrics;
 use iter8_sim::scenario::block_on;
@@ -518,10 +519,13 @@ fn main() {
             world: &world,
             faults: &faults,
         };
-        let analytics = BuiltinAnalytics::new(FaultyPrometheus(Faulty {
-            world: &world,
-            faults: &faults,
-        }));
+        let analytics = BuiltinAnalytics::new(
+            FaultyPrometheus(Faulty {
+                world: &world,
+                faults: &faults,
+            }),
+            ChaCha,
+        );
         let driver_ports = Ports {
             targets: &ports,
             router: &ports,

@@ -7,6 +7,7 @@ use iter8_benches::{experiment, metrics, readings, request, t0};
 use iter8_core::analytics;
 use iter8_core::engine::{self, Context, Step};
 use iter8_core::observation::{Observations, Targets};
+use iter8_rand::ChaCha;
 use std::hint::black_box;
 
 fn analysis(c: &mut Criterion) {
@@ -15,7 +16,7 @@ fn analysis(c: &mut Criterion) {
     let mut g = c.benchmark_group("decision");
     g.throughput(Throughput::Elements(1));
     g.bench_function("check_and_increment_two_criteria", |b| {
-        b.iter(|| analytics::analyze(black_box(&req), black_box(&readings)))
+        b.iter(|| analytics::analyze(black_box(&req), black_box(&readings), &ChaCha))
     });
 
     // An experiment mid-run: its first iteration decided.
@@ -28,14 +29,14 @@ fn analysis(c: &mut Criterion) {
     };
     let ctx = Context::new(&m, t0());
     if let Step::Analyze(pending) = engine::reconcile(&exp, &obs, &ctx) {
-        let outcome = analytics::analyze(pending.request(), &readings);
+        let outcome = analytics::analyze(pending.request(), &readings, &ChaCha);
         exp.status = pending.resume(outcome).status;
     }
     let later = Context::new(&m, t0() + chrono::Duration::seconds(30));
     let Step::Analyze(pending) = engine::reconcile(&exp, &obs, &later) else {
         panic!("an iteration is due")
     };
-    let outcome = analytics::analyze(pending.request(), &readings);
+    let outcome = analytics::analyze(pending.request(), &readings, &ChaCha);
 
     // The engine's part of an iteration: reconcile (asks for the analysis) and resume with
     // the outcome (decides).
@@ -55,7 +56,7 @@ fn analysis(c: &mut Criterion) {
             let Step::Analyze(pending) = engine::reconcile(black_box(&exp), &obs, &later) else {
                 panic!("an iteration is due")
             };
-            let outcome = analytics::analyze(pending.request(), black_box(&readings));
+            let outcome = analytics::analyze(pending.request(), black_box(&readings), &ChaCha);
             pending.resume(outcome)
         })
     });

@@ -13,6 +13,7 @@ use iter8_core::manifest::parse_experiments;
 use iter8_core::metrics_config::MetricsConfig;
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
 use iter8_core::{Measurement, MetricReadings, TrafficSplit, VersionReading, table};
+use iter8_rand::ChaCha;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = include_str!("bookinfo/canary_reviews-v2_to_reviews-v3.yaml");
@@ -59,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         candidate: reading(9.5, seconds * 2.0),
                     })
                     .collect();
-                let outcome = analytics::analyze(request, &readings);
+                let outcome = analytics::analyze(request, &readings, &ChaCha);
                 pending.resume(outcome)
             }
         };

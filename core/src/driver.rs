@@ -9,7 +9,7 @@ use crate::engine::{self, Context, Decision, Step};
 use crate::model::Experiment;
 use crate::observation::Observations;
 use crate::ports::{
-    Analytics, EventRecorder, ExperimentStore, MetricSource, PortError, TargetLocator,
+    Analytics, EventRecorder, ExperimentStore, MetricSource, PortError, Randomness, TargetLocator,
     TrafficRouter,
 };
 
@@ -41,15 +41,20 @@ pub enum DriverError {
     Store(PortError),
 }
 
-/// The built-in analytics: measures with a [`MetricSource`], decides with the core's strategies.
+/// The built-in analytics: measures with a [`MetricSource`], decides with the core's strategies
+/// (the Bayesian ones drawing from a [`Randomness`]).
 pub struct BuiltinAnalytics<M> {
     source: M,
+    randomness: Box<dyn Randomness>,
 }
 
 impl<M> BuiltinAnalytics<M> {
     /// Analytics over a metric source.
-    pub fn new(source: M) -> Self {
-        BuiltinAnalytics { source }
+    pub fn new(source: M, randomness: impl Randomness + 'static) -> Self {
+        BuiltinAnalytics {
+            source,
+            randomness: Box::new(randomness),
+        }
     }
 }
 
@@ -57,7 +62,7 @@ impl<M> BuiltinAnalytics<M> {
 impl<M: MetricSource> Analytics for BuiltinAnalytics<M> {
     async fn analyze(&self, request: &AnalysisRequest) -> Result<AnalysisOutcome, AnalyticsError> {
         let readings = self.source.measure(&request.metrics_query()).await?;
-        analytics::analyze(request, &readings)
+        analytics::analyze(request, &readings, &*self.randomness)
     }
 }
 
@@ -154,8 +159,8 @@ mod tests {
     use crate::model::{ConditionStatus, ConditionType, Phase, TrafficSplit};
     use crate::observation::{RoutingObservation, Targets};
     use crate::ports::{
-        MockAnalytics, MockEventRecorder, MockExperimentStore, MockMetricSource, MockTargetLocator,
-        MockTrafficRouter,
+        MockAnalytics, MockEventRecorder, MockExperimentStore, MockMetricSource, MockRandomness,
+        MockTargetLocator, MockTrafficRouter,
     };
     use chrono::TimeZone;
     use mockall::predicate::*;
@@ -372,7 +377,8 @@ mod tests {
                 "GET http://127.0.0.1:9090/api/v1/query: connection refused",
             ))
         });
-        let analytics = BuiltinAnalytics::new(source);
+        // Check-and-increment draws nothing: a draw would fail the mock.
+        let analytics = BuiltinAnalytics::new(source, MockRandomness::new());
         let mut store = MockExperimentStore::new();
         store.expect_add_finalizer().returning(|_| Ok(()));
         store

@@ -89,6 +89,25 @@ pub trait EventRecorder: Send + Sync {
     async fn record(&self, experiment: &Experiment, event: &Event) -> Result<(), PortError>;
 }
 
+/// Where the Bayesian strategies' random numbers come from. The core draws nothing it is not
+/// handed: an implementation gives the same draws for the same `seed` and `call`, so the same
+/// request decides the same way (`iter8-rand` is the one the binary and the simulation use).
+#[cfg_attr(test, mockall::automock)]
+pub trait Randomness: Send + Sync {
+    /// The draws of one call of a strategy: `seed` is the request's, `call` counts the
+    /// strategy's calls for one experiment (successive calls with one seed draw differently).
+    fn draws(&self, seed: u64, call: u64) -> Box<dyn Draws>;
+}
+
+/// One stream of random draws (see [`Randomness`]).
+pub trait Draws {
+    /// A Beta(`alpha`, `beta`) draw in `[0, 1]`; called only with both positive and finite.
+    fn beta(&mut self, alpha: f64, beta: f64) -> f64;
+    /// A normal draw with mean `mean` and standard deviation `sd`; called only with a finite,
+    /// non-negative `sd`.
+    fn normal(&mut self, mean: f64, sd: f64) -> f64;
+}
+
 /// Builds the link to the experiment's dashboard (`status.grafanaURL`).
 pub trait DashboardLink: Send + Sync {
     /// The URL for the experiment between `from` and `to` (`None`: up to now).

@@ -9,6 +9,7 @@ use iter8_core::analytics::{
 use iter8_core::measurement::Window;
 use iter8_core::validation::plan;
 use iter8_core::{Measurement, MetricReadings};
+use iter8_rand::ChaCha;
 use support::*;
 
 const LATENCY: &str = "      - metricName: iter8_latency\n        toleranceType: threshold\n        tolerance: 200\n        sampleSize: 5\n";
@@ -49,6 +50,7 @@ fn first_call_steps_even_when_criteria_fail() {
     let out = analytics::analyze(
         &request(LATENCY, None),
         &latency((10.0, 50.0), (5000.0, 50.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -58,6 +60,7 @@ fn first_call_steps_even_when_criteria_fail() {
     let out = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({}))),
         &latency((10.0, 50.0), (10.0, 50.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -78,7 +81,7 @@ fn first_call_is_capped_by_the_maximum() {
         },
         None,
     );
-    let out = analytics::analyze(&req, &latency((1.0, 9.0), (1.0, 9.0))).unwrap();
+    let out = analytics::analyze(&req, &latency((1.0, 9.0), (1.0, 9.0)), &ChaCha).unwrap();
     assert_eq!(out.candidate_traffic_percentage, 25.0);
 }
 
@@ -88,6 +91,7 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
         &latency((10.0, 40.0), (11.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -96,6 +100,7 @@ fn all_met_with_new_data_steps_up_to_the_cap() {
     let out = analytics::analyze(
         &request(LATENCY, Some(near_cap)),
         &latency((10.0, 40.0), (11.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -111,6 +116,7 @@ fn nothing_changed_holds_traffic() {
     let out = analytics::analyze(
         &request(LATENCY, Some(prev.clone())),
         &latency((10.0, 40.0), (11.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -122,6 +128,7 @@ fn nothing_changed_holds_traffic() {
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
         &latency((10.0, 39.0), (11.0, 29.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 40.0);
@@ -133,6 +140,7 @@ fn failing_criteria_hold_traffic() {
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
         &latency((10.0, 40.0), (5000.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(out.candidate_traffic_percentage, 20.0);
@@ -153,6 +161,7 @@ fn threshold_compares_the_candidate_only() {
     let out = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
         &latency((9999.0, 40.0), (200.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -165,6 +174,7 @@ fn threshold_compares_the_candidate_only() {
     let out = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
         &latency((1.0, 40.0), (200.0004, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
@@ -176,6 +186,7 @@ fn insufficient_sample_is_not_met_and_never_aborts() {
     let out = analytics::analyze(
         &request(exp_criteria, Some(last(20.0, &[], &[]))),
         &latency((10.0, 100.0), (5000.0, 49.0)),
+        &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -195,6 +206,7 @@ fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
     let out = analytics::analyze(
         &request(crit, prev.clone()),
         &rate((0.1, 20.0), (0.15, 20.0)),
+        &ChaCha,
     )
     .unwrap();
     assert!(out.assessment.success_criteria[0].success_criterion_met);
@@ -205,11 +217,17 @@ fn delta_is_relative_to_the_baseline_and_needs_both_samples() {
     let out = analytics::analyze(
         &request(crit, prev.clone()),
         &rate((0.1, 20.0), (0.16, 20.0)),
+        &ChaCha,
     )
     .unwrap();
     assert!(!out.assessment.success_criteria[0].success_criterion_met);
     // Baseline sample too small.
-    let out = analytics::analyze(&request(crit, prev), &rate((0.1, 9.0), (0.1, 20.0))).unwrap();
+    let out = analytics::analyze(
+        &request(crit, prev),
+        &rate((0.1, 9.0), (0.1, 20.0)),
+        &ChaCha,
+    )
+    .unwrap();
     assert_eq!(
         out.assessment.success_criteria[0].conclusions,
         [conclusions::INSUFFICIENT_SAMPLE]
@@ -223,7 +241,7 @@ fn stop_on_failure_aborts_on_a_sufficient_sample() {
         readings("iter8_latency", v(5.0, 40.0), v(5.0, 10.0)),
         readings("iter8_error_rate", v(0.0, 40.0), v(1.0, 10.0)),
     ];
-    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r).unwrap();
+    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r, &ChaCha).unwrap();
     assert!(out.assessment.abort_experiment);
     assert!(out.assessment.success_criteria[1].abort_experiment);
     assert!(!out.assessment.success_criteria[0].abort_experiment);
@@ -236,7 +254,7 @@ fn stop_on_failure_aborts_on_a_sufficient_sample() {
         readings("iter8_latency", v(5.0, 40.0), v(5.0, 9.0)),
         readings("iter8_error_rate", v(0.0, 40.0), v(1.0, 9.0)),
     ];
-    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r).unwrap();
+    let out = analytics::analyze(&request(&crit, Some(last(20.0, &[], &[]))), &r, &ChaCha).unwrap();
     assert!(!out.assessment.abort_experiment);
 }
 
@@ -244,7 +262,7 @@ fn stop_on_failure_aborts_on_a_sufficient_sample() {
 fn a_counter_over_its_threshold_always_aborts() {
     let crit = "      - metricName: iter8_error_count\n        toleranceType: threshold\n        tolerance: 10\n        sampleSize: 5\n";
     let r = vec![readings("iter8_error_count", v(0.0, 40.0), v(11.0, 40.0))];
-    let out = analytics::analyze(&request(crit, Some(last(20.0, &[], &[]))), &r).unwrap();
+    let out = analytics::analyze(&request(crit, Some(last(20.0, &[], &[]))), &r, &ChaCha).unwrap();
     let c = &out.assessment.success_criteria[0];
     assert!(c.abort_experiment, "no stopOnFailure needed");
     assert_eq!(
@@ -264,6 +282,7 @@ fn delta_on_a_counter_is_a_configuration_error() {
     let err = analytics::analyze(
         &req,
         &[readings("iter8_error_count", v(0.0, 9.0), v(0.0, 9.0))],
+        &ChaCha,
     )
     .unwrap_err();
     assert_eq!(
@@ -285,6 +304,7 @@ fn no_data_follows_the_metrics_absent_value() {
                 sample_size: Measurement::Value(40.0),
             },
         )],
+        &ChaCha,
     )
     .unwrap();
     let c = &out.assessment.success_criteria[0];
@@ -304,6 +324,7 @@ fn no_data_follows_the_metrics_absent_value() {
                 sample_size: Measurement::Value(40.0),
             },
         )],
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -321,7 +342,7 @@ fn nan_and_infinities_are_never_silently_numbers() {
         (f64::NEG_INFINITY, false),
         (f64::INFINITY, false),
     ] {
-        let out = analytics::analyze(&req, &latency((5.0, 40.0), (value, 40.0))).unwrap();
+        let out = analytics::analyze(&req, &latency((5.0, 40.0), (value, 40.0)), &ChaCha).unwrap();
         let c = &out.assessment.success_criteria[0];
         assert_eq!(c.success_criterion_met, met, "{value}");
         assert_ne!(
@@ -337,6 +358,7 @@ fn a_backend_error_fails_the_whole_decision() {
     let err = analytics::analyze(
         &request(LATENCY, Some(last(20.0, &[], &[]))),
         &[readings("iter8_latency", v(5.0, 40.0), failed())],
+        &ChaCha,
     )
     .unwrap_err();
     assert!(matches!(err, AnalyticsError::Metrics(_)), "{err:?}");
@@ -348,6 +370,7 @@ fn the_baseline_failing_too_is_noted() {
     let out = analytics::analyze(
         &request(LATENCY, Some(prev)),
         &latency((800.0, 40.0), (900.0, 30.0)),
+        &ChaCha,
     )
     .unwrap();
     assert_eq!(
@@ -361,6 +384,7 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
     let out = analytics::analyze(
         &request(LATENCY, None),
         &latency((10.5, 40.9), (12.25, 30.2)),
+        &ChaCha,
     )
     .unwrap();
     let expected = serde_json::json!({
@@ -382,6 +406,7 @@ fn state_has_iter8_analytics_shape_and_round_trips() {
     let bad = analytics::analyze(
         &request(LATENCY, Some(serde_json::json!({"candidate": 3}))),
         &latency((1.0, 1.0), (1.0, 1.0)),
+        &ChaCha,
     );
     assert!(matches!(bad, Err(AnalyticsError::Invalid(_))));
 }
@@ -425,7 +450,7 @@ fn increment_without_check_steps_while_within_the_cap() {
     );
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let out = analytics::analyze(&req, &[]).unwrap();
+        let out = analytics::analyze(&req, &[], &ChaCha).unwrap();
         seen.push(out.candidate_traffic_percentage);
         req.last_state = Some(out.state);
     }

@@ -12,6 +12,7 @@ use iter8_core::ports::DashboardLink;
 use iter8_core::{
     ConditionStatus, ConditionType, Experiment, MetricReadings, Phase, TrafficSplit, UserAction,
 };
+use iter8_rand::ChaCha;
 use support::*;
 
 fn slow(_: usize, req: &AnalysisRequest) -> Option<Vec<MetricReadings>> {
@@ -167,7 +168,7 @@ fn the_candidate_appearing_starts_iteration_one_at_once() {
     let req = pending.request();
     assert_eq!(req.window.start, t0());
     assert_eq!(req.last_state, None);
-    let outcome = iter8_core::analytics::analyze(req, &good(0, req).unwrap());
+    let outcome = iter8_core::analytics::analyze(req, &good(0, req).unwrap(), &ChaCha);
     let d = pending.resume(outcome);
     assert_eq!(message(&d), "IterationUpdate: Iteration 1 Started");
     assert_eq!(d.status.phase, Some(Phase::Progressing));
@@ -896,6 +897,7 @@ fn timestamps_at_the_ends_of_the_calendar_never_panic() {
                 let _ = pending.resume(iter8_core::analytics::analyze(
                     &req,
                     &good(0, &req).unwrap(),
+                    &ChaCha,
                 ));
             }
         }

@@ -10,6 +10,7 @@ use iter8_core::analytics::{self, AnalyticsError};
 use iter8_core::engine::{self, Context, Decision, Step};
 use iter8_core::observation::{Observations, RoutingObservation, Targets};
 use iter8_core::{Experiment, MetricError, MetricErrorKind, Phase, TrafficSplit, UserAction};
+use iter8_rand::ChaCha;
 use support::*;
 
 fn later() -> DateTime<Utc> {
@@ -110,7 +111,7 @@ fn a_successful_analysis_resets_the_count() {
         panic!("the iteration is due")
     };
     let readings = good(0, pending.request()).unwrap();
-    let outcome = analytics::analyze(pending.request(), &readings);
+    let outcome = analytics::analyze(pending.request(), &readings, &ChaCha);
     let d = pending.resume(outcome);
     assert_eq!(d.status.phase, Some(Phase::Progressing));
     assert_eq!(d.status.consecutive_failures, 0);

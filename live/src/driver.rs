@@ -14,6 +14,7 @@ use iter8_core::metrics_config::MetricsConfig;
 use iter8_core::model::{Experiment, TrafficSplit};
 use iter8_core::table;
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy};
+use iter8_rand::ChaCha;
 
 use crate::LiveError;
 use crate::memory::{MemoryEvents, MemoryStore};
@@ -141,7 +142,7 @@ impl<'a> LiveDriver<'a> {
             stack,
             store: Arc::new(MemoryStore::default()),
             events: MemoryEvents::default(),
-            analytics: BuiltinAnalytics::new(PrometheusSource::new(client)),
+            analytics: BuiltinAnalytics::new(PrometheusSource::new(client), ChaCha),
             metrics,
             options,
             print,

@@ -14,6 +14,7 @@ use iter8_core::action::{Event, EventType};
 use iter8_core::driver::{self, BuiltinAnalytics, Ports};
 use iter8_core::engine::{Context, Decision, RETRY_AFTER};
 use iter8_core::{Experiment, MetricsConfig};
+use iter8_rand::ChaCha;
 
 use crate::analytics::ExternalAnalytics;
 use crate::clock::SimTime;
@@ -389,7 +390,7 @@ impl Sim {
         let world: &World = &self.world;
         let outcome = match &self.analytics {
             None => {
-                let analytics = BuiltinAnalytics::new(SimMetrics(world));
+                let analytics = BuiltinAnalytics::new(SimMetrics(world), ChaCha);
                 let ports = Ports {
                     targets: world,
                     router: world,

@@ -13,6 +13,7 @@ use iter8_core::analytics::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::ports::Analytics;
 use iter8_core::{ConditionStatus, ConditionType, ExperimentStatus, Phase};
+use iter8_rand::ChaCha;
 use iter8_sim::analytics::{ExternalAnalytics, ReconcileFuture, SharedMetrics};
 use iter8_sim::tutorial::{NAMESPACE, PROFILES, manifests};
 use iter8_sim::{Profile, Sim, Target};
@@ -82,7 +83,7 @@ fn a_port_of_the_callers_is_used_and_decides_as_built_in() {
     let (c, b) = (calls.clone(), blocked_on.clone());
     let (_, external) = part_1(move |sim| {
         let analytics = Counting {
-            inner: BuiltinAnalytics::new(SharedMetrics(sim.shared_world())),
+            inner: BuiltinAnalytics::new(SharedMetrics(sim.shared_world()), ChaCha),
             calls: c,
             fail: false,
         };
@@ -112,7 +113,7 @@ fn a_port_of_the_callers_is_used_and_decides_as_built_in() {
 fn a_failing_port_holds_traffic_then_the_failure_budget_rolls_back() {
     let (sim, statuses) = part_1(|sim| {
         let analytics = Counting {
-            inner: BuiltinAnalytics::new(SharedMetrics(sim.shared_world())),
+            inner: BuiltinAnalytics::new(SharedMetrics(sim.shared_world()), ChaCha),
             calls: Arc::default(),
             fail: true,
         };

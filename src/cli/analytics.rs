@@ -1,6 +1,7 @@
 //! `iter8 analytics serve`: the iter8-analytics v0.2.1 REST API, a drop-in for the original
 //! service, deciding with iter8-core's strategies over Prometheus.
 
+use iter8_rand::ChaCha;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -59,7 +60,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     );
     serve(
         listener,
-        AppState::new(source, url),
+        AppState::new(source, url, ChaCha),
         Limits::default(),
         process::shutdown_signal(),
     )

@@ -18,6 +18,7 @@ use iter8_core::{MetricReadings, MetricsConfig};
 use iter8_prometheus::render::interval_and_offset;
 use iter8_prometheus::window::{self, format};
 use iter8_prometheus::{Measured, PrometheusSource};
+use iter8_rand::ChaCha;
 
 use super::prometheus::PrometheusArgs;
 
@@ -443,7 +444,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .context("Prometheus did not answer within 10 minutes")?
         .with_context(|| format!("measuring in Prometheus ({query_url})"))?;
-    let outcome = analyze(&request, &measured.readings).map_err(|e| e.to_string());
+    let outcome = analyze(&request, &measured.readings, &ChaCha).map_err(|e| e.to_string());
     let ctx = engine::Context::new(&metrics, now);
     let decision = outcome
         .as_ref()

@@ -24,6 +24,7 @@ use iter8_kubernetes::{Adapters, ByReference, OperatorMetrics, Settings};
 use iter8_notifiers::config::CONFIG_MAP;
 use iter8_notifiers::{AlsoNotify, Notifier, SenderSettings};
 use iter8_prometheus::PrometheusSource;
+use iter8_rand::ChaCha;
 
 use super::prometheus::PrometheusArgs;
 use crate::process;
@@ -225,9 +226,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let prometheus = args.prometheus.client()?;
     // Built before connecting to Kubernetes, so a bad flag is reported first.
     let analytics: Arc<dyn Analytics> = match args.analytics {
-        AnalyticsMode::Builtin => {
-            Arc::new(BuiltinAnalytics::new(PrometheusSource::new(prometheus)))
-        }
+        AnalyticsMode::Builtin => Arc::new(BuiltinAnalytics::new(
+            PrometheusSource::new(prometheus),
+            ChaCha,
+        )),
         AnalyticsMode::Remote => Arc::new(remote_analytics(&args)?),
     };
     let metrics = Arc::new(OperatorMetrics::new());

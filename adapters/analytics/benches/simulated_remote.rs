@@ -5,6 +5,7 @@
 //! `cargo bench -p iter8-analytics --bench simulated_remote`; `BENCH_RUNS` (default 200) sets
 //! the runs per mode. Prints the median and p90 wall time of a run and per reconcile.
 
+use iter8_rand::ChaCha;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,8 @@ impl Server {
 fn serve(rt: &Runtime, sim: &Sim) -> Server {
     let metrics = SharedMetrics(sim.shared_world());
     let clock = metrics.clone();
-    let state = AppState::new(metrics, "simulated Prometheus").with_clock(move || clock.now());
+    let state =
+        AppState::new(metrics, "simulated Prometheus", ChaCha).with_clock(move || clock.now());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

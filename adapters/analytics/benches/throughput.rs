@@ -5,6 +5,7 @@
 //! `cargo bench -p iter8-analytics --bench throughput`; `BENCH_REQUESTS` (default 20000) and
 //! `BENCH_CONCURRENCY` (default 1,16,64) tune the run.
 
+use iter8_rand::ChaCha;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,7 @@ fn main() {
         let prom_url = prom.url();
         let client =
             PrometheusClient::new(&PrometheusSettings::new(prom_url.clone())).expect("prometheus");
-        let state = AppState::new(PrometheusSource::new(client), prom_url);
+        let state = AppState::new(PrometheusSource::new(client), prom_url, ChaCha);
         let server = spawn(router(Arc::new(state))).await;
         let url = format!("http://{server}/api/v1/experiment/check_and_increment");
         let _ = run(&url, 500.min(total), 4).await; // warm-up

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use iter8_core::Strategy;
 use iter8_core::analytics::{self, AnalysisRequest};
 use iter8_core::measurement::{MetricReadings, MetricsQuery};
-use iter8_core::ports::MetricSource;
+use iter8_core::ports::{MetricSource, Randomness};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -47,20 +47,26 @@ pub const ALGORITHMS: [(&str, Strategy); 4] = [
 /// A clock, so tests can fix `now`.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// What the handlers share: the metric source, the URL reported as `metric_backend_url`, and
-/// the clock.
+/// What the handlers share: the metric source, the URL reported as `metric_backend_url`, the
+/// Bayesian strategies' randomness, and the clock.
 pub struct AppState<M> {
     source: M,
     metric_backend_url: String,
+    randomness: Box<dyn Randomness>,
     clock: Clock,
 }
 
 impl<M: MetricSource> AppState<M> {
     /// State over a metric source, using the system clock.
-    pub fn new(source: M, metric_backend_url: impl Into<String>) -> Self {
+    pub fn new(
+        source: M,
+        metric_backend_url: impl Into<String>,
+        randomness: impl Randomness + 'static,
+    ) -> Self {
         AppState {
             source,
             metric_backend_url: metric_backend_url.into(),
+            randomness: Box::new(randomness),
             clock: Arc::new(Utc::now),
         }
     }
@@ -83,7 +89,7 @@ impl<M: MetricSource> AppState<M> {
         let now = (self.clock)();
         let prepared = wire.prepare(strategy, now)?;
         let readings = self.measure(&prepared).await?;
-        let outcome = analytics::analyze(&prepared.request, &readings)?;
+        let outcome = analytics::analyze(&prepared.request, &readings, &*self.randomness)?;
         let mut response =
             AnalyticsResponseWire::from_outcome(&prepared, &outcome, &self.metric_backend_url);
         let long_ago = (now - prepared.baseline_window.end).num_seconds() >= 1800

@@ -25,6 +25,7 @@ use iter8_core::ports::{
 };
 use iter8_core::{Experiment, ExperimentStatus, Phase, TrafficSplit};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource};
+use iter8_rand::ChaCha;
 use serde_json::{Value, json};
 use support::*;
 
@@ -209,7 +210,7 @@ async fn the_tutorial_runs_through_remote_analytics_as_built_in() {
     let remote_steps = run(exp.clone(), &remote).await;
 
     let client = PrometheusClient::new(&PrometheusSettings::new(prom.url())).unwrap();
-    let builtin = BuiltinAnalytics::new(PrometheusSource::new(client).with_clock(t0));
+    let builtin = BuiltinAnalytics::new(PrometheusSource::new(client).with_clock(t0), ChaCha);
     let builtin_steps = run(exp, &builtin).await;
 
     // 20, 40, 60, 80 (the cap), then 100 to the candidate on success.

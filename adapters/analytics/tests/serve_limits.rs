@@ -4,6 +4,7 @@
 
 mod support;
 
+use iter8_rand::ChaCha;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ const CAI: &str = "/api/v1/experiment/check_and_increment";
 async fn start(prometheus: &str, max_queries: usize) -> SocketAddr {
     let settings = PrometheusSettings::new(prometheus).with_max_concurrent_queries(max_queries);
     let source = PrometheusSource::new(PrometheusClient::new(&settings).unwrap()).with_clock(now);
-    let state = AppState::new(source, prometheus).with_clock(now);
+    let state = AppState::new(source, prometheus, ChaCha).with_clock(now);
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(

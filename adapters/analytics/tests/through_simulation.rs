@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use iter8_analytics::{AppState, RemoteAnalytics, router};
 use iter8_core::{ConditionStatus, ConditionType, ExperimentStatus, Phase, TrafficSplit};
+use iter8_rand::ChaCha;
 use iter8_sim::analytics::{ExternalAnalytics, ReconcileFuture, SharedMetrics};
 use iter8_sim::tutorial::{self, NAMESPACE, PROFILES};
 use iter8_sim::world::World;
@@ -48,7 +49,8 @@ impl Server {
     fn start(rt: &Runtime, world: Arc<World>, addr: SocketAddr) -> Server {
         let metrics = SharedMetrics(world);
         let clock = metrics.clone();
-        let state = AppState::new(metrics, "simulated Prometheus").with_clock(move || clock.now());
+        let state =
+            AppState::new(metrics, "simulated Prometheus", ChaCha).with_clock(move || clock.now());
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

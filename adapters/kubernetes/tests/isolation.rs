@@ -14,6 +14,7 @@ use iter8_core::observation::RoutingObservation;
 use iter8_core::ports::{PortError, TrafficRouter};
 use iter8_istio::IstioRouter;
 use iter8_kubernetes::controller::Adapters;
+use iter8_rand::ChaCha;
 use serde_json::json;
 use support::*;
 
@@ -47,7 +48,10 @@ async fn a_panicking_reconcile_is_that_experiments_error_and_the_others_go_on() 
     cluster.apply_file("reviews-v3.yaml").await;
     let adapters = Adapters {
         router: Arc::new(PanicsForBoom(IstioRouter::new(cluster.client.clone()))),
-        analytics: Arc::new(BuiltinAnalytics::new(FakeMetrics::new(120.0, 100.0))),
+        analytics: Arc::new(BuiltinAnalytics::new(
+            FakeMetrics::new(120.0, 100.0),
+            ChaCha,
+        )),
         dashboard: Arc::new(NoDashboard),
         events: None,
     };

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use iter8_control_plane::eventually;
 use iter8_core::measurement::{MetricError, MetricReadings, MetricsQuery};
 use iter8_core::ports::MetricSource;
+use iter8_rand::ChaCha;
 
 use iter8_core::driver::BuiltinAnalytics;
 use iter8_core::engine::NoDashboard;
@@ -63,7 +64,10 @@ async fn a_status_decided_on_a_stale_version_is_refused_and_decided_again() {
     // not deployed in this cluster).
     let adapters = Adapters {
         router: Arc::new(iter8_istio::IstioRouter::new(client.clone())),
-        analytics: Arc::new(BuiltinAnalytics::new(FakeMetrics::new(120.0, 100.0))),
+        analytics: Arc::new(BuiltinAnalytics::new(
+            FakeMetrics::new(120.0, 100.0),
+            ChaCha,
+        )),
         dashboard: Arc::new(NoDashboard),
         events: None,
     };

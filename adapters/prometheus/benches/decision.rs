@@ -17,6 +17,7 @@ use iter8_core::measurement::Window;
 use iter8_core::model::{OnSuccess, Strategy, TargetKind, ToleranceType};
 use iter8_core::plan::{Criterion, Plan};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource};
+use iter8_rand::ChaCha;
 use support::istio_data::{NAMESPACE, T_END, openmetrics};
 use support::prometheus::TestPrometheus;
 
@@ -92,13 +93,13 @@ fn main() {
         // Warm-up: connections, Prometheus' caches.
         for _ in 0..20 {
             let m = source.measure_at(&query, end).await.expect("measure");
-            analyze(&request, &m.readings).expect("analyze");
+            analyze(&request, &m.readings, &ChaCha).expect("analyze");
         }
         let before = source.client().requests_sent();
         for _ in 0..decisions {
             let started = Instant::now();
             let m = source.measure_at(&query, end).await.expect("measure");
-            let outcome = analyze(&request, &m.readings).expect("analyze");
+            let outcome = analyze(&request, &m.readings, &ChaCha).expect("analyze");
             times.push(started.elapsed());
             assert_eq!(outcome.candidate_traffic_percentage, 20.0);
         }

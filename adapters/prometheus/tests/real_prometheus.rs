@@ -15,6 +15,7 @@ use iter8_core::plan::{Criterion, Plan};
 use iter8_core::ports::MetricSource;
 use iter8_core::{MetricReadings, MetricsConfig};
 use iter8_prometheus::{PrometheusClient, PrometheusSettings, PrometheusSource, RetryPolicy};
+use iter8_rand::ChaCha;
 use support::istio_data::{NAMESPACE, T_END, openmetrics};
 use support::prometheus::TestPrometheus;
 
@@ -268,7 +269,7 @@ async fn tutorial_decision_sends_three_queries_and_the_core_decides() {
     let readings = src.measure(&request.metrics_query()).await.unwrap();
     // iter8-analytics would send 2 criteria x 2 versions x (value + sample size) = 8.
     assert_eq!(src.client().requests_sent(), 3);
-    let outcome = analyze(&request, &readings).unwrap();
+    let outcome = analyze(&request, &readings, &ChaCha).unwrap();
     let a = &outcome.assessment;
     let latency = &a.success_criteria[0];
     assert!(latency.success_criterion_met, "{latency:?}");

@@ -28,11 +28,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::check_and_increment::{check_and_increment, conclusions};
-use super::prng::{self, Rng};
 use super::{AnalysisOutcome, AnalysisRequest, AnalyticsError};
 use crate::measurement::MetricReadings;
 use crate::model::{Assessment, CriterionAssessment, MinMax, Reading, ToleranceType};
 use crate::plan::Criterion;
+use crate::ports::{Draws, Randomness};
 
 /// Trials per decision (v0.2.1's `max_trials`).
 pub const TRIALS: u32 = 1000;
@@ -107,7 +107,7 @@ impl Belief {
         min_max: Option<&MinMax>,
         flavor: Flavor,
         higher_is_better: bool,
-        rng: &mut Rng,
+        draws: &mut dyn Draws,
     ) -> f64 {
         let clip = |x: f64, mean: f64| match (flavor, higher_is_better) {
             (Flavor::Posterior, _) => x,
@@ -116,10 +116,10 @@ impl Belief {
         };
         match (min_max, *self) {
             (Some(mm), Belief(Some(a), Some(b), _, _)) => {
-                let x = clip(prng::beta(rng, a, b), a / (a + b));
+                let x = clip(beta(draws, a, b), a / (a + b));
                 mm.min + (mm.max - mm.min) * x
             }
-            (_, Belief(_, _, Some(g), Some(s))) => clip(prng::normal(rng, g, s), g),
+            (_, Belief(_, _, Some(g), Some(s))) => clip(normal(draws, g, s), g),
             _ => f64::NAN,
         }
     }
@@ -186,7 +186,30 @@ fn belief_for(reading: &Reading, min_max: Option<&MinMax>, previous: Option<Beli
         .unwrap_or_else(|| Belief::prior(min_max))
 }
 
-/// Decides the candidate's next share with posterior or optimistic Bayesian routing.
+/// A Beta draw. Parameters that are not positive and finite are not drawn from: they give the
+/// mean of what is left (or 0.5), as v0.2.1's sampler did not loop or fail on them.
+fn beta(draws: &mut dyn Draws, alpha: f64, beta: f64) -> f64 {
+    let drawable = |x: f64| x > 0.0 && x.is_finite();
+    if drawable(alpha) && drawable(beta) {
+        draws.beta(alpha, beta)
+    } else if alpha + beta > 0.0 && (alpha + beta).is_finite() {
+        (alpha / (alpha + beta)).clamp(0.0, 1.0)
+    } else {
+        0.5
+    }
+}
+
+/// A normal draw; an `sd` that is negative or not finite gives `mean` without drawing.
+fn normal(draws: &mut dyn Draws, mean: f64, sd: f64) -> f64 {
+    if sd >= 0.0 && sd.is_finite() {
+        draws.normal(mean, sd)
+    } else {
+        mean
+    }
+}
+
+/// Decides the candidate's next share with posterior or optimistic Bayesian routing, drawing
+/// from `randomness` (the request's seed, a stream per iteration).
 ///
 /// `readings` holds one entry per criterion, plus one for the reward metric when
 /// `request.reward` is set and it was measured (without it, v0.2.1's stand-in reward is used).
@@ -194,6 +217,7 @@ pub fn bayesian_routing(
     request: &AnalysisRequest,
     readings: &[MetricReadings],
     flavor: Flavor,
+    randomness: &dyn Randomness,
 ) -> Result<AnalysisOutcome, AnalyticsError> {
     let n = request.criteria.len();
     let with_reward = match (&request.reward, readings.len()) {
@@ -281,7 +305,7 @@ pub fn bayesian_routing(
         arm("candidate", |c| c.candidate),
     ];
 
-    let mut rng = prng::for_call(request.seed, iteration);
+    let mut draws = randomness.draws(request.seed, iteration);
     let reward_is_counter = with_reward.is_some_and(|(m, _)| m.is_counter);
     let mut baseline_wins = 0u32;
     for _ in 0..TRIALS {
@@ -289,7 +313,7 @@ pub fn bayesian_routing(
         for (v, arm) in arms.iter().enumerate() {
             let reward = match &arm.reward {
                 Some((r, _)) if reward_is_counter => r.value.unwrap_or(f64::NAN),
-                Some((_, belief)) => belief.draw(reward_range, flavor, true, &mut rng),
+                Some((_, belief)) => belief.draw(reward_range, flavor, true, &mut *draws),
                 None => {
                     let total = arm.requests.max(0.0) + 2.0;
                     let alpha = if v == 0 {
@@ -297,14 +321,14 @@ pub fn bayesian_routing(
                     } else {
                         total * 2.0 / 3.0
                     };
-                    prng::beta(&mut rng, alpha, total - alpha)
+                    beta(&mut *draws, alpha, total - alpha)
                 }
             };
             let feasible = request.criteria.iter().enumerate().all(|(i, c)| {
                 let x = if c.metric.is_counter {
                     arm.readings[i].value
                 } else {
-                    Some(arm.beliefs[i].draw(c.min_max.as_ref(), flavor, false, &mut rng))
+                    Some(arm.beliefs[i].draw(c.min_max.as_ref(), flavor, false, &mut *draws))
                 };
                 match (c.tolerance_type == ToleranceType::Delta, x) {
                     (_, None) => false,
@@ -374,6 +398,40 @@ pub fn bayesian_routing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Draws that hold the port to its contract and record what was drawn.
+    #[derive(Default)]
+    struct Recorded(Vec<(&'static str, f64, f64)>);
+
+    impl Draws for Recorded {
+        fn beta(&mut self, alpha: f64, beta: f64) -> f64 {
+            assert!(alpha > 0.0 && beta > 0.0 && alpha.is_finite() && beta.is_finite());
+            self.0.push(("beta", alpha, beta));
+            0.25
+        }
+        fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+            assert!(sd >= 0.0 && sd.is_finite());
+            self.0.push(("normal", mean, sd));
+            mean + 1.0
+        }
+    }
+
+    #[test]
+    fn degenerate_parameters_give_the_mean_without_a_draw() {
+        let mut d = Recorded::default();
+        assert_eq!(beta(&mut d, 0.0, 0.0), 0.5);
+        assert_eq!(beta(&mut d, -1.0, f64::INFINITY), 0.5);
+        assert_eq!(beta(&mut d, f64::INFINITY, 1.0), 0.5);
+        assert_eq!(beta(&mut d, 0.0, 5.0), 0.0);
+        assert_eq!(beta(&mut d, 5.0, 0.0), 1.0);
+        assert_eq!(normal(&mut d, 3.0, -1.0), 3.0);
+        assert_eq!(normal(&mut d, 3.0, f64::NAN), 3.0);
+        assert!(d.0.is_empty(), "{:?}", d.0);
+        // Proper parameters are drawn from (a zero sd too: the stream stays as it was).
+        assert_eq!(beta(&mut d, 2.0, 5.0), 0.25);
+        assert_eq!(normal(&mut d, 3.0, 0.0), 4.0);
+        assert_eq!(d.0, vec![("beta", 2.0, 5.0), ("normal", 3.0, 0.0)]);
+    }
 
     #[test]
     fn beliefs_fit_as_v021() {

@@ -7,7 +7,6 @@ mod bayesian;
 mod check_and_increment;
 mod epsilon_greedy;
 mod increment_without_check;
-pub mod prng;
 mod state;
 
 pub use bayesian::{
@@ -32,6 +31,7 @@ use crate::measurement::{MetricError, MetricReadings, MetricsQuery, VersionTags,
 use crate::metrics_config::Metric;
 use crate::model::{Assessment, MinMax, Strategy};
 use crate::plan::{Criterion, Plan};
+use crate::ports::Randomness;
 
 /// Everything an analytics implementation (built in or remote) needs for one decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,20 +148,21 @@ pub enum AnalyticsError {
 }
 
 /// Runs the built-in analytics for a request over measured readings (one per criterion, in
-/// order).
+/// order); the Bayesian strategies draw from `randomness`.
 pub fn analyze(
     request: &AnalysisRequest,
     readings: &[MetricReadings],
+    randomness: &dyn Randomness,
 ) -> Result<AnalysisOutcome, AnalyticsError> {
     match request.strategy {
         Strategy::CheckAndIncrement => check_and_increment(request, readings),
         Strategy::IncrementWithoutCheck => increment_without_check(request),
         Strategy::EpsilonGreedy => epsilon_t_greedy(request, readings),
         Strategy::PosteriorBayesianRouting => {
-            bayesian_routing(request, readings, Flavor::Posterior)
+            bayesian_routing(request, readings, Flavor::Posterior, randomness)
         }
         Strategy::OptimisticBayesianRouting => {
-            bayesian_routing(request, readings, Flavor::Optimistic)
+            bayesian_routing(request, readings, Flavor::Optimistic, randomness)
         }
         ref other => Err(AnalyticsError::Invalid(format!(
             "strategy `{other}` is not available in the built-in analytics yet"

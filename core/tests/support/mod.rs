@@ -12,6 +12,7 @@ use iter8_core::{
     Experiment, ExperimentStatus, Measurement, MetricError, MetricErrorKind, MetricReadings,
     TrafficSplit, VersionReading,
 };
+use iter8_rand::ChaCha;
 
 /// A fixed start time.
 pub fn t0() -> DateTime<Utc> {
@@ -169,7 +170,7 @@ impl Run {
                 analyzed = true;
                 let req = pending.request();
                 let outcome = match (world.readings)(self.analyses, req) {
-                    Some(r) => analytics::analyze(req, &r),
+                    Some(r) => analytics::analyze(req, &r, &ChaCha),
                     None => Err(analytics::AnalyticsError::Service("down".into())),
                 };
                 self.analyses += 1;

@@ -2,6 +2,7 @@
 //! server over it.
 #![allow(dead_code)]
 
+use iter8_rand::ChaCha;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -52,7 +53,7 @@ pub fn now() -> DateTime<Utc> {
 pub async fn analytics_server(prometheus: &str) -> String {
     let client = PrometheusClient::new(&PrometheusSettings::new(prometheus)).unwrap();
     let source = PrometheusSource::new(client).with_clock(now);
-    let state = AppState::new(source, prometheus).with_clock(now);
+    let state = AppState::new(source, prometheus, ChaCha).with_clock(now);
     let addr = spawn(router(Arc::new(state))).await;
     format!("http://{addr}")
 }

@@ -26,6 +26,7 @@ use iter8_core::measurement::{
 use iter8_core::ports::MetricSource;
 use iter8_kubernetes::controller::{Adapters, Settings};
 use iter8_kubernetes::operator::{self, OperatorError, OperatorSettings};
+use iter8_rand::ChaCha;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -294,7 +295,7 @@ impl Running {
                 )),
                 http_route: Arc::new(iter8_gateway_api::GatewayRouter::new(client.clone())),
             }),
-            analytics: Arc::new(BuiltinAnalytics::new(metrics)),
+            analytics: Arc::new(BuiltinAnalytics::new(metrics, ChaCha)),
             dashboard: Arc::new(NoDashboard),
             events: None,
         };
