@@ -2,7 +2,8 @@
 //! the finalizer (a running experiment deleted is rolled back, then gone), routing applied by
 //! server-side apply under the Istio CRDs' schemas without touching what a user set on the same
 //! VirtualService, two operator processes on a real Lease (the leader killed with SIGKILL,
-//! the standby goes on, no iteration lost or repeated), and one process through part 1 while
+//! the standby goes on, no iteration lost or repeated), a leader cut off from the API server
+//! stepping down before its Lease runs out, and one process through part 1 while
 //! its watches are dropped: its endpoints, its metrics, and a clean stop on SIGTERM.
 
 mod cluster;
@@ -302,6 +303,90 @@ fn a_killed_leader_is_replaced_on_a_real_lease_without_losing_an_iteration() {
     };
     assert!(status.success(), "{status:?}");
     assert_eq!(lease_holder().unwrap_or_default(), "");
+}
+
+/// A leader cut off from the API server (every request it sends fails, its watches end) cannot
+/// renew its Lease; a standby would take the Lease once it expires. The leader steps down
+/// before that moment, so two instances never act as leaders together: it cancels its
+/// reconciles and exits with `lost the leadership Lease`, and the moment it logged is before
+/// the last renewal the API server holds runs out.
+#[test]
+fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_runs_out() {
+    let ns = "partition-check";
+    let lease = "iter8-partition-check";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cp = cluster();
+    let proxy = runtime.block_on(FaultProxy::start(&cp.server(), &cp.ca_pem()));
+    let (prometheus, kubeconfig) = bookinfo_with_reviews_v3(&runtime, ns, Some(proxy.url()));
+    let _guard = runtime.enter();
+    let mut operator = Operator::spawn(
+        &kubeconfig,
+        ns,
+        &prometheus.url(),
+        &[
+            "--leader-elect",
+            "--identity",
+            "cut-off",
+            "--lease-name",
+            lease,
+            "--lease-namespace",
+            "iter8",
+            "--lease-duration",
+            "6s",
+        ],
+    );
+    // Read past the proxy, as a standby would.
+    let read_lease = || object(cp, "lease", "iter8", lease).map(|l| l["spec"].clone());
+    wait_until(Duration::from_secs(30), "it leads", || {
+        operator.assert_running();
+        read_lease().is_some_and(|s| s["holderIdentity"] == "cut-off")
+    });
+    // Leading for a while: renewals go through.
+    std::thread::sleep(Duration::from_secs(7));
+    operator.assert_running();
+
+    proxy.fail_next(u32::MAX, 503, None);
+    proxy.drop_watches();
+    let cut = chrono::Utc::now();
+    let mut status = None;
+    wait_until(Duration::from_secs(30), "the cut-off leader exits", || {
+        status = operator.child.try_wait().unwrap();
+        status.is_some()
+    });
+    let status = status.unwrap();
+    let log = operator.log();
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        log.contains("lost the leadership Lease") && log.contains("not renewed in time"),
+        "{log}"
+    );
+    // When it stopped acting: the line that says its reconciles were cancelled.
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("lost the Lease"))
+        })
+        .unwrap_or_else(|| panic!("no step-down line: {log}"));
+    let stepped_down: chrono::DateTime<chrono::Utc> =
+        line["timestamp"].as_str().unwrap().parse().unwrap();
+    let spec = read_lease().expect("the Lease stays (the leader could not release it)");
+    assert_eq!(spec["holderIdentity"], "cut-off", "{spec:#}");
+    let renewed: chrono::DateTime<chrono::Utc> =
+        spec["renewTime"].as_str().unwrap().parse().unwrap();
+    let runs_out =
+        renewed + chrono::Duration::seconds(spec["leaseDurationSeconds"].as_i64().unwrap());
+    assert!(
+        cut <= stepped_down && stepped_down < runs_out,
+        "cut at {cut}, stepped down at {stepped_down}, the Lease ran out at {runs_out}"
+    );
+    eprintln!(
+        "stepped down {:.1} s after the cut, {:.1} s before the Lease ran out",
+        (stepped_down - cut).as_seconds_f64(),
+        (runs_out - stepped_down).as_seconds_f64()
+    );
 }
 
 /// `iter8 operator`, the binary, through part 1 (1 s interval, 3 iterations) after its watches

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::controller::{self, Adapters, Settings};
@@ -61,13 +62,16 @@ pub enum OperatorError {
         /// What failed.
         message: String,
     },
-    /// This instance lost the Lease while reconciling; it stops so that it restarts cleanly.
-    #[error("lost the leadership Lease {namespace}/{name}")]
+    /// This instance lost the Lease while reconciling, or could no longer renew it in time; it
+    /// stops so that it restarts cleanly.
+    #[error("lost the leadership Lease {namespace}/{name}: {reason}")]
     LostLeadership {
         /// The Lease's namespace.
         namespace: String,
         /// The Lease's name.
         name: String,
+        /// Why: another holder, or the last renewal about to run out.
+        reason: String,
     },
 }
 
@@ -187,12 +191,13 @@ async fn lead(
         message,
     };
     let seconds = election.duration.as_secs().max(2);
+    // Renewing at half-life leaves the other half for a failed renewal to be retried.
     let manager =
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
             .with_namespace(&election.namespace)
             .with_identity(&election.identity)
             .with_duration(seconds)
-            .with_grace((seconds / 3).max(1))
+            .with_grace(seconds.div_ceil(2))
             .build()
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -219,6 +224,11 @@ async fn lead(
     }
     tracing::info!(lease = %election.lease_name, "leading");
     let mut stop_run = stop.clone();
+    let in_doubt = lease_in_doubt(
+        Api::namespaced(client.clone(), &election.namespace),
+        election,
+        Duration::from_secs(seconds),
+    );
     let reconciling = controller::run(
         client,
         settings.controller.clone(),
@@ -229,27 +239,141 @@ async fn lead(
         },
     );
     // On shutdown the controller lets in-flight reconciles finish: this instance still holds
-    // the Lease. On Lease loss (or if the lease manager stops) another instance may already
-    // lead, so the controller is dropped at once, and with it every in-flight reconcile (they
-    // run inside its future), before any of them can write a status or a route decided as the
-    // former leader.
+    // the Lease. On Lease loss (or if the lease manager stops, or the last renewal is about to
+    // run out) another instance may lead, or soon, so the controller is dropped at once, and
+    // with it every in-flight reconcile (they run inside its future), before any of them can
+    // write a status or a route decided as the former leader.
     let mut leading = leader.clone();
     let lost = tokio::select! {
-        _ = reconciling => false,
-        _ = leading.wait_for(|l| !*l) => {
-            tracing::warn!(lease = %election.lease_name, "lost the Lease: in-flight reconciles cancelled");
-            true
-        }
+        _ = reconciling => None,
+        _ = leading.wait_for(|l| !*l) => Some("the lease manager reports another holder".to_string()),
+        reason = in_doubt => Some(reason),
     };
+    if let Some(reason) = &lost {
+        tracing::warn!(lease = %election.lease_name, %reason, "lost the Lease: in-flight reconciles cancelled");
+    }
     // Dropping the channel (every receiver) makes the manager release the Lease.
     drop(leading);
     drop(leader);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    if lost {
+    if let Some(reason) = lost {
         return Err(OperatorError::LostLeadership {
             namespace: election.namespace.clone(),
             name: election.lease_name.clone(),
+            reason,
         });
     }
     Ok(())
+}
+
+/// Resolves, with the reason, once this instance can no longer be sure it holds the Lease: the
+/// Lease names another holder or is gone, or the last renewal it read is about to run out by
+/// this process' clock (the clock the renewal was stamped with).
+///
+/// kube-lease-manager reports a loss only once a renewal reads another holder: while renewals
+/// fail (the API server slow or unreachable) it goes on reporting leadership, and a standby
+/// takes the Lease as soon as it expires. So the leader reads its Lease four times per Lease
+/// (a GET the install bundle's Role already allows) and steps down a margin before the expiry
+/// of the last renewal it read, as client-go's renew deadline does.
+async fn lease_in_doubt(api: Api<Lease>, election: &LeaderElection, lease: Duration) -> String {
+    let margin = step_down_margin(lease);
+    let every = lease / 4;
+    // Just acquired: good for a whole Lease from about now, until the first read says more.
+    let mut deadline = instant_after(lease.saturating_sub(margin));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let read = async {
+            ticks.tick().await;
+            tokio::time::timeout(every, api.get_opt(&election.lease_name)).await
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return format!("not renewed in time: stepped down {margin:?} before the Lease ran out");
+            }
+            result = read => match result {
+                Ok(Ok(Some(object))) => {
+                    let spec = object.spec.unwrap_or_default();
+                    if spec.holder_identity.as_deref() != Some(election.identity.as_str()) {
+                        return format!("held by {:?}", spec.holder_identity.unwrap_or_default());
+                    }
+                    if let (Some(renewed), Some(secs)) = (spec.renew_time, spec.lease_duration_seconds) {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        deadline = instant_after(time_left(renewed.0.as_millisecond(), secs, now, margin));
+                    }
+                }
+                Ok(Ok(None)) => return "the Lease was deleted".to_string(),
+                // The deadline stands; the next read may still confirm a renewal.
+                Ok(Err(error)) => {
+                    tracing::warn!(lease = %election.lease_name, %error, "reading the Lease failed");
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %election.lease_name, "reading the Lease timed out after {every:?}");
+                }
+            },
+        }
+    }
+}
+
+/// `d` from now; a duration past what the clock can hold is a year (a Lease that long is
+/// never in doubt on time alone).
+fn instant_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// How long before its Lease runs out a leader that has not renewed steps down: a sixth of the
+/// Lease, at most a second (clock skew between replicas and the time to stop acting). Renewals
+/// come at half-life and are read every quarter, so a healthy leader is far from it.
+fn step_down_margin(lease: Duration) -> Duration {
+    (lease / 6).min(Duration::from_secs(1))
+}
+
+/// Time until a leader renewed at `renewed_ms` (Unix milliseconds) for `lease_secs` must step
+/// down, `margin` before the Lease runs out; zero once that moment has passed, and never more
+/// than one Lease from now (a renewal stamped ahead of this clock proves no more).
+fn time_left(renewed_ms: i64, lease_secs: i32, now_ms: i64, margin: Duration) -> Duration {
+    let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = i64::from(lease_secs.max(0)) * 1000;
+    let left = renewed_ms
+        .saturating_add(lease_ms)
+        .saturating_sub(now_ms)
+        .min(lease_ms)
+        .saturating_sub(margin_ms);
+    Duration::from_millis(u64::try_from(left).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_steps_down_a_margin_before_its_last_renewal_runs_out() {
+        let margin = step_down_margin(Duration::from_secs(15));
+        assert_eq!(margin, Duration::from_secs(1));
+        assert_eq!(
+            step_down_margin(Duration::from_secs(3)),
+            Duration::from_millis(500)
+        );
+        // Renewed at t = 100 s for 15 s: at t = 107.5 s, 6.5 s are left before 114 s.
+        assert_eq!(
+            time_left(100_000, 15, 107_500, margin),
+            Duration::from_millis(6_500)
+        );
+        // Past the step-down moment, or a renewal stamped far in the past: step down now.
+        assert_eq!(time_left(100_000, 15, 114_001, margin), Duration::ZERO);
+        assert_eq!(time_left(i64::MIN, 15, 0, margin), Duration::ZERO);
+        // A renewal stamped ahead of this clock gives one Lease at most; odd stamps and
+        // durations neither overflow nor panic.
+        assert_eq!(
+            time_left(200_000, 15, 100_000, margin),
+            Duration::from_secs(14)
+        );
+        assert_eq!(
+            time_left(i64::MAX, i32::MAX, 0, margin),
+            Duration::from_millis(i64::from(i32::MAX) as u64 * 1000 - 1_000)
+        );
+        assert_eq!(time_left(100_000, -5, 0, margin), Duration::ZERO);
+    }
 }

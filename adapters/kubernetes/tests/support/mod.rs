@@ -341,6 +341,11 @@ impl Running {
         }
     }
 
+    /// Whether the operator has stopped on its own (an error, a lost Lease).
+    pub fn has_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// SIGTERM: stops and waits.
     pub async fn stop(mut self) -> Result<(), OperatorError> {
         if let Some(stop) = self.stop.take() {
