@@ -377,7 +377,7 @@ mod tests {
                 "GET http://127.0.0.1:9090/api/v1/query: connection refused",
             ))
         });
-        // Check-and-increment draws nothing: a draw would fail the mock.
+        // The measurement fails before any strategy runs, so nothing is drawn.
         let analytics = BuiltinAnalytics::new(source, MockRandomness::new());
         let mut store = MockExperimentStore::new();
         store.expect_add_finalizer().returning(|_| Ok(()));

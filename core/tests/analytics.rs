@@ -456,3 +456,49 @@ fn increment_without_check_steps_while_within_the_cap() {
     }
     assert_eq!(seen, [20.0, 40.0, 40.0]);
 }
+
+/// A Randomness that records which streams a strategy asks for, drawing from ChaCha.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(u64, u64)>>);
+
+impl iter8_core::ports::Randomness for Recorded {
+    fn draws(&self, seed: u64, call: u64) -> Box<dyn iter8_core::ports::Draws> {
+        self.0.lock().unwrap().push((seed, call));
+        ChaCha.draws(seed, call)
+    }
+}
+
+#[test]
+fn bayesian_strategies_draw_from_the_request_seed_one_stream_per_iteration() {
+    let readings = latency((10.0, 50.0), (12.0, 50.0));
+    for strategy in [
+        iter8_core::Strategy::PosteriorBayesianRouting,
+        iter8_core::Strategy::OptimisticBayesianRouting,
+    ] {
+        let mut first = request(LATENCY, None);
+        first.strategy = strategy.clone();
+        first.seed = 42;
+        let recorded = Recorded::default();
+        let out = analytics::analyze(&first, &readings, &recorded).unwrap();
+        let second = AnalysisRequest {
+            last_state: Some(out.state.clone()),
+            ..first.clone()
+        };
+        analytics::analyze(&second, &readings, &recorded).unwrap();
+        assert_eq!(
+            *recorded.0.lock().unwrap(),
+            [(42, 0), (42, 1)],
+            "{strategy}"
+        );
+        // The same request and draws decide the same way.
+        assert_eq!(
+            analytics::analyze(&first, &readings, &ChaCha).unwrap(),
+            out,
+            "{strategy}"
+        );
+    }
+    // Check-and-increment draws nothing.
+    let recorded = Recorded::default();
+    analytics::analyze(&request(LATENCY, None), &readings, &recorded).unwrap();
+    assert!(recorded.0.lock().unwrap().is_empty());
+}

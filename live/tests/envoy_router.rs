@@ -64,8 +64,8 @@ async fn routes_are_confirmed_served_and_survive_an_envoy_restart() {
         Some("reviews-v3-rollout.bookinfo-iter8")
     );
 
-    let (share, n) = served_share(&stack, "reviews-v2", "reviews-v3", 3).await;
-    assert!(n >= 250, "only {n} requests served");
+    let (share, n) = served_share(&stack, "reviews-v2", "reviews-v3", 6).await;
+    assert!(n >= 500, "only {n} requests served");
     assert!(
         (share - 40.0).abs() <= chance_tolerance(40.0, n),
         "served {share:.1}% of {n} to the candidate, routed 40%"
@@ -78,9 +78,9 @@ async fn routes_are_confirmed_served_and_survive_an_envoy_restart() {
     let route = router.served_routes().await.unwrap().unwrap();
     assert_eq!(route.weight_of("reviews-v3"), 40);
     assert_eq!(router.observe(&exp).await.unwrap().split, Some(split));
-    let (share, n) = served_share(&stack, "reviews-v2", "reviews-v3", 3).await;
+    let (share, n) = served_share(&stack, "reviews-v2", "reviews-v3", 6).await;
     assert!(
-        n >= 250 && (share - 40.0).abs() <= chance_tolerance(40.0, n),
+        n >= 500 && (share - 40.0).abs() <= chance_tolerance(40.0, n),
         "after restart: {share:.1}% of {n}"
     );
 

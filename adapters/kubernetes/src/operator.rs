@@ -190,7 +190,8 @@ async fn lead(
         name: election.lease_name.clone(),
         message,
     };
-    let seconds = election.duration.as_secs().max(2);
+    // At least 3 s: below that a renewal, its read and the step-down margin do not fit.
+    let seconds = election.duration.as_secs().max(3);
     // Renewing at half-life leaves the other half for a failed renewal to be retried.
     let manager =
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
@@ -224,11 +225,8 @@ async fn lead(
     }
     tracing::info!(lease = %election.lease_name, "leading");
     let mut stop_run = stop.clone();
-    let in_doubt = lease_in_doubt(
-        Api::namespaced(client.clone(), &election.namespace),
-        election,
-        Duration::from_secs(seconds),
-    );
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &election.namespace);
+    let in_doubt = lease_in_doubt(leases.clone(), election, Duration::from_secs(seconds));
     let reconciling = controller::run(
         client,
         settings.controller.clone(),
@@ -246,16 +244,26 @@ async fn lead(
     let mut leading = leader.clone();
     let lost = tokio::select! {
         _ = reconciling => None,
-        _ = leading.wait_for(|l| !*l) => Some("the lease manager reports another holder".to_string()),
-        reason = in_doubt => Some(reason),
+        _ = leading.wait_for(|l| !*l) => Some(None),
+        reason = in_doubt => Some(Some(reason)),
+    };
+    let lost = match lost {
+        None => None,
+        Some(Some(reason)) => Some(reason),
+        Some(None) => Some(holder(&leases, election).await),
     };
     if let Some(reason) = &lost {
         tracing::warn!(lease = %election.lease_name, %reason, "lost the Lease: in-flight reconciles cancelled");
+        // Not released: the manager's idea of the holder may be stale, and its release clears
+        // the holder without a precondition, which could free another instance's Lease.
+        task.abort();
+    } else {
+        // A clean stop: dropping the channel (every receiver) makes the manager release the
+        // Lease, so a standby takes over at once.
+        drop(leading);
+        drop(leader);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    // Dropping the channel (every receiver) makes the manager release the Lease.
-    drop(leading);
-    drop(leader);
-    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     if let Some(reason) = lost {
         return Err(OperatorError::LostLeadership {
             namespace: election.namespace.clone(),
@@ -272,14 +280,17 @@ async fn lead(
 ///
 /// kube-lease-manager reports a loss only once a renewal reads another holder: while renewals
 /// fail (the API server slow or unreachable) it goes on reporting leadership, and a standby
-/// takes the Lease as soon as it expires. So the leader reads its Lease four times per Lease
+/// takes the Lease as soon as it expires. So the leader reads its Lease six times per Lease
 /// (a GET the install bundle's Role already allows) and steps down a margin before the expiry
 /// of the last renewal it read, as client-go's renew deadline does.
 async fn lease_in_doubt(api: Api<Lease>, election: &LeaderElection, lease: Duration) -> String {
     let margin = step_down_margin(lease);
-    let every = lease / 4;
-    // Just acquired: good for a whole Lease from about now, until the first read says more.
-    let mut deadline = instant_after(lease.saturating_sub(margin));
+    let every = lease / 6;
+    // Leadership was just reported: the manager acquired or renewed the Lease about now, or (a
+    // restart with the same identity, the Lease still naming it) renews it at once. So the
+    // first Lease from now stands even if a read still shows the renewal from before.
+    let first = instant_after(lease.saturating_sub(margin));
+    let mut deadline = first;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -299,7 +310,7 @@ async fn lease_in_doubt(api: Api<Lease>, election: &LeaderElection, lease: Durat
                     }
                     if let (Some(renewed), Some(secs)) = (spec.renew_time, spec.lease_duration_seconds) {
                         let now = chrono::Utc::now().timestamp_millis();
-                        deadline = instant_after(time_left(renewed.0.as_millisecond(), secs, now, margin));
+                        deadline = instant_after(time_left(renewed.0.as_millisecond(), secs, now, margin)).max(first);
                     }
                 }
                 Ok(Ok(None)) => return "the Lease was deleted".to_string(),
@@ -315,6 +326,22 @@ async fn lease_in_doubt(api: Api<Lease>, election: &LeaderElection, lease: Durat
     }
 }
 
+/// Why the lease manager reported the Lease lost: who holds it now, as a read shows.
+async fn holder(api: &Api<Lease>, election: &LeaderElection) -> String {
+    let read = tokio::time::timeout(Duration::from_secs(5), api.get_opt(&election.lease_name));
+    match read.await {
+        Ok(Ok(Some(object))) => format!(
+            "held by {:?}",
+            object
+                .spec
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default()
+        ),
+        Ok(Ok(None)) => "the Lease was deleted".to_string(),
+        _ => "the lease manager reports another holder".to_string(),
+    }
+}
+
 /// `d` from now; a duration past what the clock can hold is a year (a Lease that long is
 /// never in doubt on time alone).
 fn instant_after(d: Duration) -> tokio::time::Instant {
@@ -325,7 +352,7 @@ fn instant_after(d: Duration) -> tokio::time::Instant {
 
 /// How long before its Lease runs out a leader that has not renewed steps down: a sixth of the
 /// Lease, at most a second (clock skew between replicas and the time to stop acting). Renewals
-/// come at half-life and are read every quarter, so a healthy leader is far from it.
+/// come at half-life and are read every sixth, so a healthy leader is far from it.
 fn step_down_margin(lease: Duration) -> Duration {
     (lease / 6).min(Duration::from_secs(1))
 }

@@ -164,8 +164,8 @@ async fn a_leader_that_loses_its_lease_writes_nothing_more() {
     let experiment_version = resource_version(&experiment(&cluster, PART1).await);
     let routing_version = resource_version(&virtual_service(&cluster, &host).await);
 
-    // Another instance takes the Lease (for a minute); the leader sees it when it next reads
-    // its Lease (every quarter of the Lease) and steps down.
+    // Another instance takes the Lease; the leader sees it when it next reads its Lease
+    // (every sixth of the Lease), or its lease manager does, and steps down.
     let taken_at = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string();

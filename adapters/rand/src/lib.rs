@@ -28,12 +28,12 @@ impl Randomness for ChaCha {
 struct Stream(ChaCha8Rng);
 
 impl Draws for Stream {
+    // The core passes only parameters inside the port's contract (it handles the others
+    // itself); what rand_distr would still reject gives a neutral value, never a panic.
     fn beta(&mut self, alpha: f64, beta: f64) -> f64 {
-        // The core passes only positive, finite parameters; anything else gives the mean
-        // rather than a panic.
         match Beta::new(alpha, beta) {
             Ok(d) => d.sample(&mut self.0),
-            Err(_) => alpha / (alpha + beta),
+            Err(_) => 0.5,
         }
     }
 
@@ -84,9 +84,10 @@ mod tests {
     }
 
     #[test]
-    fn parameters_outside_the_contract_give_the_mean_not_a_panic() {
+    fn parameters_rand_distr_rejects_give_a_neutral_value_not_a_panic() {
         let mut d = ChaCha.draws(1, 0);
-        assert_eq!(d.beta(0.0, 5.0), 0.0);
+        assert_eq!(d.beta(0.0, 5.0), 0.5);
+        assert_eq!(d.beta(0.0, 0.0), 0.5);
         assert_eq!(d.normal(3.0, f64::NAN), 3.0);
     }
 }
