@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use iter8_control_plane::{
-    Behaviour, ControlPlane, FakePrometheus, FaultProxy, http_get, repo_root,
+    Behaviour, ControlPlane, FakePrometheus, FaultProxy, http_get, repo_root, run_iter8,
 };
 use serde_json::Value;
 
@@ -156,7 +156,7 @@ fn run(args: &Args, runtime: &tokio::runtime::Runtime, n: usize) -> Figures {
         )
         .expect("the Istio CRDs"),
     );
-    cp.apply_crds(&iter8(&args.binary, &["install"]));
+    cp.apply_crds(&run_iter8(&args.binary, &["install"]));
     // Each namespace's own ConfigMap is read instead of the stock one.
     cp.kubectl_ok(
         &["delete", "configmap", "-n", "iter8", "iter8config-metrics"],
@@ -366,20 +366,6 @@ fn experiment(ns: &str, i: usize, interval: u64, iterations: u32) -> String {
          successCriteria:\n      - metricName: iter8_latency\n        toleranceType: threshold\n        \
          tolerance: 200\n        sampleSize: 5\n        stopOnFailure: true\n"
     )
-}
-
-fn iter8(binary: &PathBuf, args: &[&str]) -> String {
-    let out = Command::new(binary)
-        .args(args)
-        .output()
-        .expect("the iter8 binary runs");
-    assert!(
-        out.status.success(),
-        "iter8 {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 /// Every Experiment; `None` when the API server does not answer (kubectl gives up after 20 s:

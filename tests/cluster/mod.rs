@@ -23,17 +23,7 @@ pub const ISTIO_CRDS: &str = concat!(
 
 /// Runs `iter8 <args>` and returns its standard output.
 pub fn iter8(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_iter8"))
-        .args(args)
-        .output()
-        .expect("the iter8 binary runs");
-    assert!(
-        out.status.success(),
-        "iter8 {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    iter8_control_plane::run_iter8(Path::new(env!("CARGO_BIN_EXE_iter8")), args)
 }
 
 /// The control plane of this test binary with `iter8 install`'s bundle and the Istio

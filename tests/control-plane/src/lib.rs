@@ -308,6 +308,23 @@ impl Drop for ControlPlane {
     }
 }
 
+/// Runs the `iter8` binary at `binary` with `args` and returns its standard output; panics with
+/// its standard error if it fails (the tests' and benchmarks' set-up: `iter8 install`, `iter8
+/// crd`, ...).
+pub fn run_iter8(binary: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary)
+        .args(args)
+        .output()
+        .expect("the iter8 binary runs");
+    assert!(
+        out.status.success(),
+        "iter8 {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 /// A client for a kubeconfig file.
 pub async fn client_for(kubeconfig: &Path) -> kube::Client {
     // kube is built with ring only; installing twice is harmless.
